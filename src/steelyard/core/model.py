@@ -1,0 +1,60 @@
+"""Servers and pool snapshots: the data the control plane publishes to the data plane.
+
+Invariants:
+- ``Server`` is immutable apart from its ``load`` record. Identity is the object:
+  a server that is unchanged across two snapshots is the *same* object, so load
+  counters and EWMAs survive a snapshot swap.
+- ``ServerLoad`` is written only by the data plane (``active`` on start/finish) and
+  by balancers' ``on_done`` hooks (``ewma``/``ewma_stamp``); it is never locked
+  because one event loop owns it.
+- ``PoolSnapshot`` is never mutated after it is built; publishing a new one is one
+  reference assignment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .balancing.base import Balancer
+
+
+class ServerLoad:
+    """Mutable load record of one server, shared by every snapshot that holds it."""
+
+    __slots__ = ("active", "ewma", "ewma_stamp", "requests", "failures")
+
+    def __init__(self) -> None:
+        self.active = 0  # requests (or connections) in flight right now
+        self.ewma = 0.0  # seconds; least_time's moving average of response time
+        self.ewma_stamp = 0.0  # clock reading of the last EWMA update
+        self.requests = 0  # completed requests
+        self.failures = 0  # requests that ended in a proxy-side error
+
+    def __repr__(self) -> str:
+        return f"ServerLoad(active={self.active}, ewma={self.ewma:.6f}, requests={self.requests})"
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Server:
+    """One upstream server of a pool. ``name`` defaults to ``host:port``."""
+
+    name: str
+    host: str
+    port: int
+    weight: int = 1
+    load: ServerLoad = field(default_factory=ServerLoad, repr=False)
+
+    @property
+    def address(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class PoolSnapshot:
+    """What the data plane reads for one pool: the usable servers and their picker."""
+
+    name: str
+    servers: tuple[Server, ...]
+    balancer: "Balancer"

@@ -1,0 +1,100 @@
+"""``steelyard`` command line: serve, check, backend, demo."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from .config import ConfigError, _parse_duration, describe, load_config, split_host_port
+
+
+def _duration(text: str) -> float:
+    try:
+        return _parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _address(text: str) -> tuple[str, int]:
+    try:
+        return split_host_port(text, allow_port_zero=True)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _load(path: str):
+    try:
+        return load_config(path)
+    except ConfigError as err:
+        print(f"steelyard: invalid configuration\n{err}", file=sys.stderr)
+        sys.exit(2)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .control.runtime import run
+
+    run(_load(args.config))
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    print(f"{args.config}: configuration is valid\n")
+    print(describe(config))
+    return 0
+
+
+def cmd_backend(args: argparse.Namespace) -> int:
+    from .demo.backend import run_backend
+
+    host, port = args.listen
+    run_backend(args.name, host, port, delay=args.delay)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo.lab import run_demo
+
+    host, port = args.listen
+    run_demo(host, port, first_backend_port=args.backend_port)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="steelyard", description="A software load balancer.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log control-plane events")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the balancer in the foreground")
+    p.add_argument("--config", "-c", required=True, help="TOML configuration file")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("check", help="validate a configuration file and summarize it")
+    p.add_argument("--config", "-c", required=True, help="TOML configuration file")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("backend", help="run a demo application server")
+    p.add_argument("--name", required=True, help="name reported in X-Served-By")
+    p.add_argument("--listen", required=True, type=_address, help="HOST:PORT to listen on")
+    p.add_argument("--delay", type=_duration, default=0.0, help="latency added to every answer, e.g. 20ms")
+    p.set_defaults(func=cmd_backend)
+
+    p = sub.add_parser("demo", help="three demo backends behind the balancer")
+    p.add_argument("--listen", type=_address, default=("127.0.0.1", 8080), help="balancer address")
+    p.add_argument("--backend-port", type=int, default=9001, help="first of three backend ports")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return args.func(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""The running balancer: builds pools and listeners from a validated config, starts and stops them.
+
+The control plane owns every ``PoolRuntime`` and publishes snapshots into it; the
+data plane (listeners and their connections) only reads ``pool.snapshot``.
+Shutdown order: stop accepting, let in-flight requests finish within the grace
+period (idle keep-alive connections close at once), abort what is left, close
+upstream connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import signal
+from typing import Any
+
+from ..core.model import Server
+from ..proxy.http.listener import HttpListener
+from ..proxy.http.router import build_router
+from ..proxy.http.upstream import ConnPool
+from ..proxy.pool import PoolRuntime
+
+log = logging.getLogger("steelyard")
+
+
+def servers_from_config(pool_cfg: Any) -> list[Server]:
+    return [Server(name=s.name, host=s.host, port=s.port, weight=s.weight) for s in pool_cfg.servers]
+
+
+class Runtime:
+    def __init__(self, config: Any, *, rng: random.Random | None = None) -> None:
+        self.config = config
+        self.rng = rng or random.Random()
+        self.pools: dict[str, PoolRuntime] = {}
+        self.listeners: dict[str, HttpListener] = {}
+        self._sweeper: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        for pc in self.config.pools:
+            self.pools[pc.name] = PoolRuntime(
+                pc.name,
+                pc.algorithm,
+                pc.balancer_options(),
+                servers_from_config(pc),
+                make_upstream=_upstream_factory(loop, pc),
+                rng=self.rng,
+                clock=loop.time,
+                connect_timeout=pc.connect_timeout,
+                timeout=pc.timeout,
+            )
+        try:
+            for lc in self.config.listeners:
+                listener = HttpListener(
+                    lc.name,
+                    lc.host,
+                    lc.port,
+                    build_router(lc, self.pools),
+                    loop=loop,
+                    keepalive_timeout=lc.keepalive_timeout,
+                    request_timeout=lc.request_timeout,
+                )
+                await listener.start()
+                self.listeners[lc.name] = listener
+                log.info("listener %s on %s:%d (http) -> pool %s", lc.name, lc.host, listener.port, lc.pool)
+        except BaseException:
+            await self.stop(grace=0)
+            raise
+        self._sweeper = loop.create_task(self._sweep_upstreams())
+
+    async def _sweep_upstreams(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(1.0)
+            now = loop.time()
+            for pool in self.pools.values():
+                pool.sweep(now)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Graceful stop: in-flight requests get ``grace`` seconds (config's shutdown_grace)."""
+        if grace is None:
+            grace = self.config.shutdown_grace
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for listener in self.listeners.values():
+            listener.stop_accepting()
+        for listener in self.listeners.values():
+            listener.shutdown_connections()
+        results = await asyncio.gather(*(lst.wait_idle(grace) for lst in self.listeners.values()))
+        if not all(results):
+            log.warning("grace period of %.1fs over: aborting the connections still open", grace)
+        for listener in self.listeners.values():
+            listener.abort_connections()
+            await listener.close()
+        for pool in self.pools.values():
+            pool.close()
+
+
+def _upstream_factory(loop: asyncio.AbstractEventLoop, pc: Any):
+    def make(server: Server) -> ConnPool:
+        return ConnPool(
+            server,
+            loop,
+            max_idle=pc.max_idle,
+            idle_timeout=pc.idle_timeout,
+            connect_timeout=pc.connect_timeout,
+            timeout=pc.timeout,
+        )
+
+    return make
+
+
+async def serve_forever(config: Any, *, ready: Any = None) -> None:
+    """Run until SIGTERM or SIGINT, then stop gracefully."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    runtime = Runtime(config)
+    await runtime.start()
+    for name, lst in runtime.listeners.items():
+        print(f"steelyard: listener {name} serving http on {lst.host}:{lst.port}", flush=True)
+    if ready is not None:
+        ready(runtime)
+    await stop.wait()
+    print("steelyard: stopping: no new connections, finishing in-flight requests", flush=True)
+    await runtime.stop()
+    print("steelyard: stopped", flush=True)
+
+
+def run(config: Any) -> None:
+    """Blocking entry point for ``steelyard serve``: uvloop when available."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency
+        asyncio.run(serve_forever(config))
+    else:
+        uvloop.run(serve_forever(config))

@@ -1,0 +1,82 @@
+"""``steelyard demo``: three demo backends of different speeds behind the balancer, in one process.
+
+The default pool balances round robin; each algorithm also has a pool of its own
+under a path prefix (``/weighted/``, ``/least_conn/`` ...), so one running demo
+shows every algorithm side by side. State is in memory; nothing else is needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+from ..config import parse_config
+from ..control.runtime import Runtime
+from .backend import start_backend
+
+BACKENDS = (("fast", 0.0), ("medium", 0.02), ("slow", 0.08))
+ALGORITHMS = ("weighted_round_robin", "ip_hash", "consistent_hash", "least_conn", "least_time", "random", "p2c")
+PREFIX = {"weighted_round_robin": "weighted", "consistent_hash": "hash"}
+
+
+def demo_config(host: str, port: int, backend_ports: list[int]) -> dict:
+    weights = (5, 1, 1)
+    servers = [
+        {"address": f"127.0.0.1:{p}", "name": name, "weight": w}
+        for p, (name, _), w in zip(backend_ports, BACKENDS, weights)
+    ]
+    bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    pools = [{"name": "app", "algorithm": "round_robin", "servers": servers}]
+    routes = []
+    for algo in ALGORITHMS:
+        pool = {"name": algo, "algorithm": algo, "servers": servers}
+        if algo == "consistent_hash":
+            pool["hash_on"] = "uri"
+        pools.append(pool)
+        routes.append({"path_prefix": f"/{PREFIX.get(algo, algo)}/", "pool": algo})
+    return {
+        "shutdown_grace": "2s",
+        "listener": [{"name": "web", "bind": bind, "pool": "app", "route": routes}],
+        "pool": pools,
+    }
+
+
+def _tips(host: str, port: int) -> str:
+    base = f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
+    lines = [
+        f"steelyard demo: balancer on {base}, backends {', '.join(n for n, _ in BACKENDS)} (0, 20 and 80 ms)",
+        "Things to try:",
+        f"  curl -si {base}/ | grep X-Served-By              # round robin: run it a few times",
+        f"  for i in $(seq 14); do curl -s -D- -o /dev/null {base}/weighted/ | grep -i x-served-by; done"
+        " | sort | uniq -c   # 5:1:1",
+        f"  curl -s {base}/hash/some/key | grep server        # same URI, same server",
+        f"  wrk -t2 -c32 -d5s {base}/least_time/   # then compare shares with /least_conn/ and /p2c/",
+        f"  curl -s {base}/bytes/1048576 | sha256sum           # streamed download",
+        "Prefixes: /weighted/ /ip_hash/ /hash/ /least_conn/ /least_time/ /random/ /p2c/ ; Ctrl-C stops.",
+    ]
+    return "\n".join(lines)
+
+
+async def _demo(host: str, port: int, first_backend_port: int) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    backends = []
+    for i, (name, delay) in enumerate(BACKENDS):
+        backends.append(await start_backend(name, "127.0.0.1", first_backend_port + i, delay=delay))
+    ports = [b.sockets[0].getsockname()[1] for b in backends]
+    runtime = Runtime(parse_config(demo_config(host, port, ports), source="<demo>"))
+    await runtime.start()
+    print(_tips(host, runtime.listeners["web"].port), flush=True)
+    await stop.wait()
+    await runtime.stop()
+    for b in backends:
+        b.close()
+    print("steelyard demo: stopped", flush=True)
+
+
+def run_demo(host: str = "127.0.0.1", port: int = 8080, first_backend_port: int = 9001) -> None:
+    import uvloop
+
+    uvloop.run(_demo(host, port, first_backend_port))

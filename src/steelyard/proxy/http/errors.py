@@ -1,0 +1,49 @@
+"""Canned responses the proxy writes itself (errors a user can read)."""
+
+from __future__ import annotations
+
+_REASONS = {
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    413: "Content Too Large",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
+
+_DETAILS = {
+    400: "steelyard: the request could not be parsed.",
+    405: "steelyard: this method is not supported here.",
+    408: "steelyard: the request did not arrive in time.",
+    500: "steelyard: internal error while handling the request.",
+    502: "steelyard: the upstream server refused, reset or broke the connection.",
+    503: "steelyard: no server is available in this pool.",
+    504: "steelyard: the upstream server did not answer in time.",
+}
+
+
+def reason(status: int) -> bytes:
+    return _REASONS.get(status, "Error").encode()
+
+
+def error_response(status: int, *, close: bool, detail: str | None = None) -> bytes:
+    """A complete HTTP/1.1 response with a short plain-text body explaining ``status``."""
+    body = ((detail or _DETAILS.get(status) or reason(status).decode()) + "\n").encode()
+    return b"".join(
+        (
+            b"HTTP/1.1 %d %s\r\n" % (status, reason(status)),
+            b"Content-Type: text/plain; charset=utf-8\r\n",
+            b"Content-Length: %d\r\n" % len(body),
+            b"Connection: close\r\n" if close else b"",
+            b"\r\n",
+            body,
+        )
+    )
+
+
+# Pre-built copies for the common cases, so the error path allocates nothing.
+CANNED = {(s, c): error_response(s, close=c) for s in (400, 405, 408, 502, 503, 504) for c in (False, True)}

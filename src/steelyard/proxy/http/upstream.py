@@ -1,0 +1,346 @@
+"""Upstream side of the L7 proxy: one HTTP/1.1 connection to a server, and the pool of them.
+
+State machine of an ``UpstreamConnection`` (one request at a time, never pipelined):
+
+    connecting --connection_made--> idle --start(ex)--> busy
+    busy --response complete, keep-alive, request fully sent--> idle (back in the pool)
+    busy --response complete otherwise / error / timeout--> closed
+    busy --101 Switching Protocols--> tunnel (raw bytes both ways until either side closes)
+    idle --server closes / idle too long / pool closed--> closed
+
+Rules:
+- The response head is forwarded only once complete; body bytes are forwarded as
+  they arrive, re-framed for the client (Content-Length kept, otherwise chunked
+  for HTTP/1.1 clients or delimited by close for HTTP/1.0 ones).
+- Everything one ``data_received`` produces for the client goes out in one write.
+- A failure before any response byte reached the client becomes an error response
+  (502, or 504 on timeout); after that the client connection is aborted, because
+  a half-sent response cannot be repaired.
+- Flow control: when the client's transport is full, this connection stops
+  reading; when this connection's transport is full, the client's stops reading.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import TYPE_CHECKING
+
+from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
+
+from ...core.model import Server
+from . import headers as H
+
+if TYPE_CHECKING:
+    from .downstream import DownstreamProtocol
+    from .exchange import Exchange
+
+# downstream framing modes
+NONE, RAW, CHUNKED = 0, 1, 2
+
+
+class UpstreamConnection(asyncio.Protocol):
+    __slots__ = (
+        "pool", "transport", "parser", "ex", "down", "reused", "timer", "tunnel",
+        "parts", "tokens", "clen", "chunked", "upgrade", "reason", "mode", "out",
+        "complete", "interim", "responded", "got_bytes", "idle_since", "closed", "keep",
+    )  # fmt: skip
+
+    def __init__(self, pool: "ConnPool") -> None:
+        self.pool = pool
+        self.transport: asyncio.Transport | None = None
+        self.parser = HttpResponseParser(self)
+        self.ex: Exchange | None = None
+        self.down: DownstreamProtocol | None = None
+        self.reused = False
+        self.timer: asyncio.TimerHandle | None = None
+        self.tunnel: asyncio.Transport | None = None
+        self.out: list[bytes] = []
+        self.idle_since = 0.0
+        self.closed = False
+        self._reset_response()
+
+    def _reset_response(self) -> None:
+        self.parts: list[bytes] = []
+        self.tokens: list[bytes] | None = None
+        self.clen: bytes | None = None
+        self.chunked = False
+        self.upgrade: bytes | None = None
+        self.reason = b""
+        self.mode = NONE
+        self.complete = False
+        self.keep = False
+        self.interim = False
+        self.responded = False  # some byte of this response was written to the client
+        self.got_bytes = False  # some byte of this response arrived from the server
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def start(self, ex: "Exchange", down: "DownstreamProtocol") -> None:
+        """Send ``ex``'s request head (and whatever body is buffered) on this connection."""
+        self.ex = ex
+        self.down = down
+        ex.conn = self
+        self._reset_response()
+        pending = ex.pending
+        pending.insert(0, ex.head)
+        self.transport.write(b"".join(pending))  # type: ignore[union-attr]
+        pending.clear()
+        ex.pending_size = 0
+        self.timer = self.pool.loop.call_later(self.pool.timeout, self._on_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._cancel_timer()
+        self.pool.forget(self)
+        if self.tunnel is not None:
+            self.tunnel.close()
+            self.tunnel = None
+            return
+        ex = self.ex
+        if ex is None:
+            return
+        if self.mode == RAW and self.clen is None and not self.complete and self.responded:
+            # a response delimited by close has ended
+            self.complete = True
+            self._finish(reusable=False)
+        elif not self.got_bytes and self.reused and ex.replayable:
+            # the server closed a kept-alive connection as we reused it: try a fresh one
+            self.ex = None
+            down, self.down = self.down, None
+            down.replay(ex)  # type: ignore[union-attr]
+        else:
+            self._fail(502)
+
+    def close(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.close()
+
+    # -- flow control ----------------------------------------------------------
+
+    def pause_writing(self) -> None:
+        if self.down is not None:
+            self.down.pause_for_upstream()
+
+    def resume_writing(self) -> None:
+        if self.down is not None:
+            self.down.resume_for_upstream()
+
+    # -- response parsing ------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self.tunnel.write(data)
+            return
+        if self.ex is None:
+            self.transport.close()  # type: ignore[union-attr]  # unsolicited bytes: not reusable
+            return
+        self.got_bytes = True
+        try:
+            self.parser.feed_data(data)
+        except HttpParserUpgrade as upg:
+            self._flush()
+            self._to_tunnel(data[upg.args[0] :])
+            return
+        except HttpParserError:
+            self._fail(502)
+            return
+        self._flush()
+        if self.complete:
+            self._finish(reusable=self.keep)
+
+    def _flush(self) -> None:
+        out = self.out
+        if out and self.down is not None:
+            self.down.transport.write(b"".join(out) if len(out) > 1 else out[0])
+            out.clear()
+            self.responded = True
+
+    def on_status(self, status: bytes) -> None:
+        self.reason += status
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        code = H.RESPONSE_SPECIAL.get(name.lower())
+        if code is None:
+            self.parts += (name, b": ", value, b"\r\n")
+        elif code == H.CONTENT_LENGTH:
+            self.clen = value
+        elif code == H.TRANSFER_ENCODING:
+            self.chunked = True
+        elif code == H.CONNECTION:
+            self.tokens = H.connection_tokens(value)
+        elif code == H.UPGRADE:
+            self.upgrade = value
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        ex = self.ex
+        if status < 200 and status != 101:
+            # interim response (100 Continue, 103 Early Hints): pass it on, wait for the final one
+            if ex.http11:  # type: ignore[union-attr]
+                self.out.append(b"HTTP/1.1 %d %b\r\n%b\r\n" % (status, self.reason, b"".join(self.parts)))
+            self.parts = []
+            self.reason = b""
+            self.interim = True
+            return
+        self._cancel_timer()
+        self.keep = self.parser.should_keep_alive()
+        ex.t_head = self.pool.loop.time()  # type: ignore[union-attr]
+        parts = self.parts
+        if self.tokens and not H.PLAIN_CONNECTION_TOKENS.issuperset(self.tokens):
+            parts = H.strip_listed(parts, set(self.tokens))
+        head = [b"HTTP/1.1 %d %b\r\n" % (status, self.reason)]
+        head += parts
+        if status == 101:
+            if not ex.upgrade:  # type: ignore[union-attr]
+                raise HttpParserError("101 without an upgrade request")
+            head.append(b"Connection: upgrade\r\nUpgrade: %b\r\n\r\n" % (self.upgrade or ex.upgrade))  # type: ignore[union-attr]
+            self.out.append(b"".join(head))
+            return
+        if ex.method == b"HEAD" or status == 204 or status == 304:  # type: ignore[union-attr]
+            self.mode = NONE
+            if self.clen is not None and status != 204:
+                head.append(b"Content-Length: %b\r\n" % self.clen)
+        elif self.clen is not None:
+            self.mode = RAW
+            head.append(b"Content-Length: %b\r\n" % self.clen)
+        elif ex.http11:  # type: ignore[union-attr]
+            self.mode = CHUNKED
+            head.append(b"Transfer-Encoding: chunked\r\n")
+        else:
+            self.mode = RAW  # delimited by close, towards an HTTP/1.0 client
+            ex.keep_alive = False  # type: ignore[union-attr]
+        if ex.upgrade:  # type: ignore[union-attr]
+            # the upgrade was declined: the client's parser state is past it, so close after
+            ex.keep_alive = False  # type: ignore[union-attr]
+        if not ex.keep_alive:  # type: ignore[union-attr]
+            head.append(b"Connection: close\r\n\r\n")
+        elif ex.http11:  # type: ignore[union-attr]
+            head.append(b"\r\n")
+        else:
+            head.append(b"Connection: keep-alive\r\n\r\n")
+        self.out.append(b"".join(head))
+        if ex.method == b"HEAD":  # type: ignore[union-attr]
+            # llhttp cannot be told the request was HEAD: the head is the whole
+            # message, and a fresh parser takes the connection's next response
+            self.complete = True
+            self.parser = HttpResponseParser(self)
+
+    def on_body(self, body: bytes) -> None:
+        if self.mode == CHUNKED:
+            self.out.append(H.chunk(body))
+        elif self.mode == RAW:
+            self.out.append(body)
+
+    def on_message_complete(self) -> None:
+        if self.interim:
+            self.interim = False
+            return
+        if self.mode == CHUNKED:
+            self.out.append(H.LAST_CHUNK)
+        self.complete = True
+
+    # -- endings ---------------------------------------------------------------
+
+    def _finish(self, reusable: bool) -> None:
+        ex, down = self.ex, self.down
+        self.ex = self.down = None
+        reusable = reusable and ex.request_done and not self.closed  # type: ignore[union-attr]
+        if reusable:
+            self.pool.release(self)
+        else:
+            self.close()
+        down.exchange_done(ex, True)  # type: ignore[union-attr]
+
+    def _fail(self, status: int) -> None:
+        self._cancel_timer()
+        ex, down = self.ex, self.down
+        self.ex = self.down = None
+        if self.transport is not None:
+            self.transport.abort()
+        if ex is not None and down is not None:
+            down.exchange_failed(ex, status, self.responded)
+
+    def _on_timeout(self) -> None:
+        self.timer = None
+        self._fail(504)
+
+    def _cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _to_tunnel(self, rest: bytes) -> None:
+        """After a 101: from now on bytes flow unparsed in both directions."""
+        ex, down = self.ex, self.down
+        self.ex = None
+        self.tunnel = down.transport  # type: ignore[union-attr]
+        down.start_tunnel(ex, self)  # type: ignore[union-attr]
+        if rest:
+            self.tunnel.write(rest)
+
+
+class ConnPool:
+    """Idle keep-alive connections to one server (LIFO, capped, expired by ``sweep``)."""
+
+    __slots__ = ("server", "loop", "idle", "max_idle", "idle_timeout", "connect_timeout", "timeout")
+
+    def __init__(
+        self,
+        server: Server,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        max_idle: int,
+        idle_timeout: float,
+        connect_timeout: float,
+        timeout: float,
+    ) -> None:
+        self.server = server
+        self.loop = loop
+        self.idle: deque[UpstreamConnection] = deque()
+        self.max_idle = max_idle
+        self.idle_timeout = idle_timeout
+        self.connect_timeout = connect_timeout
+        self.timeout = timeout
+
+    def acquire(self) -> UpstreamConnection | None:
+        idle = self.idle
+        while idle:
+            conn = idle.pop()
+            if not conn.closed:
+                conn.reused = True
+                return conn
+        return None
+
+    async def connect(self) -> UpstreamConnection:
+        s = self.server
+        _, conn = await asyncio.wait_for(
+            self.loop.create_connection(lambda: UpstreamConnection(self), s.host, s.port),
+            self.connect_timeout,
+        )
+        return conn  # type: ignore[return-value]
+
+    def release(self, conn: UpstreamConnection) -> None:
+        if len(self.idle) >= self.max_idle:
+            conn.close()
+            return
+        conn.idle_since = self.loop.time()
+        self.idle.append(conn)
+
+    def forget(self, conn: UpstreamConnection) -> None:
+        try:
+            self.idle.remove(conn)
+        except ValueError:
+            pass
+
+    def sweep(self, now: float) -> None:
+        limit = now - self.idle_timeout
+        while self.idle and self.idle[0].idle_since < limit:
+            self.idle.popleft().close()
+
+    def close(self) -> None:
+        while self.idle:
+            self.idle.popleft().close()

@@ -6,12 +6,12 @@ import argparse
 import logging
 import sys
 
-from .config import ConfigError, _parse_duration, describe, load_config, split_host_port
+from .config import ConfigError, describe, parse_duration, load_config, split_host_port
 
 
 def _duration(text: str) -> float:
     try:
-        return _parse_duration(text)
+        return parse_duration(text, allow_zero=True)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 

@@ -1,0 +1,429 @@
+"""TOML configuration -> a validated, frozen model.
+
+``load_config(path)`` reads a file with stdlib ``tomllib`` and validates it with
+pydantic v2; ``parse_config(text_or_dict)`` does the same for text or a dict
+(tests, the admin API). Invariants:
+
+- Every model is frozen and forbids unknown keys; collections are tuples, so a
+  ``Config`` can be shared by reference with the data plane and never changes.
+- Durations are strings with a unit ("150ms", "1.5s", "2m") and become float
+  seconds; bare numbers are rejected so "30" is never silently ms or s.
+- Addresses are ``host:port`` or ``[v6]:port``; the parsed ``host``/``port`` are
+  exposed as properties. Only a listener's bind may use port 0 (ephemeral).
+- Every problem found is reported at once, as ``ConfigError.errors``: a list of
+  (key path, message) where the key path names items by their ``name``
+  (``pool "app" → servers #1 → address``), falling back to a 1-based ``#index``.
+- Checks across sections (unique names and binds, pool references) run on the
+  raw input too, so they are reported alongside field errors.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from collections.abc import Callable, Iterable, Mapping
+from functools import partial
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, Strict
+from pydantic import ValidationError, model_validator
+
+from .core.balancing import BalancerOptions, resolve_algorithm
+
+__all__ = [
+    "Config", "ConfigError", "Duration", "HeaderMatch", "ListenerConfig", "PoolConfig", "RouteConfig",
+    "ServerConfig", "describe", "format_duration", "load_config", "parse_config", "split_host_port",
+]
+
+Loc = tuple[str | int, ...]
+
+
+class ConfigError(Exception):
+    """Invalid configuration. ``errors`` lists every (key path, message) found."""
+
+    def __init__(self, source: str, errors: list[tuple[str, str]]) -> None:
+        self.source = source
+        self.errors = errors
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return "\n".join(f"{self.source}: {path}: {msg}" if path else f"{self.source}: {msg}"
+                         for path, msg in self.errors)
+
+
+class _Problems(ValueError):
+    """Several errors from one validator, each at a location relative to it."""
+
+    def __init__(self, problems: list[tuple[Loc, str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{'.'.join(map(str, loc))}: {msg}" for loc, msg in problems))
+
+
+def _show(value: Any) -> str:
+    """A value as the user wrote it in TOML."""
+    if isinstance(value, str):
+        return '"' + value.replace('"', '\\"') + '"'
+    if isinstance(value, bool):
+        return str(value).lower()
+    return repr(value)
+
+
+# --- scalar types ---------------------------------------------------------------
+
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m)")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0}
+
+
+def parse_duration(value: Any, *, allow_zero: bool = False) -> float:
+    """``"150ms"`` / ``"2s"`` / ``"1.5m"`` -> seconds; ``ValueError`` says what is wrong."""
+    match = _DURATION.fullmatch(value.strip()) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError(f'expected a duration with a unit (ms, s, m), e.g. "2s"; got {_show(value)}')
+    seconds = float(match[1]) * _UNIT[match[2]]
+    if seconds < 0 or (seconds == 0 and not allow_zero):
+        raise ValueError(f"a duration must be greater than zero; got {_show(value)}")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """Inverse of the duration syntax, for display: 0.15 -> "150ms", 120 -> "2m"."""
+    if seconds < 1:
+        return f"{seconds * 1000:g}ms"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{seconds / 60:g}m"
+    return f"{seconds:g}s"
+
+
+def split_host_port(text: str, *, allow_port_zero: bool = False) -> tuple[str, int]:
+    """``"host:port"`` or ``"[v6]:port"`` -> (host, port); ``ValueError`` says what is wrong."""
+    example = '"127.0.0.1:8080" or "[::1]:8080"'
+    if text.startswith("["):
+        host, sep, port_text = text[1:].partition("]:")
+        if not sep or not host:
+            raise ValueError(f"expected [ipv6]:port, e.g. \"[::1]:8080\"; got {_show(text)}")
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep or not host:
+            raise ValueError(f"expected host:port, e.g. {example}; got {_show(text)}")
+        if ":" in host:
+            raise ValueError(f'an IPv6 address needs brackets, e.g. "[::1]:8080"; got {_show(text)}')
+    if any(c.isspace() for c in host):
+        raise ValueError(f"the host must not contain spaces; got {_show(text)}")
+    low = 0 if allow_port_zero else 1
+    if not (port_text.isascii() and port_text.isdigit()) or not low <= int(port_text) <= 65535:
+        raise ValueError(f"the port must be a number from {low} to 65535; got {_show(text)}")
+    return host, int(port_text)
+
+
+def _check(check: Callable[[str], object]) -> AfterValidator:
+    """Run ``check`` (it raises ``ValueError`` with a user-facing message) and keep the text."""
+
+    def validate(text: str) -> str:
+        check(text)
+        return text
+
+    return AfterValidator(validate)
+
+
+def _matching(pattern: str, expected: str) -> AfterValidator:
+    def check(text: str) -> None:
+        if not re.fullmatch(pattern, text):
+            raise ValueError(f"{expected}; got {_show(text)}")
+
+    return _check(check)
+
+
+def _check_mode(value: Any) -> Any:
+    if value in ("tcp", "udp"):
+        raise ValueError(f"mode '{value}' is not available yet (only 'http')")
+    if value != "http":
+        raise ValueError(f"unknown mode {_show(value)} (only 'http')")
+    return value
+
+
+_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"  # RFC 9110 token: a header or cookie name
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Address = Annotated[str, _check(split_host_port)]
+Bind = Annotated[str, _check(partial(split_host_port, allow_port_zero=True))]
+Name = Annotated[str, _matching(r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+                                "a name starts with a letter or digit; then letters, digits, '_', '.', '-'")]
+RouteHost = Annotated[str, AfterValidator(lambda text: text.lower().rstrip(".")),  # as the router compares
+                      _matching(r"(\*\.)?[^\s/:*]+", 'expected a host name, or "*.suffix" for any subdomain')]
+PathPrefix = Annotated[str, _matching(r"/\S*", 'expected a path prefix starting with "/"')]
+HeaderName = Annotated[str, _matching(_TOKEN, "expected a header name")]
+HashOn = Annotated[str, _matching(rf"client_ip|uri|(header|cookie):{_TOKEN}",
+                                  "expected client_ip, uri, header:NAME or cookie:NAME")]
+Algorithm = Annotated[str, _check(resolve_algorithm)]  # its ValueError messages are written for users
+Int = Annotated[int, Strict()]  # TOML is typed: no "5" -> 5 or true -> 1
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --- models ---------------------------------------------------------------------
+
+class ServerConfig(_Model):
+    """One upstream server; ``name`` defaults to the address."""
+
+    address: Address
+    weight: Annotated[Int, Field(ge=0, le=1000)] = 1
+    name: Annotated[str, Field(min_length=1)] = ""  # "" only until _default_name fills it
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_name(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "name" not in data and isinstance(data.get("address"), str):
+            return {**data, "name": data["address"]}
+        return data
+
+    host = property(lambda self: split_host_port(self.address)[0], doc="the address's host (no brackets)")
+    port = property(lambda self: split_host_port(self.address)[1], doc="the address's port")
+
+
+class HeaderMatch(_Model):
+    name: HeaderName
+    value: str
+
+
+class RouteConfig(_Model):
+    """An L7 route: every condition given must match; ``pool`` is where it sends."""
+
+    host: RouteHost | None = None
+    path_prefix: PathPrefix | None = None
+    header: HeaderMatch | None = None
+    pool: str
+
+    @model_validator(mode="after")
+    def _has_condition(self) -> RouteConfig:
+        if self.host is None and self.path_prefix is None and self.header is None:
+            raise ValueError("a route needs at least one of host, path_prefix, header")
+        return self
+
+
+class ListenerConfig(_Model):
+    name: Name
+    bind: Bind
+    mode: Annotated[Literal["http"], BeforeValidator(_check_mode)] = "http"
+    pool: str
+    routes: tuple[RouteConfig, ...] = Field(default=(), alias="route")
+    keepalive_timeout: Duration = 60.0
+    request_timeout: Duration = 30.0
+
+    host = property(lambda self: split_host_port(self.bind, allow_port_zero=True)[0], doc="bind host (no brackets)")
+    port = property(lambda self: split_host_port(self.bind, allow_port_zero=True)[1], doc="bind port; 0: ephemeral")
+
+
+class PoolConfig(_Model):
+    name: Name
+    algorithm: Algorithm = "round_robin"
+    hash_on: HashOn = "client_ip"
+    hash_balance_factor: Annotated[float, Strict(), Field(gt=1.0)] | None = None
+    servers: tuple[ServerConfig, ...] = Field(min_length=1)
+    connect_timeout: Duration = 2.0
+    timeout: Duration = 30.0
+    max_idle: Annotated[Int, Field(ge=0)] = 64
+    idle_timeout: Duration = 60.0
+    ewma_decay: Duration = 10.0
+
+    @model_validator(mode="after")
+    def _unique_servers(self) -> PoolConfig:
+        problems = [*_duplicates("servers", "name", enumerate(s.name for s in self.servers)),
+                    *_duplicates("servers", "address", enumerate(s.address for s in self.servers))]
+        if problems:
+            raise _Problems(problems)
+        return self
+
+    def balancer_options(self) -> BalancerOptions:
+        return BalancerOptions(hash_on=self.hash_on, hash_balance_factor=self.hash_balance_factor,
+                               ewma_decay=self.ewma_decay)
+
+
+class Config(_Model):
+    """The whole file. ``source`` is the path it was read from (never a user key)."""
+
+    workers: Annotated[Int, Field(ge=1)] = 1
+    shutdown_grace: Duration = 10.0
+    listeners: tuple[ListenerConfig, ...] = Field(alias="listener", min_length=1)
+    pools: tuple[PoolConfig, ...] = Field(alias="pool", min_length=1)
+    _source: str | None = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> str | None:
+        return self._source
+
+    @model_validator(mode="after")
+    def _cross_check(self) -> Config:
+        problems = _cross_problems(self.model_dump(by_alias=True))
+        if problems:
+            raise _Problems(problems)
+        return self
+
+    def pool(self, name: str) -> PoolConfig:
+        for pool in self.pools:
+            if pool.name == name:
+                return pool
+        raise KeyError(name)
+
+
+def _duplicates(group: str, key: str, values: Iterable[tuple[int, Any]]) -> list[tuple[Loc, str]]:
+    """A problem at ``(group, i, key)`` for each text value already seen earlier in ``values``."""
+    first: dict[str, int] = {}
+    problems: list[tuple[Loc, str]] = []
+    for i, value in values:
+        if not isinstance(value, str):
+            continue  # missing or malformed: reported by field validation
+        if value in first:
+            problems.append(((group, i, key), f"duplicate {key} {_show(value)} (also {group} #{first[value] + 1})"))
+        first.setdefault(value, i)
+    return problems
+
+
+def _items(data: Mapping[str, Any], key: str) -> list[tuple[int, Mapping[str, Any]]]:
+    value = data.get(key)
+    return [(i, x) for i, x in enumerate(value) if isinstance(x, Mapping)] if isinstance(value, list | tuple) else []
+
+
+def _bind_key(bind: Any) -> str | None:
+    """Binds that would clash, compared as text; None for unparsable ones and port 0 (ephemeral)."""
+    try:
+        return bind.lower() if split_host_port(bind, allow_port_zero=True)[1] else None
+    except (ValueError, AttributeError):
+        return None
+
+
+def _cross_problems(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
+    """Checks across sections, on raw (possibly invalid) input: shapes it does not know are skipped."""
+    pools, listeners = _items(data, "pool"), _items(data, "listener")
+    problems = [*_duplicates("pool", "name", ((i, p.get("name")) for i, p in pools)),
+                *_duplicates("listener", "name", ((i, x.get("name")) for i, x in listeners)),
+                *_duplicates("listener", "bind", ((i, _bind_key(x.get("bind"))) for i, x in listeners))]
+    names = [p.get("name") for _, p in pools]
+    if pools and all(isinstance(n, str) for n in names):  # else "no pool named" could be a false alarm
+        refs = [(("listener", i), x) for i, x in listeners]
+        refs += [(("listener", i, "route", j), r) for i, x in listeners for j, r in _items(x, "route")]
+        problems += [((*loc, "pool"), f"no pool named {_show(ref)}; pools are: {', '.join(names)}")
+                     for loc, x in refs if isinstance(ref := x.get("pool"), str) and ref not in names]
+    return problems
+
+
+# --- errors ---------------------------------------------------------------------
+
+_KEYS_OF = {"": Config, "listener": ListenerConfig, "route": RouteConfig, "header": HeaderMatch,
+            "pool": PoolConfig, "servers": ServerConfig}
+
+
+def _key_path(loc: Loc, data: Any) -> str:
+    """``("pool", 0, "servers", 1, "address")`` -> ``pool "app" → servers #2 → address``."""
+    parts: list[str] = []
+    node = data
+    for part in loc:
+        if isinstance(part, int) and isinstance(node, list | tuple) and parts:
+            node = node[part] if part < len(node) else None
+            name = node.get("name") if isinstance(node, Mapping) else None
+            parts[-1] += f" {_show(name)}" if isinstance(name, str) and name else f" #{part + 1}"
+        elif isinstance(node, Mapping):
+            parts.append(str(part))
+            node = node.get(part)
+        else:
+            break  # pydantic's own tags below a scalar (e.g. "function-after[...]")
+    return " → ".join(parts)
+
+
+def _message(err: Mapping[str, Any]) -> str:
+    kind, value, ctx = err["type"], err.get("input"), err.get("ctx") or {}
+    if kind == "missing":
+        return "missing required key"
+    if kind == "extra_forbidden":
+        parent = next((p for p in reversed(err["loc"][:-1]) if isinstance(p, str)), "")
+        model = _KEYS_OF.get(parent, Config)
+        keys = [f.alias or n for n, f in model.model_fields.items()]
+        close = difflib.get_close_matches(str(err["loc"][-1]), keys, n=1)
+        return "unknown key" + (f"; did you mean {close[0]!r}?" if close else f"; expected one of {', '.join(keys)}")
+    if kind == "value_error":
+        return str(ctx["error"])
+    if kind in ("tuple_type", "list_type"):
+        return f"expected an array; got {_show(value) if not isinstance(value, Mapping) else 'a table'}"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return f"expected a table; got {_show(value)}"
+    if kind == "too_short":
+        return f"needs at least {ctx.get('min_length', 1)} entry"
+    msg = err["msg"][:1].lower() + err["msg"][1:]
+    return f"{msg}; got {_show(value)}" if not isinstance(value, Mapping | list) else msg
+
+
+def _translate(exc: ValidationError, data: Any) -> list[tuple[str, str]]:
+    errors: list[tuple[str, str]] = []
+    for err in exc.errors():
+        if err["type"] == "too_short" and len(err["input"]) >= err["ctx"]["min_length"]:
+            continue  # pydantic's echo of failed items ("not 0 after validation"), already reported
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, _Problems):
+            errors += [(_key_path((*err["loc"], *loc), data), msg) for loc, msg in cause.problems]
+        else:
+            errors.append((_key_path(err["loc"], data), _message(err)))
+    return errors
+
+
+# --- entry points ---------------------------------------------------------------
+
+def parse_config(text_or_dict: str | Mapping[str, Any], source: str = "<string>") -> Config:
+    """Validate TOML text or an already-parsed dict; raise ``ConfigError`` listing every problem."""
+    data: Any = text_or_dict
+    if isinstance(text_or_dict, str):
+        try:
+            data = tomllib.loads(text_or_dict)
+        except tomllib.TOMLDecodeError as exc:
+            msg, where = str(exc), ""
+            if match := re.search(r"\s*\(at (line \d+, column \d+)\)$", msg):
+                msg, where = msg[: match.start()], match[1]
+            raise ConfigError(source, [(where, f"invalid TOML: {msg}")]) from None
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        errors = _translate(exc, data)
+        if isinstance(data, Mapping):  # field errors stop Config's own cross check: run it on the raw input
+            cross = [(_key_path(loc, data), msg) for loc, msg in _cross_problems(data)]
+            errors += [e for e in cross if e not in errors]
+        raise ConfigError(source, errors) from None
+    config._source = source
+    return config
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a TOML file; ``ConfigError`` names the file in every message."""
+    try:
+        text = Path(path).read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else f"not UTF-8 text ({exc.reason} at byte {exc.start})"
+        raise ConfigError(str(path), [("", f"cannot read file: {why or exc}")]) from None
+    return parse_config(text, str(path))
+
+
+def describe(config: Config) -> str:
+    """A one-screen plain-text summary, for ``steelyard check``."""
+    d = format_duration
+    lines = [f"{config.source or '<string>'}: {len(config.listeners)} listener(s), {len(config.pools)} pool(s), "
+             f"{config.workers} worker(s), shutdown grace {d(config.shutdown_grace)}", "", "listeners"]
+    for ls in config.listeners:
+        lines.append(f"  {ls.name}  {ls.mode} on {ls.bind}  → pool {ls.pool}  "
+                     f"(keep-alive {d(ls.keepalive_timeout)}, request head {d(ls.request_timeout)})")
+        for n, r in enumerate(ls.routes, 1):
+            conds = [f"host {r.host}" if r.host else "", f"path {r.path_prefix}*" if r.path_prefix else "",
+                     f"header {r.header.name}: {r.header.value}" if r.header else ""]
+            lines.append(f"    route {n}: {', '.join(filter(None, conds))}  → pool {r.pool}")
+    lines += ["", "pools"]
+    for p in config.pools:
+        hashing = "hash" in p.algorithm or ":" in p.algorithm or p.hash_on != "client_ip"
+        notes = [f"hash on {p.hash_on}" if hashing else "",
+                 f"balance factor {p.hash_balance_factor:g}" if p.hash_balance_factor else "",
+                 f"ewma decay {d(p.ewma_decay)}" if p.algorithm == "least_time" else "",
+                 f"connect {d(p.connect_timeout)}", f"timeout {d(p.timeout)}",
+                 f"{p.max_idle} idle for {d(p.idle_timeout)}"]
+        lines.append(f"  {p.name}  {p.algorithm}  ({', '.join(filter(None, notes))})")
+        for s in p.servers:
+            lines.append(f"    {s.address if s.name == s.address else f'{s.name} {s.address}'}  weight {s.weight}")
+    return "\n".join(lines)

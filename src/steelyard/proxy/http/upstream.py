@@ -43,7 +43,7 @@ class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
         "pool", "transport", "parser", "ex", "down", "reused", "timer", "tunnel",
         "parts", "tokens", "clen", "chunked", "upgrade", "reason", "mode", "out",
-        "complete", "interim", "responded", "got_bytes", "idle_since", "closed", "keep",
+        "complete", "interim", "responded", "got_bytes", "idle_since", "closed", "keep", "until_close",
     )  # fmt: skip
 
     def __init__(self, pool: "ConnPool") -> None:
@@ -69,6 +69,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.reason = b""
         self.mode = NONE
         self.complete = False
+        self.until_close = False
         self.keep = False
         self.interim = False
         self.responded = False  # some byte of this response was written to the client
@@ -103,9 +104,10 @@ class UpstreamConnection(asyncio.Protocol):
         ex = self.ex
         if ex is None:
             return
-        if self.mode == RAW and self.clen is None and not self.complete and self.responded:
-            # a response delimited by close has ended
-            self.complete = True
+        if self.until_close and not self.complete:
+            # a response delimited by close has ended (llhttp only learns that on EOF)
+            self.on_message_complete()
+            self._flush()
             self._finish(reusable=False)
         elif not self.got_bytes and self.reused and ex.replayable:
             # the server closed a kept-alive connection as we reused it: try a fresh one
@@ -207,12 +209,14 @@ class UpstreamConnection(asyncio.Protocol):
         elif self.clen is not None:
             self.mode = RAW
             head.append(b"Content-Length: %b\r\n" % self.clen)
-        elif ex.http11:  # type: ignore[union-attr]
-            self.mode = CHUNKED
-            head.append(b"Transfer-Encoding: chunked\r\n")
         else:
-            self.mode = RAW  # delimited by close, towards an HTTP/1.0 client
-            ex.keep_alive = False  # type: ignore[union-attr]
+            self.until_close = not self.chunked
+            if ex.http11:  # type: ignore[union-attr]
+                self.mode = CHUNKED
+                head.append(b"Transfer-Encoding: chunked\r\n")
+            else:
+                self.mode = RAW  # delimited by close, towards an HTTP/1.0 client
+                ex.keep_alive = False  # type: ignore[union-attr]
         if ex.upgrade:  # type: ignore[union-attr]
             # the upgrade was declined: the client's parser state is past it, so close after
             ex.keep_alive = False  # type: ignore[union-attr]

@@ -83,13 +83,20 @@ class DownstreamProtocol(asyncio.Protocol):
         if cur is None:
             return
         cur.dead = True
-        conn = cur.conn
-        if conn is not None and conn.ex is cur:
-            # the response is unread: that connection cannot be reused
-            conn.ex = conn.down = None
-            conn._cancel_timer()
-            conn.transport.abort()  # type: ignore[union-attr]
+        self._drop_upstream(cur)
         self._account(cur, True)
+
+    def _drop_upstream(self, ex: Exchange) -> bool:
+        """Abandon ``ex``'s upstream connection (its response is unread, so it cannot be
+        reused); True when some of that response already reached the client."""
+        conn = ex.conn
+        if conn is None or conn.ex is not ex:
+            return False
+        responded = conn.responded
+        conn.ex = conn.down = None
+        conn._cancel_timer()
+        conn.transport.abort()  # type: ignore[union-attr]
+        return responded
 
     def shutdown(self) -> None:
         """Stop taking requests: close now when idle, else after the current response."""
@@ -366,10 +373,14 @@ class DownstreamProtocol(asyncio.Protocol):
     def _refuse(self, status: int) -> None:
         """Answer a request that will not be forwarded, and close (its framing is suspect)."""
         cur = self.current
-        if cur is not None and cur.server is not None:
-            self._account(cur, False)
         self.current = self.ex = None
         self.queue.clear()
+        if cur is not None:
+            responded = self._drop_upstream(cur)
+            self._account(cur, False)
+            if responded:
+                self.transport.abort()  # the 400 cannot follow half a response
+                return
         self.transport.write(CANNED[(status, True)])
         self.transport.close()
         self.parser = HttpRequestParser(self)  # drop whatever else the old parser holds

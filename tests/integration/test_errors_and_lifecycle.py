@@ -1,0 +1,138 @@
+"""Errors a user can read (400/502/503/504), `steelyard check`, and graceful shutdown."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import threading
+
+import httpx
+
+from .conftest import STEELYARD, servers_toml, simple_config
+from .rawhttp import RawConnection, get
+
+
+def closed_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens here now: connecting is refused
+    return port
+
+
+def pool_config(servers: str, extra: str = "") -> str:
+    return f"""
+        [[listener]]
+        name = "web"
+        bind = "127.0.0.1:0"
+        pool = "app"
+        [[pool]]
+        name = "app"
+        {servers}
+        {extra}
+    """
+
+
+def test_refused_server_is_502_and_the_client_connection_survives(balancer):
+    lb = balancer(pool_config(f'servers = [ {{ address = "127.0.0.1:{closed_port()}" }} ]'))
+    with RawConnection(lb.port) as c:
+        for _ in range(2):
+            c.send(get("/"))
+            status, _, body = c.response()
+            assert status == 502
+            assert b"refused" in body
+
+
+def test_no_usable_server_is_503(backends, balancer):
+    (b,) = backends(1)
+    lb = balancer(pool_config(servers_toml([b], weights=[0])))
+    r = httpx.get(lb.url + "/")
+    assert r.status_code == 503
+    assert "no server" in r.text
+
+
+def test_upstream_timeout_is_504(backends, balancer):
+    (b,) = backends(1)
+    lb = balancer(pool_config(servers_toml([b]), extra='timeout = "300ms"'))
+    r = httpx.get(lb.url + "/sleep/3000", timeout=10)
+    assert r.status_code == 504
+    # the pool still works afterwards
+    assert httpx.get(lb.url + "/", timeout=10).status_code == 200
+
+
+def test_malformed_requests_get_400_and_the_connection_closes(backends, balancer):
+    (b,) = backends(1)
+    lb = balancer(simple_config([b]))
+    bad = [
+        b"GARBAGE\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+        b"GET / HTTP/1.1\r\n\r\n",  # HTTP/1.1 without Host
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ]
+    for raw in bad:
+        with RawConnection(lb.port) as c:
+            c.send(raw)
+            status, headers, _ = c.response()
+            assert status == 400, raw
+            assert headers.get("connection") == "close"
+            assert c.is_closed_by_peer()
+    # the balancer is unharmed
+    assert httpx.get(lb.url + "/").status_code == 200
+
+
+def test_check_names_the_pool_and_the_key(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(pool_config('algorithm = "fastest"\nservers = [ { address = "127.0.0.1:9" } ]'))
+    proc = subprocess.run([*STEELYARD, "check", "--config", str(bad)], capture_output=True, text=True, timeout=30)
+    assert proc.returncode != 0
+    assert 'pool "app"' in proc.stderr and "algorithm" in proc.stderr and "fastest" in proc.stderr
+
+    good = tmp_path / "good.toml"
+    good.write_text(pool_config('algorithm = "least_conn"\nservers = [ { address = "127.0.0.1:9" } ]'))
+    proc = subprocess.run([*STEELYARD, "check", "--config", str(good)], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert "least_conn" in proc.stdout
+
+
+def test_sigterm_finishes_in_flight_requests_then_exits_0(balancer):
+    """A request in flight when SIGTERM arrives is answered; then the process exits 0."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    arrived, release = threading.Event(), threading.Event()
+
+    def slow_server():
+        conn, _ = srv.accept()
+        with conn:
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                buf += conn.recv(4096)
+            arrived.set()
+            release.wait(20)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ndone")
+
+    threading.Thread(target=slow_server, daemon=True).start()
+    lb = balancer(pool_config(f'servers = [ {{ address = "127.0.0.1:{srv.getsockname()[1]}" }} ]'))
+    idle = RawConnection(lb.port)  # an idle keep-alive client: closed at once on shutdown
+    result = {}
+
+    def client():
+        with RawConnection(lb.port, timeout=30) as c:
+            c.send(get("/slow"))
+            result["response"] = c.response()
+
+    t = threading.Thread(target=client)
+    t.start()
+    assert arrived.wait(20)
+    lb.proc.send_signal(15)
+    # wait until the balancer says it is stopping, then let the server answer
+    line = lb.proc.stdout.readline()
+    assert "stopping" in line
+    assert idle.is_closed_by_peer()
+    release.set()
+    t.join(20)
+    assert result["response"][0] == 200 and result["response"][2] == b"done"
+    assert lb.proc.wait(20) == 0
+    idle.close()
+    srv.close()

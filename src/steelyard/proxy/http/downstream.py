@@ -178,6 +178,8 @@ class DownstreamProtocol(asyncio.Protocol):
                 conn.transport.write(b"".join(cur.pending))  # type: ignore[union-attr]
                 cur.pending.clear()
                 cur.pending_size = 0
+                if cur.request_done:
+                    conn.arm_timer()
             elif cur.pending_size > PENDING_LIMIT:
                 self._pause(PENDING_FULL)
 

@@ -91,7 +91,13 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport.write(b"".join(pending))  # type: ignore[union-attr]
         pending.clear()
         ex.pending_size = 0
-        self.timer = self.pool.loop.call_later(self.pool.timeout, self._on_timeout)
+        if ex.request_done:
+            self.arm_timer()
+
+    def arm_timer(self) -> None:
+        """Start the response timeout once the whole request is sent (a long upload is not slowness)."""
+        if self.timer is None and not self.got_bytes:
+            self.timer = self.pool.loop.call_later(self.pool.timeout, self._on_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -254,6 +260,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.ex = self.down = None
         reusable = reusable and ex.request_done and not self.closed  # type: ignore[union-attr]
         if reusable:
+            if down.write_paused:  # type: ignore[union-attr]
+                self.transport.resume_reading()  # type: ignore[union-attr]  # paused for that client only
             self.pool.release(self)
         else:
             self.close()

@@ -49,8 +49,9 @@ def _tips(host: str, port: int) -> str:
         f"  curl -si {base}/ | grep X-Served-By              # round robin: run it a few times",
         f"  for i in $(seq 14); do curl -s -D- -o /dev/null {base}/weighted/ | grep -i x-served-by; done"
         " | sort | uniq -c   # 5:1:1",
-        f"  curl -s {base}/hash/some/key | grep server        # same URI, same server",
-        f"  wrk -t2 -c32 -d5s {base}/least_time/   # then compare shares with /least_conn/ and /p2c/",
+        f"  curl -s -D- -o /dev/null {base}/hash/some/key | grep -i x-served-by   # same URI, same server",
+        f"  wrk -t2 -c32 -d5s --latency {base}/least_time/   # compare with {base}/ (round robin):",
+        "      least_time and least_conn keep most requests off the slow backend",
         f"  curl -s {base}/bytes/1048576 | sha256sum           # streamed download",
         "Prefixes: /weighted/ /ip_hash/ /hash/ /least_conn/ /least_time/ /random/ /p2c/ ; Ctrl-C stops.",
     ]

@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from .config import ConfigError, describe, parse_duration, load_config, split_host_port
+from .config import ConfigError, describe, load_config, parse_duration, split_host_port
 
 
 def _duration(text: str) -> float:

@@ -1,5 +1,7 @@
 import httpx
+
 from .conftest import simple_config
+
 
 def test_round_robin_smoke(backends, balancer):
     bs = backends(3)

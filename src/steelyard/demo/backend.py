@@ -153,7 +153,7 @@ class _BackendProtocol(asyncio.Protocol):
                 return
             cause = exc.__context__
             if cause is not None and not isinstance(cause, _Limit):
-                raise cause  # a bug in a callback, not a bad request: let asyncio report it
+                raise cause  # noqa: B904 - a bug in a callback, not a bad request: let asyncio report it
             self._fail(self._limit)
 
     def eof_received(self) -> bool:

@@ -9,6 +9,10 @@ State machine (requests are answered strictly in order):
     busy --101 from the server--> tunnel (raw bytes both ways)
     idle --keep-alive timeout / shutdown--> closed
     head in progress --request timeout--> 408, closed
+    head over MAX_HEAD bytes --> 431, closed
+    busy, body stalled --client sends nothing for request_timeout--> 408, closed
+    busy, body stalled --server reads nothing for the pool's timeout--> 504
+    busy --client half-closes--> the response is still sent, then closed
     any --malformed request--> 400, closed
 
 Rules:
@@ -17,13 +21,14 @@ Rules:
   turn, the server's transport is full, or body bytes pile up while connecting.
 - Bytes of a request body go to the server framed the way steelyard forwards them
   (one framing header, re-chunked when the client sent chunked).
+- Bytes after an upgrade request are held back until the server's 101: a server
+  that declines the upgrade never sees them (they would be a smuggled request).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from functools import partial
 from typing import TYPE_CHECKING
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
@@ -34,18 +39,18 @@ from .errors import CANNED
 from .exchange import Exchange
 
 if TYPE_CHECKING:
-    from ..pool import PoolRuntime
     from .listener import HttpListener
-    from .upstream import ConnPool, UpstreamConnection
+    from .upstream import UpstreamConnection
 
 PIPELINE, UPSTREAM_FULL, PENDING_FULL = 1, 2, 4
 PENDING_LIMIT = 256 * 1024  # body bytes buffered per request while no connection is ready
+MAX_HEAD = 64 * 1024  # request line + headers; more is refused with 431
 
 
 class DownstreamProtocol(asyncio.Protocol):
     __slots__ = (
-        "L", "loop", "transport", "parser", "ex", "current", "queue", "ctx", "ip", "paused",
-        "write_paused", "closing", "tunnel", "tunnel_conn", "last_active",
+        "L", "loop", "transport", "parser", "ex", "current", "queue", "ctx", "ip", "forwarded", "paused",
+        "write_paused", "closing", "tunnel", "tunnel_conn", "last_active", "head_bytes", "upgrading",
     )  # fmt: skip
 
     def __init__(self, listener: "HttpListener") -> None:
@@ -61,6 +66,8 @@ class DownstreamProtocol(asyncio.Protocol):
         self.closing = False
         self.tunnel: asyncio.Transport | None = None
         self.tunnel_conn: UpstreamConnection | None = None
+        self.head_bytes = 0
+        self.upgrading: Exchange | None = None  # an upgrade request whose 101 has not come yet
 
     # -- connection lifecycle ----------------------------------------------------
 
@@ -69,6 +76,7 @@ class DownstreamProtocol(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         ip = peer[0] if peer else ""
         self.ip = ip.encode()
+        self.forwarded = b"X-Forwarded-For: %b\r\nX-Forwarded-Proto: %b\r\n" % (self.ip, self.L.scheme)
         self.ctx = PickContext(ip)
         self.last_active = self.L.now
         self.L.connections.add(self)
@@ -84,7 +92,19 @@ class DownstreamProtocol(asyncio.Protocol):
             return
         cur.dead = True
         self._drop_upstream(cur)
-        self._account(cur, True)
+        cur.settle(True, self.loop.time())
+
+    def eof_received(self) -> bool | None:
+        """The client half-closed: answer what it asked, then close (False/None closes now)."""
+        if self.tunnel is not None:
+            if self.tunnel.can_write_eof():
+                self.tunnel.write_eof()
+                return True
+            return None
+        if self.current is None:
+            return None
+        self.closing = True
+        return True
 
     def _drop_upstream(self, ex: Exchange) -> bool:
         """Abandon ``ex``'s upstream connection (its response is unread, so it cannot be
@@ -94,7 +114,6 @@ class DownstreamProtocol(asyncio.Protocol):
             return False
         responded = conn.responded
         conn.ex = conn.down = None
-        conn._cancel_timer()
         conn.transport.abort()  # type: ignore[union-attr]
         return responded
 
@@ -105,8 +124,23 @@ class DownstreamProtocol(asyncio.Protocol):
             self.transport.close()
 
     def check_timeouts(self, now: float) -> None:
-        if self.current is not None or self.tunnel is not None:
-            return  # the upstream side owns timeouts while a request is in flight
+        cur = self.current
+        if cur is not None:
+            conn = cur.conn
+            if conn is None or conn.ex is not cur or cur.t_head:
+                return  # connecting (its own timeout), or the response is flowing
+            if cur.request_done:
+                # the response timeout counts from the moment the whole request was sent
+                if cur.t_sent and now - cur.t_sent > cur.pool.timeout:  # type: ignore[union-attr]
+                    conn.fail(504)
+            elif self.paused & UPSTREAM_FULL:
+                if now - self.last_active > cur.pool.timeout:  # type: ignore[union-attr]
+                    conn.fail(504)  # the server stopped reading the body
+            elif now - self.last_active > self.L.request_timeout:
+                self._refuse(408)  # the client stopped sending the body
+            return
+        if self.tunnel is not None:
+            return
         ex = self.ex
         if ex is not None:
             if now - ex.t_begin > self.L.request_timeout:
@@ -132,6 +166,7 @@ class DownstreamProtocol(asyncio.Protocol):
         self._pause(UPSTREAM_FULL)
 
     def resume_for_upstream(self) -> None:
+        self.last_active = self.L.now  # the body moves again: the stall clock restarts
         self._resume(UPSTREAM_FULL)
 
     def _answering_conn(self) -> "UpstreamConnection | None":
@@ -157,21 +192,29 @@ class DownstreamProtocol(asyncio.Protocol):
         if self.tunnel is not None:
             self.tunnel.write(data)
             return
-        cur = self.current
-        if cur is not None and cur.upgrade is not None and cur.request_done:
-            cur.pending.append(data)  # bytes for the protocol the client asked to switch to
-        else:
-            try:
-                self.parser.feed_data(data)
-            except HttpParserUpgrade as upg:
-                cur = self.current
-                rest = data[upg.args[0] :]
-                if rest and cur is not None:
-                    cur.pending.append(rest)
-            except HttpParserError:
-                self._refuse(400)
+        if self.upgrading is not None:
+            self._hold_early(data)
+            return
+        before = self.ex
+        try:
+            self.parser.feed_data(data)
+        except HttpParserUpgrade as upg:
+            # the upgrade request is the last one parsed: current, or last in the queue
+            self.upgrading = self.queue[-1] if self.queue else self.current
+            if self.upgrading is not None:
+                self.upgrading.early = []
+                self._hold_early(data[upg.args[0] :])
+        except HttpParserError:
+            self._refuse(400)
+            return
+        ex = self.ex
+        if ex is not None and ex is before and not ex.method:
+            # a head begun in an earlier read and still not finished: all of this read is head
+            self.head_bytes += len(data)
+            if self.head_bytes > MAX_HEAD:
+                self._refuse(431)
                 return
-            cur = self.current
+        cur = self.current
         if cur is not None and cur.pending:
             conn = cur.conn
             if conn is not None and conn.ex is cur:
@@ -179,12 +222,21 @@ class DownstreamProtocol(asyncio.Protocol):
                 cur.pending.clear()
                 cur.pending_size = 0
                 if cur.request_done:
-                    conn.arm_timer()
+                    cur.t_sent = self.loop.time()
             elif cur.pending_size > PENDING_LIMIT:
+                self._pause(PENDING_FULL)
+
+    def _hold_early(self, data: bytes) -> None:
+        ex = self.upgrading
+        if data and ex is not None:
+            ex.early.append(data)  # type: ignore[union-attr]
+            ex.early_size += len(data)
+            if ex.early_size > PENDING_LIMIT:
                 self._pause(PENDING_FULL)
 
     def on_message_begin(self) -> None:
         self.ex = Exchange(self.L.now)
+        self.head_bytes = 0
         if self.current is not None:
             self._pause(PIPELINE)
 
@@ -201,19 +253,24 @@ class DownstreamProtocol(asyncio.Protocol):
                 ex.parts += (name, b": ", value, b"\r\n")  # type: ignore[union-attr]
         elif code == H.HOST:
             if ex.host is not None:  # type: ignore[union-attr]
-                ex.bad = "several Host headers"  # type: ignore[union-attr]
+                ex.refuse = 400  # type: ignore[union-attr]  # several Host headers
             ex.host = value  # type: ignore[union-attr]
             ex.parts += (name, b": ", value, b"\r\n")  # type: ignore[union-attr]
         elif code == H.CONTENT_LENGTH:
             if ex.clen is not None and ex.clen != value:  # type: ignore[union-attr]
-                ex.bad = "conflicting Content-Length headers"  # type: ignore[union-attr]
+                ex.refuse = 400  # type: ignore[union-attr]  # conflicting Content-Length headers
             ex.clen = value  # type: ignore[union-attr]
         elif code == H.TRANSFER_ENCODING:
-            ex.chunked = True  # type: ignore[union-attr]  # llhttp rejects any TE that is not a final chunked
+            # llhttp rejects a coding list that does not end in chunked; steelyard forwards
+            # only plain chunked and answers other codings (gzip, chunked) with 501
+            ex.chunked = True  # type: ignore[union-attr]
+            if value.strip().lower() != b"chunked":
+                ex.refuse = ex.refuse or 501  # type: ignore[union-attr]
         elif code == H.XFF:
             ex.xff = value if ex.xff is None else ex.xff + b", " + value  # type: ignore[union-attr]
         elif code == H.CONNECTION:
-            ex.tokens = H.connection_tokens(value)  # type: ignore[union-attr]
+            if value.lower() not in H.PLAIN_CONNECTION_TOKENS:
+                ex.tokens = H.connection_tokens(value)  # type: ignore[union-attr]
         elif code == H.UPGRADE:
             ex.upgrade = value  # type: ignore[union-attr]
 
@@ -226,7 +283,7 @@ class DownstreamProtocol(asyncio.Protocol):
         if ex.upgrade is not None and not p.should_upgrade():  # type: ignore[union-attr]
             ex.upgrade = None  # type: ignore[union-attr]  # Upgrade without "Connection: upgrade" is ignored
         if ex.chunked and ex.clen is not None:  # type: ignore[union-attr]
-            ex.bad = "both Content-Length and Transfer-Encoding"  # type: ignore[union-attr]
+            ex.refuse = 400  # type: ignore[union-attr]  # both Content-Length and Transfer-Encoding
         if self.current is None:
             self.current = ex
             self._dispatch(ex)  # type: ignore[arg-type]
@@ -248,16 +305,18 @@ class DownstreamProtocol(asyncio.Protocol):
     # -- dispatch ----------------------------------------------------------------
 
     def _dispatch(self, ex: Exchange) -> None:
-        if ex.bad is not None or (ex.http11 and ex.host is None):
-            self._refuse(400)
-            return
-        if ex.method == b"CONNECT":
-            self._refuse(405)
+        if ex.url[:1] != b"/":
+            if ex.method == b"CONNECT":
+                self._refuse(405)
+                return
+            ex.to_origin_form()
+        if ex.refuse or (ex.http11 and ex.host is None):
+            self._refuse(ex.refuse or 400)
             return
         pool = self.L.router.route(ex.host or b"", ex.url, ex.headers)
         snap = pool.snapshot
         ctx = self.ctx
-        ctx.key = _hash_key(pool, ex) if pool.key_kind is not None else None
+        ctx.key = ex.hash_key(pool.key_kind, pool.key_name) if pool.key_kind is not None else None
         server = snap.balancer.pick(ctx)
         if server is None:
             self.exchange_failed(ex, 503, False)
@@ -265,83 +324,30 @@ class DownstreamProtocol(asyncio.Protocol):
         ex.server = server
         ex.pool = pool
         ex.balancer = snap.balancer
-        parts = ex.parts
-        if ex.tokens and not H.PLAIN_CONNECTION_TOKENS.issuperset(ex.tokens):
-            parts = H.strip_listed(parts, set(ex.tokens))
-        head = [ex.method, b" ", ex.url, b" HTTP/1.1\r\n", *parts]
-        if ex.host is None:
-            head.append(b"Host: %b\r\n" % server.address.encode())
-        else:
-            head.append(b"X-Forwarded-Host: %b\r\n" % ex.host)
-        xff = self.ip if ex.xff is None else ex.xff + b", " + self.ip
-        head.append(b"X-Forwarded-For: %b\r\nX-Forwarded-Proto: %b\r\n" % (xff, self.L.scheme))
-        if ex.chunked:
-            head.append(b"Transfer-Encoding: chunked\r\n")
-        elif ex.clen is not None:
-            head.append(b"Content-Length: %b\r\n" % ex.clen)
-        if ex.upgrade is not None:
-            head.append(b"Connection: upgrade\r\nUpgrade: %b\r\n" % ex.upgrade)
-        head.append(b"\r\n")
-        ex.head = b"".join(head)
+        ex.build_head(server, self.forwarded, self.ip, self.L.scheme)
         server.load.active += 1
         ex.t_start = self.loop.time()
         cpool = pool.upstreams[server]
         conn = cpool.acquire()
         if conn is not None:
-            self._start(conn, ex)
+            self.attach(conn, ex)
         else:
-            self._connect(ex, cpool)
+            cpool.connect_for(ex, self)
 
-    def _start(self, conn: "UpstreamConnection", ex: Exchange) -> None:
+    def attach(self, conn: "UpstreamConnection", ex: Exchange) -> None:
+        """Send ``ex`` on ``conn`` (an idle one, or one just connected for it)."""
         conn.start(ex, self)
         if self.write_paused:
             conn.transport.pause_reading()  # type: ignore[union-attr]
         self._resume(PENDING_FULL)
 
-    def _connect(self, ex: Exchange, cpool: "ConnPool") -> None:
-        fut = asyncio.ensure_future(cpool.connect())
-        fut.add_done_callback(partial(self._connected, ex, cpool))
-
-    def _connected(self, ex: Exchange, cpool: "ConnPool", fut: asyncio.Future) -> None:
-        if fut.cancelled():
-            return
-        exc = fut.exception()
-        if ex.dead or ex is not self.current:
-            if exc is None:
-                cpool.release(fut.result())  # nobody waits for it now: keep it warm
-            return
-        if exc is not None:
-            self.exchange_failed(ex, 504 if isinstance(exc, TimeoutError) else 502, False)
-        else:
-            self._start(fut.result(), ex)
-
-    def replay(self, ex: Exchange) -> None:
-        """A reused connection died before answering a replayable request: once more, fresh."""
-        cpool = ex.pool.upstreams.get(ex.server) if ex.pool is not None else None  # type: ignore[arg-type]
-        if cpool is None:
-            self.exchange_failed(ex, 502, False)
-        else:
-            ex.conn = None
-            self._connect(ex, cpool)
+    def waits_for(self, ex: Exchange) -> bool:
+        return ex is self.current and not ex.dead
 
     # -- endings -------------------------------------------------------------------
 
-    def _account(self, ex: Exchange, ok: bool) -> None:
-        server = ex.server
-        if server is None:
-            return
-        ex.server = None
-        load = server.load
-        load.active -= 1
-        if ok:
-            load.requests += 1
-        else:
-            load.failures += 1
-        end = ex.t_head or self.loop.time()
-        ex.balancer.on_done(server, ok, end - ex.t_start)
-
     def exchange_done(self, ex: Exchange, ok: bool) -> None:
-        self._account(ex, ok)
+        ex.settle(ok, self.loop.time())
         self.current = None
         if not ex.keep_alive or self.closing or not ex.request_done:
             # (a response that ended before its request did leaves the request's
@@ -351,7 +357,7 @@ class DownstreamProtocol(asyncio.Protocol):
         self._next()
 
     def exchange_failed(self, ex: Exchange, status: int, responded: bool) -> None:
-        self._account(ex, False)
+        ex.settle(False, self.loop.time())
         self.current = None
         if responded:
             self.transport.abort()  # a half-sent response cannot be repaired
@@ -365,7 +371,8 @@ class DownstreamProtocol(asyncio.Protocol):
 
     def _next(self) -> None:
         self.last_active = self.L.now
-        self._resume(PIPELINE | PENDING_FULL)
+        # (the finished exchange's server may have left this connection paused)
+        self._resume(PIPELINE | PENDING_FULL | UPSTREAM_FULL)
         if self.queue:
             ex = self.current = self.queue.popleft()
             self._dispatch(ex)
@@ -375,11 +382,11 @@ class DownstreamProtocol(asyncio.Protocol):
     def _refuse(self, status: int) -> None:
         """Answer a request that will not be forwarded, and close (its framing is suspect)."""
         cur = self.current
-        self.current = self.ex = None
+        self.current = self.ex = self.upgrading = None
         self.queue.clear()
         if cur is not None:
             responded = self._drop_upstream(cur)
-            self._account(cur, False)
+            cur.settle(False, self.loop.time())
             if responded:
                 self.transport.abort()  # the 400 cannot follow half a response
                 return
@@ -389,30 +396,12 @@ class DownstreamProtocol(asyncio.Protocol):
 
     def start_tunnel(self, ex: Exchange, conn: "UpstreamConnection") -> None:
         """The server accepted the upgrade: relay raw bytes from now on."""
-        self._account(ex, True)
-        self.current = None
+        ex.settle(True, self.loop.time())
+        self.current = self.upgrading = None
         self.tunnel = conn.transport
         self.tunnel_conn = conn
-        if ex.pending:
-            conn.transport.write(b"".join(ex.pending))  # type: ignore[union-attr]
-            ex.pending.clear()
+        if ex.early:
+            conn.transport.write(b"".join(ex.early))  # type: ignore[union-attr]
+            ex.early = None
+        self._resume(PENDING_FULL)
 
-
-def _hash_key(pool: "PoolRuntime", ex: Exchange) -> str | None:
-    """The request's hash key for pools hashing on a header, a cookie or the URI."""
-    kind = pool.key_kind
-    if kind == "uri":
-        return ex.url.decode("latin-1")
-    want = pool.key_name
-    if kind == "header":
-        for name, value in ex.headers:
-            if name == want:
-                return value.decode("latin-1")
-        return None
-    for name, value in ex.headers:  # cookie
-        if name == b"cookie":
-            for pair in value.split(b";"):
-                k, _, v = pair.strip().partition(b"=")
-                if k == want:
-                    return v.decode("latin-1")
-    return None

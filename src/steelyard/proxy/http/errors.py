@@ -9,6 +9,7 @@ _REASONS = {
     408: "Request Timeout",
     413: "Content Too Large",
     431: "Request Header Fields Too Large",
+    501: "Not Implemented",
     500: "Internal Server Error",
     502: "Bad Gateway",
     503: "Service Unavailable",
@@ -19,7 +20,9 @@ _DETAILS = {
     400: "steelyard: the request could not be parsed.",
     405: "steelyard: this method is not supported here.",
     408: "steelyard: the request did not arrive in time.",
+    431: "steelyard: the request head is too large.",
     500: "steelyard: internal error while handling the request.",
+    501: "steelyard: this transfer coding is not supported (only chunked).",
     502: "steelyard: the upstream server refused, reset or broke the connection.",
     503: "steelyard: no server is available in this pool.",
     504: "steelyard: the upstream server did not answer in time.",
@@ -46,4 +49,4 @@ def error_response(status: int, *, close: bool, detail: str | None = None) -> by
 
 
 # Pre-built copies for the common cases, so the error path allocates nothing.
-CANNED = {(s, c): error_response(s, close=c) for s in (400, 405, 408, 502, 503, 504) for c in (False, True)}
+CANNED = {(s, c): error_response(s, close=c) for s in (400, 405, 408, 431, 501, 502, 503, 504) for c in (False, True)}

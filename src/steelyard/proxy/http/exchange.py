@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from . import headers as H
+
 if TYPE_CHECKING:
     from ...core.model import Server
     from ..pool import PoolRuntime
@@ -24,9 +26,9 @@ class Exchange:
 
     __slots__ = (
         "method", "url", "http11", "keep_alive", "host", "headers", "parts", "tokens",
-        "upgrade", "chunked", "clen", "xff", "bad", "head", "pending", "pending_size",
-        "request_done", "conn", "server", "pool", "balancer", "t_begin", "t_start", "t_head",
-        "dead",
+        "upgrade", "chunked", "clen", "xff", "refuse", "head", "pending", "pending_size",
+        "request_done", "conn", "server", "pool", "balancer", "t_begin", "t_start", "t_sent", "t_head",
+        "dead", "early", "early_size",
     )  # fmt: skip
 
     def __init__(self, t_begin: float) -> None:
@@ -42,7 +44,7 @@ class Exchange:
         self.chunked = False
         self.clen: bytes | None = None
         self.xff: bytes | None = None
-        self.bad: str | None = None  # why the request must be refused, if it must
+        self.refuse = 0  # the status to refuse the request with, when it must be refused
         self.head = b""
         self.pending: list[bytes] = []
         self.pending_size = 0
@@ -52,9 +54,27 @@ class Exchange:
         self.pool: PoolRuntime | None = None
         self.balancer: Any = None
         self.t_begin = t_begin
-        self.t_start = 0.0
-        self.t_head = 0.0
+        self.t_start = 0.0  # request dispatched to a server
+        self.t_sent = 0.0  # request fully written to the server (the response timeout starts)
+        self.t_head = 0.0  # final response head received
         self.dead = False  # the client went away
+        self.early: list[bytes] | None = None  # bytes after an upgrade request, held back until the 101
+        self.early_size = 0
+
+    def settle(self, ok: bool, now: float) -> None:
+        """Close the books on the picked server (once): in-flight count, counters, and the
+        balancer's completion hook with the time to the response head."""
+        server = self.server
+        if server is None:
+            return
+        self.server = None
+        load = server.load
+        load.active -= 1
+        if ok:
+            load.requests += 1
+        else:
+            load.failures += 1
+        self.balancer.on_done(server, ok, (self.t_head or now) - self.t_start)
 
     @property
     def replayable(self) -> bool:
@@ -65,3 +85,60 @@ class Exchange:
             and (self.clen is None or self.clen == b"0")
             and self.upgrade is None
         )
+
+    def to_origin_form(self) -> None:
+        """Absolute-form target (``GET http://host/path``): its authority replaces the Host
+        header and the server gets the origin form (RFC 9112 section 3.2.2)."""
+        url = self.url
+        scheme_end = url.find(b"://")
+        if scheme_end < 0 or url[:scheme_end].lower() not in (b"http", b"https"):
+            return
+        authority, slash, path = url[scheme_end + 3 :].partition(b"/")
+        self.url = b"/" + path if slash else b"/"
+        self.host = authority
+        parts = self.parts
+        kept = [x for i in range(0, len(parts), 4) if parts[i].lower() != b"host" for x in parts[i : i + 4]]
+        kept += (b"Host", b": ", authority, b"\r\n")
+        self.parts = kept
+
+    def build_head(self, server: Server, forwarded: bytes, ip: bytes, scheme: bytes) -> None:
+        """The request head as the server gets it: hop-by-hop headers gone, one framing
+        header, forwarding headers added. ``forwarded`` is the connection's prebuilt
+        X-Forwarded-For/-Proto block for requests that bring no X-Forwarded-For."""
+        parts = self.parts
+        if self.tokens and not H.PLAIN_CONNECTION_TOKENS.issuperset(self.tokens):
+            parts = H.strip_listed(parts, set(self.tokens))
+        head = [self.method, b" ", self.url, b" HTTP/1.1\r\n", *parts]
+        if self.host is None:
+            head.append(b"Host: %b\r\n" % server.address.encode())
+        else:
+            head.append(b"X-Forwarded-Host: %b\r\n" % self.host)
+        if self.xff is None:
+            head.append(forwarded)
+        else:
+            head.append(b"X-Forwarded-For: %b, %b\r\nX-Forwarded-Proto: %b\r\n" % (self.xff, ip, scheme))
+        if self.chunked:
+            head.append(b"Transfer-Encoding: chunked\r\n")
+        elif self.clen is not None:
+            head.append(b"Content-Length: %b\r\n" % self.clen)
+        if self.upgrade is not None:
+            head.append(b"Connection: upgrade\r\nUpgrade: %b\r\n" % self.upgrade)
+        head.append(b"\r\n")
+        self.head = b"".join(head)
+
+    def hash_key(self, kind: str, want: bytes) -> str | None:
+        """The hash key for pools hashing on the URI, a header (``want`` lower-cased) or a cookie."""
+        if kind == "uri":
+            return self.url.decode("latin-1")
+        if kind == "header":
+            for name, value in self.headers:
+                if name == want:
+                    return value.decode("latin-1")
+            return None
+        for name, value in self.headers:  # cookie
+            if name == b"cookie":
+                for pair in value.split(b";"):
+                    k, _, v = pair.strip().partition(b"=")
+                    if k == want:
+                        return v.decode("latin-1")
+        return None

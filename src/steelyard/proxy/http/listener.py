@@ -1,8 +1,8 @@
 """An HTTP listener: the bound socket, its router, its client connections and their timers.
 
-Client-side timeouts are enforced by one sweep per listener a few times a second
-instead of a timer per request: the per-request path only stores a timestamp the
-sweep itself refreshed (``now``), so it never reads the clock.
+Timeouts (client keep-alive idle, request head, upstream response) are enforced by
+one sweep per listener a few times a second instead of a timer per request: the
+per-request path only stores timestamps, it never creates or cancels a timer.
 """
 
 from __future__ import annotations
@@ -48,7 +48,10 @@ class HttpListener:
 
     @property
     def sweep_interval(self) -> float:
-        return max(0.01, min(1.0, self.keepalive_timeout / 4, self.request_timeout / 4))
+        """A quarter of the shortest timeout the sweep enforces, within [10 ms, 1 s]."""
+        pools = {self.router.default, *(r.target for r in self.router.routes)}
+        shortest = min(self.keepalive_timeout, self.request_timeout, *(p.timeout for p in pools))
+        return max(0.01, min(1.0, shortest / 4))
 
     async def start(self) -> None:
         self.server = await self.loop.create_server(

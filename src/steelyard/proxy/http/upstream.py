@@ -37,13 +37,15 @@ if TYPE_CHECKING:
 
 # downstream framing modes
 NONE, RAW, CHUNKED = 0, 1, 2
+MAX_HEAD = 64 * 1024  # a response head larger than this is a 502
 
 
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
-        "pool", "transport", "parser", "ex", "down", "reused", "timer", "tunnel",
+        "pool", "transport", "parser", "ex", "down", "reused", "tunnel",
         "parts", "tokens", "clen", "chunked", "upgrade", "reason", "mode", "out",
         "complete", "interim", "responded", "got_bytes", "idle_since", "closed", "keep", "until_close",
+        "head_bytes",
     )  # fmt: skip
 
     def __init__(self, pool: "ConnPool") -> None:
@@ -53,7 +55,6 @@ class UpstreamConnection(asyncio.Protocol):
         self.ex: Exchange | None = None
         self.down: DownstreamProtocol | None = None
         self.reused = False
-        self.timer: asyncio.TimerHandle | None = None
         self.tunnel: asyncio.Transport | None = None
         self.out: list[bytes] = []
         self.idle_since = 0.0
@@ -72,7 +73,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.until_close = False
         self.keep = False
         self.interim = False
-        self.responded = False  # some byte of this response was written to the client
+        self.responded = False  # the final response head went to the client
+        self.head_bytes = 0
         self.got_bytes = False  # some byte of this response arrived from the server
 
     # -- lifecycle -------------------------------------------------------------
@@ -87,21 +89,18 @@ class UpstreamConnection(asyncio.Protocol):
         ex.conn = self
         self._reset_response()
         pending = ex.pending
-        pending.insert(0, ex.head)
-        self.transport.write(b"".join(pending))  # type: ignore[union-attr]
-        pending.clear()
-        ex.pending_size = 0
+        if pending:
+            pending.insert(0, ex.head)
+            self.transport.write(b"".join(pending))  # type: ignore[union-attr]
+            pending.clear()
+            ex.pending_size = 0
+        else:
+            self.transport.write(ex.head)  # type: ignore[union-attr]
         if ex.request_done:
-            self.arm_timer()
-
-    def arm_timer(self) -> None:
-        """Start the response timeout once the whole request is sent (a long upload is not slowness)."""
-        if self.timer is None and not self.got_bytes:
-            self.timer = self.pool.loop.call_later(self.pool.timeout, self._on_timeout)
+            ex.t_sent = self.pool.loop.time()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self._cancel_timer()
         self.pool.forget(self)
         if self.tunnel is not None:
             self.tunnel.close()
@@ -110,18 +109,25 @@ class UpstreamConnection(asyncio.Protocol):
         ex = self.ex
         if ex is None:
             return
-        if self.until_close and not self.complete:
-            # a response delimited by close has ended (llhttp only learns that on EOF)
+        if self.until_close and not self.complete and exc is None:
+            # a response delimited by close has ended (llhttp only learns that on EOF;
+            # a reset instead of a FIN means the body was cut short: that is a failure)
             self.on_message_complete()
             self._flush()
             self._finish(reusable=False)
         elif not self.got_bytes and self.reused and ex.replayable:
-            # the server closed a kept-alive connection as we reused it: try a fresh one
-            self.ex = None
+            # the server closed a kept-alive connection as we reused it: once more, fresh
             down, self.down = self.down, None
-            down.replay(ex)  # type: ignore[union-attr]
+            self.ex = ex.conn = None
+            self.pool.connect_for(ex, down)  # type: ignore[arg-type]
         else:
-            self._fail(502)
+            self.fail(502)
+
+    def eof_received(self) -> bool | None:
+        if self.tunnel is not None and self.tunnel.can_write_eof():
+            self.tunnel.write_eof()  # half-close crosses the tunnel; the other way still flows
+            return True
+        return None  # otherwise close: connection_lost ends a close-delimited response
 
     def close(self) -> None:
         if self.transport is not None and not self.closed:
@@ -154,8 +160,20 @@ class UpstreamConnection(asyncio.Protocol):
             self._to_tunnel(data[upg.args[0] :])
             return
         except HttpParserError:
-            self._fail(502)
+            if self.complete:
+                # a whole response, then bytes nobody asked for: deliver the response,
+                # never the rest, and do not reuse a connection that said too much
+                self._flush()
+                self._finish(reusable=False)
+            else:
+                self.fail(502)
             return
+        if not self.responded and self.ex is not None:
+            # every byte of a read that did not finish the head belongs to the head
+            self.head_bytes += len(data)
+            if self.head_bytes > MAX_HEAD:
+                self.fail(502)
+                return
         self._flush()
         if self.complete:
             self._finish(reusable=self.keep)
@@ -165,7 +183,10 @@ class UpstreamConnection(asyncio.Protocol):
         if out and self.down is not None:
             self.down.transport.write(b"".join(out) if len(out) > 1 else out[0])
             out.clear()
-            self.responded = True
+
+    def on_message_begin(self) -> None:
+        if self.complete:
+            raise HttpParserError("a second response to one request")
 
     def on_status(self, status: bytes) -> None:
         self.reason += status
@@ -179,7 +200,8 @@ class UpstreamConnection(asyncio.Protocol):
         elif code == H.TRANSFER_ENCODING:
             self.chunked = True
         elif code == H.CONNECTION:
-            self.tokens = H.connection_tokens(value)
+            if value.lower() not in H.PLAIN_CONNECTION_TOKENS:
+                self.tokens = H.connection_tokens(value)
         elif code == H.UPGRADE:
             self.upgrade = value
 
@@ -194,8 +216,10 @@ class UpstreamConnection(asyncio.Protocol):
             self.reason = b""
             self.interim = True
             return
-        self._cancel_timer()
+        if status == 101 and not ex.upgrade:  # type: ignore[union-attr]
+            raise HttpParserError("101 without an upgrade request")
         self.keep = self.parser.should_keep_alive()
+        self.responded = True  # from here on an error can only abort the client connection
         ex.t_head = self.pool.loop.time()  # type: ignore[union-attr]
         parts = self.parts
         if self.tokens and not H.PLAIN_CONNECTION_TOKENS.issuperset(self.tokens):
@@ -203,8 +227,6 @@ class UpstreamConnection(asyncio.Protocol):
         head = [b"HTTP/1.1 %d %b\r\n" % (status, self.reason)]
         head += parts
         if status == 101:
-            if not ex.upgrade:  # type: ignore[union-attr]
-                raise HttpParserError("101 without an upgrade request")
             head.append(b"Connection: upgrade\r\nUpgrade: %b\r\n\r\n" % (self.upgrade or ex.upgrade))  # type: ignore[union-attr]
             self.out.append(b"".join(head))
             return
@@ -267,23 +289,14 @@ class UpstreamConnection(asyncio.Protocol):
             self.close()
         down.exchange_done(ex, True)  # type: ignore[union-attr]
 
-    def _fail(self, status: int) -> None:
-        self._cancel_timer()
+    def fail(self, status: int) -> None:
+        """End the exchange with ``status`` (or an abort, if the client already has part of a response)."""
         ex, down = self.ex, self.down
         self.ex = self.down = None
         if self.transport is not None:
             self.transport.abort()
         if ex is not None and down is not None:
             down.exchange_failed(ex, status, self.responded)
-
-    def _on_timeout(self) -> None:
-        self.timer = None
-        self._fail(504)
-
-    def _cancel_timer(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
 
     def _to_tunnel(self, rest: bytes) -> None:
         """After a 101: from now on bytes flow unparsed in both directions."""
@@ -334,6 +347,24 @@ class ConnPool:
             self.connect_timeout,
         )
         return conn  # type: ignore[return-value]
+
+    def connect_for(self, ex: "Exchange", down: "DownstreamProtocol") -> None:
+        """Open a new connection and hand it to ``down`` for ``ex``; a refusal is a 502 and
+        a connect timeout a 504. If ``ex`` was abandoned meanwhile the connection is kept idle."""
+
+        def connected(fut: asyncio.Future) -> None:
+            if fut.cancelled():
+                return
+            exc = fut.exception()
+            if not down.waits_for(ex):
+                if exc is None:
+                    self.release(fut.result())  # nobody waits for it now: keep it warm
+            elif exc is not None:
+                down.exchange_failed(ex, 504 if isinstance(exc, TimeoutError) else 502, False)
+            else:
+                down.attach(fut.result(), ex)
+
+        asyncio.ensure_future(self.connect()).add_done_callback(connected)
 
     def release(self, conn: UpstreamConnection) -> None:
         if len(self.idle) >= self.max_idle:

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from steelyard.cli import describe
 from steelyard.config import (
     Config,
     ConfigError,
-    describe,
     format_duration,
     load_config,
     parse_config,

@@ -6,7 +6,8 @@ import argparse
 import logging
 import sys
 
-from .config import ConfigError, describe, load_config, parse_duration, split_host_port
+from .config import Config, ConfigError, load_config
+from .units import format_duration, parse_duration, split_host_port
 
 
 def _duration(text: str) -> float:
@@ -29,6 +30,32 @@ def _load(path: str):
     except ConfigError as err:
         print(f"steelyard: invalid configuration\n{err}", file=sys.stderr)
         sys.exit(2)
+
+
+def describe(config: Config) -> str:
+    """A one-screen plain-text summary, for ``steelyard check``."""
+    d = format_duration
+    lines = [f"{config.source or '<string>'}: {len(config.listeners)} listener(s), {len(config.pools)} pool(s), "
+             f"{config.workers} worker(s), shutdown grace {d(config.shutdown_grace)}", "", "listeners"]
+    for ls in config.listeners:
+        lines.append(f"  {ls.name}  {ls.mode} on {ls.bind}  → pool {ls.pool}  "
+                     f"(keep-alive {d(ls.keepalive_timeout)}, request head {d(ls.request_timeout)})")
+        for n, r in enumerate(ls.routes, 1):
+            conds = [f"host {r.host}" if r.host else "", f"path {r.path_prefix}*" if r.path_prefix else "",
+                     f"header {r.header.name}: {r.header.value}" if r.header else ""]
+            lines.append(f"    route {n}: {', '.join(filter(None, conds))}  → pool {r.pool}")
+    lines += ["", "pools"]
+    for p in config.pools:
+        hashing = "hash" in p.algorithm or ":" in p.algorithm or p.hash_on != "client_ip"
+        notes = [f"hash on {p.hash_on}" if hashing else "",
+                 f"balance factor {p.hash_balance_factor:g}" if p.hash_balance_factor else "",
+                 f"ewma decay {d(p.ewma_decay)}" if p.algorithm == "least_time" else "",
+                 f"connect {d(p.connect_timeout)}", f"timeout {d(p.timeout)}",
+                 f"{p.max_idle} idle for {d(p.idle_timeout)}"]
+        lines.append(f"  {p.name}  {p.algorithm}  ({', '.join(filter(None, notes))})")
+        for s in p.servers:
+            lines.append(f"    {s.address if s.name == s.address else f'{s.name} {s.address}'}  weight {s.weight}")
+    return "\n".join(lines)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -82,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="three demo backends behind the balancer")
     p.add_argument("--listen", type=_address, default=("127.0.0.1", 8080), help="balancer address")
-    p.add_argument("--backend-port", type=int, default=9001, help="first of three backend ports")
+    p.add_argument("--backend-port", type=int, default=9001, help="first of three backend ports (0: ephemeral)")
     p.set_defaults(func=cmd_demo)
     return parser
 

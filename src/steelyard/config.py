@@ -40,10 +40,12 @@ from pydantic import (
 )
 
 from .core.balancing import BalancerOptions, resolve_algorithm
+from .units import format_duration, parse_duration, split_host_port
+from .units import show_value as _show
 
 __all__ = [
     "Config", "ConfigError", "Duration", "HeaderMatch", "ListenerConfig", "PoolConfig", "RouteConfig",
-    "ServerConfig", "describe", "format_duration", "load_config", "parse_config", "split_host_port",
+    "ServerConfig", "format_duration", "load_config", "parse_config", "split_host_port",
 ]
 
 Loc = tuple[str | int, ...]
@@ -68,62 +70,6 @@ class _Problems(ValueError):
     def __init__(self, problems: list[tuple[Loc, str]]) -> None:
         self.problems = problems
         super().__init__("; ".join(f"{'.'.join(map(str, loc))}: {msg}" for loc, msg in problems))
-
-
-def _show(value: Any) -> str:
-    """A value as the user wrote it in TOML."""
-    if isinstance(value, str):
-        return '"' + value.replace('"', '\\"') + '"'
-    if isinstance(value, bool):
-        return str(value).lower()
-    return repr(value)
-
-
-# --- scalar types ---------------------------------------------------------------
-
-_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m)")
-_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0}
-
-
-def parse_duration(value: Any, *, allow_zero: bool = False) -> float:
-    """``"150ms"`` / ``"2s"`` / ``"1.5m"`` -> seconds; ``ValueError`` says what is wrong."""
-    match = _DURATION.fullmatch(value.strip()) if isinstance(value, str) else None
-    if match is None:
-        raise ValueError(f'expected a duration with a unit (ms, s, m), e.g. "2s"; got {_show(value)}')
-    seconds = float(match[1]) * _UNIT[match[2]]
-    if seconds < 0 or (seconds == 0 and not allow_zero):
-        raise ValueError(f"a duration must be greater than zero; got {_show(value)}")
-    return seconds
-
-
-def format_duration(seconds: float) -> str:
-    """Inverse of the duration syntax, for display: 0.15 -> "150ms", 120 -> "2m"."""
-    if seconds < 1:
-        return f"{seconds * 1000:g}ms"
-    if seconds >= 60 and seconds % 60 == 0:
-        return f"{seconds / 60:g}m"
-    return f"{seconds:g}s"
-
-
-def split_host_port(text: str, *, allow_port_zero: bool = False) -> tuple[str, int]:
-    """``"host:port"`` or ``"[v6]:port"`` -> (host, port); ``ValueError`` says what is wrong."""
-    example = '"127.0.0.1:8080" or "[::1]:8080"'
-    if text.startswith("["):
-        host, sep, port_text = text[1:].partition("]:")
-        if not sep or not host:
-            raise ValueError(f"expected [ipv6]:port, e.g. \"[::1]:8080\"; got {_show(text)}")
-    else:
-        host, sep, port_text = text.rpartition(":")
-        if not sep or not host:
-            raise ValueError(f"expected host:port, e.g. {example}; got {_show(text)}")
-        if ":" in host:
-            raise ValueError(f'an IPv6 address needs brackets, e.g. "[::1]:8080"; got {_show(text)}')
-    if any(c.isspace() for c in host):
-        raise ValueError(f"the host must not contain spaces; got {_show(text)}")
-    low = 0 if allow_port_zero else 1
-    if not (port_text.isascii() and port_text.isdigit()) or not low <= int(port_text) <= 65535:
-        raise ValueError(f"the port must be a number from {low} to 65535; got {_show(text)}")
-    return host, int(port_text)
 
 
 def _check(check: Callable[[str], object]) -> AfterValidator:
@@ -410,29 +356,3 @@ def load_config(path: str | Path) -> Config:
         why = exc.strerror if isinstance(exc, OSError) else f"not UTF-8 text ({exc.reason} at byte {exc.start})"
         raise ConfigError(str(path), [("", f"cannot read file: {why or exc}")]) from None
     return parse_config(text, str(path))
-
-
-def describe(config: Config) -> str:
-    """A one-screen plain-text summary, for ``steelyard check``."""
-    d = format_duration
-    lines = [f"{config.source or '<string>'}: {len(config.listeners)} listener(s), {len(config.pools)} pool(s), "
-             f"{config.workers} worker(s), shutdown grace {d(config.shutdown_grace)}", "", "listeners"]
-    for ls in config.listeners:
-        lines.append(f"  {ls.name}  {ls.mode} on {ls.bind}  → pool {ls.pool}  "
-                     f"(keep-alive {d(ls.keepalive_timeout)}, request head {d(ls.request_timeout)})")
-        for n, r in enumerate(ls.routes, 1):
-            conds = [f"host {r.host}" if r.host else "", f"path {r.path_prefix}*" if r.path_prefix else "",
-                     f"header {r.header.name}: {r.header.value}" if r.header else ""]
-            lines.append(f"    route {n}: {', '.join(filter(None, conds))}  → pool {r.pool}")
-    lines += ["", "pools"]
-    for p in config.pools:
-        hashing = "hash" in p.algorithm or ":" in p.algorithm or p.hash_on != "client_ip"
-        notes = [f"hash on {p.hash_on}" if hashing else "",
-                 f"balance factor {p.hash_balance_factor:g}" if p.hash_balance_factor else "",
-                 f"ewma decay {d(p.ewma_decay)}" if p.algorithm == "least_time" else "",
-                 f"connect {d(p.connect_timeout)}", f"timeout {d(p.timeout)}",
-                 f"{p.max_idle} idle for {d(p.idle_timeout)}"]
-        lines.append(f"  {p.name}  {p.algorithm}  ({', '.join(filter(None, notes))})")
-        for s in p.servers:
-            lines.append(f"    {s.address if s.name == s.address else f'{s.name} {s.address}'}  weight {s.weight}")
-    return "\n".join(lines)

@@ -1,0 +1,66 @@
+"""Durations and addresses as users write them (config files, command-line flags).
+
+- A duration is a string with a unit: "150ms", "2s", "1.5m"; bare numbers are
+  rejected so "30" is never silently milliseconds or seconds.
+- An address is "host:port" or "[v6]:port".
+Every ``ValueError`` raised here quotes the value as the user wrote it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+
+def show_value(value: Any) -> str:
+    """A value as the user wrote it in TOML."""
+    if isinstance(value, str):
+        return '"' + value.replace('"', '\\"') + '"'
+    if isinstance(value, bool):
+        return str(value).lower()
+    return repr(value)
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m)")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0}
+
+
+def parse_duration(value: Any, *, allow_zero: bool = False) -> float:
+    """``"150ms"`` / ``"2s"`` / ``"1.5m"`` -> seconds; ``ValueError`` says what is wrong."""
+    match = _DURATION.fullmatch(value.strip()) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError(f'expected a duration with a unit (ms, s, m), e.g. "2s"; got {show_value(value)}')
+    seconds = float(match[1]) * _UNIT[match[2]]
+    if seconds < 0 or (seconds == 0 and not allow_zero):
+        raise ValueError(f"a duration must be greater than zero; got {show_value(value)}")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """Inverse of the duration syntax, for display: 0.15 -> "150ms", 120 -> "2m"."""
+    if seconds < 1:
+        return f"{seconds * 1000:g}ms"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{seconds / 60:g}m"
+    return f"{seconds:g}s"
+
+
+def split_host_port(text: str, *, allow_port_zero: bool = False) -> tuple[str, int]:
+    """``"host:port"`` or ``"[v6]:port"`` -> (host, port); ``ValueError`` says what is wrong."""
+    example = '"127.0.0.1:8080" or "[::1]:8080"'
+    if text.startswith("["):
+        host, sep, port_text = text[1:].partition("]:")
+        if not sep or not host:
+            raise ValueError(f"expected [ipv6]:port, e.g. \"[::1]:8080\"; got {show_value(text)}")
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep or not host:
+            raise ValueError(f"expected host:port, e.g. {example}; got {show_value(text)}")
+        if ":" in host:
+            raise ValueError(f'an IPv6 address needs brackets, e.g. "[::1]:8080"; got {show_value(text)}')
+    if any(c.isspace() for c in host):
+        raise ValueError(f"the host must not contain spaces; got {show_value(text)}")
+    low = 0 if allow_port_zero else 1
+    if not (port_text.isascii() and port_text.isdigit()) or not low <= int(port_text) <= 65535:
+        raise ValueError(f"the port must be a number from {low} to 65535; got {show_value(text)}")
+    return host, int(port_text)

@@ -157,7 +157,8 @@ def balancer(tmp_path) -> Iterator[callable]:
         b.kill()
 
 
-def simple_config(backends: list[Backend], algorithm: str = "round_robin", extra_pool: str = "", weights=None) -> str:
+def pool_config(servers: str, extra: str = "") -> str:
+    """One listener on an ephemeral port in front of one pool "app" (``servers`` is TOML)."""
     return f"""
         shutdown_grace = "5s"
 
@@ -168,7 +169,15 @@ def simple_config(backends: list[Backend], algorithm: str = "round_robin", extra
 
         [[pool]]
         name = "app"
-        algorithm = "{algorithm}"
-        {servers_toml(backends, weights)}
-        {extra_pool}
+        {servers}
+        {extra}
     """
+
+
+def address_config(port: int, extra: str = "") -> str:
+    """The same, for one server on 127.0.0.1:``port`` that is not a demo backend."""
+    return pool_config(f'servers = [ {{ address = "127.0.0.1:{port}" }} ]', extra)
+
+
+def simple_config(backends: list[Backend], algorithm: str = "round_robin", extra_pool: str = "", weights=None) -> str:
+    return pool_config(servers_toml(backends, weights), f'algorithm = "{algorithm}"\n{extra_pool}')

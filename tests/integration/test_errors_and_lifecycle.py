@@ -8,7 +8,7 @@ import threading
 
 import httpx
 
-from .conftest import STEELYARD, servers_toml, simple_config
+from .conftest import STEELYARD, address_config, pool_config, servers_toml, simple_config
 from .rawhttp import RawConnection, get
 
 
@@ -20,21 +20,8 @@ def closed_port() -> int:
     return port
 
 
-def pool_config(servers: str, extra: str = "") -> str:
-    return f"""
-        [[listener]]
-        name = "web"
-        bind = "127.0.0.1:0"
-        pool = "app"
-        [[pool]]
-        name = "app"
-        {servers}
-        {extra}
-    """
-
-
 def test_refused_server_is_502_and_the_client_connection_survives(balancer):
-    lb = balancer(pool_config(f'servers = [ {{ address = "127.0.0.1:{closed_port()}" }} ]'))
+    lb = balancer(address_config(closed_port()))
     with RawConnection(lb.port) as c:
         for _ in range(2):
             c.send(get("/"))
@@ -113,7 +100,7 @@ def test_sigterm_finishes_in_flight_requests_then_exits_0(balancer):
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ndone")
 
     threading.Thread(target=slow_server, daemon=True).start()
-    lb = balancer(pool_config(f'servers = [ {{ address = "127.0.0.1:{srv.getsockname()[1]}" }} ]'))
+    lb = balancer(address_config(srv.getsockname()[1]))
     idle = RawConnection(lb.port)  # an idle keep-alive client: closed at once on shutdown
     result = {}
 

@@ -13,7 +13,7 @@ import pytest
 
 from steelyard.demo.backend import expected_bytes_sha256
 
-from .conftest import servers_toml, simple_config
+from .conftest import address_config, servers_toml, simple_config
 from .rawhttp import RawConnection, get
 
 MiB = 1024 * 1024
@@ -151,17 +151,7 @@ def test_response_delimited_by_close_reaches_http11_client_chunked(balancer):
 
     t = threading.Thread(target=serve_once, daemon=True)
     t.start()
-    lb = balancer(
-        f"""
-        [[listener]]
-        name = "web"
-        bind = "127.0.0.1:0"
-        pool = "app"
-        [[pool]]
-        name = "app"
-        servers = [ {{ address = "127.0.0.1:{port}" }} ]
-        """
-    )
+    lb = balancer(address_config(port))
     with RawConnection(lb.port) as c:
         c.send(get("/"))
         status, headers, body = c.response()
@@ -233,7 +223,7 @@ def test_websocket_is_tunnelled_after_101(balancer):
 
         async with serve(echo, "127.0.0.1", 0) as server:
             port = server.sockets[0].getsockname()[1]
-            lb = await asyncio.to_thread(balancer, simple_config_for_port(port))
+            lb = await asyncio.to_thread(balancer, address_config(port))
             async with connect(f"ws://127.0.0.1:{lb.port}/chat") as ws:
                 replies = []
                 for i in range(20):
@@ -246,18 +236,6 @@ def test_websocket_is_tunnelled_after_101(balancer):
     replies, big = asyncio.run(main())
     assert replies == [f"echo:m{i}" for i in range(20)]
     assert big == "echo:" + "x" * 200_000
-
-
-def simple_config_for_port(port: int) -> str:
-    return f"""
-        [[listener]]
-        name = "web"
-        bind = "127.0.0.1:0"
-        pool = "app"
-        [[pool]]
-        name = "app"
-        servers = [ {{ address = "127.0.0.1:{port}" }} ]
-    """
 
 
 def test_curl_sees_the_backends(backends, balancer):

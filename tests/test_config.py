@@ -246,6 +246,11 @@ def test_tcp_mode_is_not_available_yet(tmp_path: Path) -> None:
     assert errors == [('listener "web" → mode', "mode 'tcp' is not available yet (only 'http')")]
 
 
+def test_several_workers_are_refused_until_they_exist(tmp_path: Path) -> None:
+    _, errors = errors_of("workers = 4\n" + MINIMAL, tmp_path)
+    assert errors == [("workers", "several worker processes are not available yet (only 1); got 4")]
+
+
 def test_several_errors_at_once(tmp_path: Path) -> None:
     text = toml("""
         workers = 0

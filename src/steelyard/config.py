@@ -197,10 +197,16 @@ class PoolConfig(_Model):
                                ewma_decay=self.ewma_decay)
 
 
+def _one_worker(n: int) -> int:
+    if n > 1:
+        raise ValueError(f"several worker processes are not available yet (only 1); got {n}")
+    return n
+
+
 class Config(_Model):
     """The whole file. ``source`` is the path it was read from (never a user key)."""
 
-    workers: Annotated[Int, Field(ge=1)] = 1
+    workers: Annotated[Int, Field(ge=1), AfterValidator(_one_worker)] = 1
     shutdown_grace: Duration = 10.0
     listeners: tuple[ListenerConfig, ...] = Field(alias="listener", min_length=1)
     pools: tuple[PoolConfig, ...] = Field(alias="pool", min_length=1)

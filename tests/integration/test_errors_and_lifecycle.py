@@ -123,3 +123,13 @@ def test_sigterm_finishes_in_flight_requests_then_exits_0(balancer):
     assert lb.proc.wait(20) == 0
     idle.close()
     srv.close()
+
+
+def test_response_timeout_applies_on_a_reused_connection(backends, balancer):
+    """A bodyless request sent on a kept-alive upstream connection still gets its 504."""
+    (b,) = backends(1)
+    lb = balancer(pool_config(servers_toml([b]), extra='timeout = "300ms"'))
+    with httpx.Client(timeout=10) as c:
+        assert c.get(lb.url + "/").status_code == 200
+        assert c.get(lb.url + "/sleep/3000").status_code == 504
+        assert c.get(lb.url + "/").status_code == 200

@@ -1,9 +1,10 @@
 """The data plane's view of one pool: the current snapshot plus per-server upstream state.
 
 The control plane calls ``publish(servers)`` to swap in a new snapshot (one
-reference assignment); requests already in flight keep the server objects they
-picked. Per-server connection pools are created lazily for new servers and closed
-when a server leaves the pool.
+reference assignment, with the new balancer's ``on_done`` hook set next to it);
+requests already in flight keep the server objects (and the hook) they picked.
+Per-server connection pools are created lazily for new servers and closed when a
+server leaves the pool.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..core.balancing import BalancerOptions, resolve_algorithm
+from ..core.balancing import Balancer, BalancerOptions, resolve_algorithm
 from ..core.model import PoolSnapshot, Server
 
 
@@ -24,6 +25,7 @@ class PoolRuntime:
         "rng",
         "clock",
         "snapshot",
+        "on_done",
         "upstreams",
         "make_upstream",
         "key_kind",
@@ -70,6 +72,11 @@ class PoolRuntime:
         for s in [s for s in self.upstreams if s not in keep]:
             self.upstreams.pop(s).close()
         self.snapshot = PoolSnapshot(self.name, tuple(servers), balancer)
+        # The data plane reads this with the snapshot (same loop, no await between the two
+        # assignments, so never one without the other) and skips the call per request for
+        # balancers that do not learn from completions (``on_done`` not overridden).
+        learns = getattr(type(balancer), "on_done", Balancer.on_done) is not Balancer.on_done
+        self.on_done = balancer.on_done if learns else None
 
     def sweep(self, now: float) -> None:
         for up in self.upstreams.values():

@@ -45,17 +45,19 @@ if TYPE_CHECKING:
 PIPELINE, UPSTREAM_FULL, PENDING_FULL = 1, 2, 4
 PENDING_LIMIT = 256 * 1024  # body bytes buffered per request while no connection is ready
 MAX_HEAD = 64 * 1024  # request line + headers; more is refused with 431
+_request_code = H.REQUEST_CODES.get  # bound once: one C call per header, no lookups
 
 
 class DownstreamProtocol(asyncio.Protocol):
     __slots__ = (
-        "L", "loop", "transport", "parser", "ex", "current", "queue", "ctx", "ip", "forwarded", "paused",
-        "write_paused", "closing", "tunnel", "tunnel_conn", "last_active", "head_bytes", "upgrading",
+        "L", "clock", "transport", "parser", "ex", "current", "queue", "ctx", "ip", "forwarded", "paused",
+        "write_paused", "closing", "tunnel", "tunnel_conn", "last_active", "head_bytes", "upgrading", "keep_headers",
     )  # fmt: skip
 
     def __init__(self, listener: "HttpListener") -> None:
         self.L = listener
-        self.loop = listener.loop
+        self.clock = listener.loop.time  # bound once: read several times per request
+        self.keep_headers = listener.keep_headers
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.parser = HttpRequestParser(self)
         self.ex: Exchange | None = None  # the request being parsed
@@ -90,9 +92,8 @@ class DownstreamProtocol(asyncio.Protocol):
         self.queue.clear()
         if cur is None:
             return
-        cur.dead = True
-        self._drop_upstream(cur)
-        cur.settle(True, self.loop.time())
+        cur.drop_upstream()
+        cur.settle(True, self.clock)
 
     def eof_received(self) -> bool | None:
         """The client half-closed: answer what it asked, then close (False/None closes now)."""
@@ -106,17 +107,6 @@ class DownstreamProtocol(asyncio.Protocol):
         self.closing = True
         return True
 
-    def _drop_upstream(self, ex: Exchange) -> bool:
-        """Abandon ``ex``'s upstream connection (its response is unread, so it cannot be
-        reused); True when some of that response already reached the client."""
-        conn = ex.conn
-        if conn is None or conn.ex is not ex:
-            return False
-        responded = conn.responded
-        conn.ex = conn.down = None
-        conn.transport.abort()  # type: ignore[union-attr]
-        return responded
-
     def shutdown(self) -> None:
         """Stop taking requests: close now when idle, else after the current response."""
         self.closing = True
@@ -127,14 +117,14 @@ class DownstreamProtocol(asyncio.Protocol):
         cur = self.current
         if cur is not None:
             conn = cur.conn
-            if conn is None or conn.ex is not cur or cur.t_head:
+            if conn is None or conn.ex is not cur or conn.responded:
                 return  # connecting (its own timeout), or the response is flowing
             if cur.request_done:
                 # the response timeout counts from the moment the whole request was sent
-                if cur.t_sent and now - cur.t_sent > cur.pool.timeout:  # type: ignore[union-attr]
+                if cur.t_sent and now - cur.t_sent > conn.pool.timeout:
                     conn.fail(504)
             elif self.paused & UPSTREAM_FULL:
-                if now - self.last_active > cur.pool.timeout:  # type: ignore[union-attr]
+                if now - self.last_active > conn.pool.timeout:
                     conn.fail(504)  # the server stopped reading the body
             elif now - self.last_active > self.L.request_timeout:
                 self._refuse(408)  # the client stopped sending the body
@@ -222,7 +212,7 @@ class DownstreamProtocol(asyncio.Protocol):
                 cur.pending.clear()
                 cur.pending_size = 0
                 if cur.request_done:
-                    cur.t_sent = self.loop.time()
+                    cur.t_sent = self.clock()
             elif cur.pending_size > PENDING_LIMIT:
                 self._pause(PENDING_FULL)
 
@@ -245,41 +235,31 @@ class DownstreamProtocol(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         ex = self.ex
-        lname = name.lower()
-        ex.headers.append((lname, value))  # type: ignore[union-attr]
-        code = H.REQUEST_SPECIAL.get(lname)
+        if self.keep_headers:
+            ex.headers.append((name, value))  # type: ignore[union-attr]
+        code = _request_code(name)
         if code is None:
-            if not lname.startswith(b"proxy-"):
-                ex.parts += (name, b": ", value, b"\r\n")  # type: ignore[union-attr]
-        elif code == H.HOST:
+            code = H.request_code(name)
+        if not code:  # ORDINARY
+            ex.parts += (name, b": ", value, b"\r\n")  # type: ignore[union-attr]
+        elif code == H.HOST:  # (every request has one: kept inline)
             if ex.host is not None:  # type: ignore[union-attr]
                 ex.refuse = 400  # type: ignore[union-attr]  # several Host headers
             ex.host = value  # type: ignore[union-attr]
             ex.parts += (name, b": ", value, b"\r\n")  # type: ignore[union-attr]
-        elif code == H.CONTENT_LENGTH:
-            if ex.clen is not None and ex.clen != value:  # type: ignore[union-attr]
-                ex.refuse = 400  # type: ignore[union-attr]  # conflicting Content-Length headers
-            ex.clen = value  # type: ignore[union-attr]
-        elif code == H.TRANSFER_ENCODING:
-            # llhttp rejects a coding list that does not end in chunked; steelyard forwards
-            # only plain chunked and answers other codings (gzip, chunked) with 501
-            ex.chunked = True  # type: ignore[union-attr]
-            if value.strip().lower() != b"chunked":
-                ex.refuse = ex.refuse or 501  # type: ignore[union-attr]
-        elif code == H.XFF:
-            ex.xff = value if ex.xff is None else ex.xff + b", " + value  # type: ignore[union-attr]
-        elif code == H.CONNECTION:
-            if value.lower() not in H.PLAIN_CONNECTION_TOKENS:
-                ex.tokens = H.connection_tokens(value)  # type: ignore[union-attr]
-        elif code == H.UPGRADE:
-            ex.upgrade = value  # type: ignore[union-attr]
+        else:
+            ex.special_header(code, value)  # type: ignore[union-attr]
 
     def on_headers_complete(self) -> None:
         ex = self.ex
         p = self.parser
         ex.method = p.get_method()  # type: ignore[union-attr]
-        ex.http11 = p.get_http_version() == "1.1"  # type: ignore[union-attr]
-        ex.keep_alive = p.should_keep_alive() and not self.closing  # type: ignore[union-attr]
+        keep = p.should_keep_alive()
+        # Without a Connection (or Proxy-Connection) header llhttp keeps a request alive exactly
+        # when it is HTTP/1.1 (1.0, 0.9 and 2.0 need "keep-alive"): that spares get_http_version,
+        # which formats a string and is the dearest call here.
+        ex.http11 = p.get_http_version() == "1.1" if ex.connection_header else keep  # type: ignore[union-attr]
+        ex.keep_alive = keep and not self.closing  # type: ignore[union-attr]
         if ex.upgrade is not None and not p.should_upgrade():  # type: ignore[union-attr]
             ex.upgrade = None  # type: ignore[union-attr]  # Upgrade without "Connection: upgrade" is ignored
         if ex.chunked and ex.clen is not None:  # type: ignore[union-attr]
@@ -301,6 +281,9 @@ class DownstreamProtocol(asyncio.Protocol):
         if ex.chunked:  # type: ignore[union-attr]
             ex.pending.append(H.LAST_CHUNK)  # type: ignore[union-attr]
         ex.request_done = True  # type: ignore[union-attr]
+        if ex.conn is not None and not ex.pending:  # type: ignore[union-attr]
+            # already sent in full (no body, reused connection): the response timeout starts
+            ex.t_sent = self.clock()  # type: ignore[union-attr]
 
     # -- dispatch ----------------------------------------------------------------
 
@@ -313,7 +296,8 @@ class DownstreamProtocol(asyncio.Protocol):
         if ex.refuse or (ex.http11 and ex.host is None):
             self._refuse(ex.refuse or 400)
             return
-        pool = self.L.router.route(ex.host or b"", ex.url, ex.headers)
+        router = self.L.router
+        pool = router.route(ex.host or b"", ex.url, ex.headers) if router.routes else router.default
         snap = pool.snapshot
         ctx = self.ctx
         ctx.key = ex.hash_key(pool.key_kind, pool.key_name) if pool.key_kind is not None else None
@@ -322,42 +306,50 @@ class DownstreamProtocol(asyncio.Protocol):
             self.exchange_failed(ex, 503, False)
             return
         ex.server = server
-        ex.pool = pool
-        ex.balancer = snap.balancer
+        ex.on_done = on_done = pool.on_done  # (read with the snapshot: they change together)
         ex.build_head(server, self.forwarded, self.ip, self.L.scheme)
         server.load.active += 1
-        ex.t_start = self.loop.time()
+        if on_done is not None:
+            ex.t_start = self.clock()  # only a balancer that learns is told the elapsed time
         cpool = pool.upstreams[server]
         conn = cpool.acquire()
-        if conn is not None:
-            self.attach(conn, ex)
-        else:
+        if conn is None:
             cpool.connect_for(ex, self)
+            return
+        conn.start(ex, self)  # what attach does, inline on this per-request path
+        if self.write_paused:
+            conn.transport.pause_reading()  # type: ignore[union-attr]
+        if self.paused & PENDING_FULL:
+            self._resume(PENDING_FULL)
 
     def attach(self, conn: "UpstreamConnection", ex: Exchange) -> None:
         """Send ``ex`` on ``conn`` (an idle one, or one just connected for it)."""
         conn.start(ex, self)
         if self.write_paused:
             conn.transport.pause_reading()  # type: ignore[union-attr]
-        self._resume(PENDING_FULL)
+        if self.paused & PENDING_FULL:
+            self._resume(PENDING_FULL)
 
     def waits_for(self, ex: Exchange) -> bool:
-        return ex is self.current and not ex.dead
+        return ex is self.current  # (a client that went away has no current exchange)
 
     # -- endings -------------------------------------------------------------------
 
     def exchange_done(self, ex: Exchange, ok: bool) -> None:
-        ex.settle(ok, self.loop.time())
+        ex.settle(ok, self.clock)
         self.current = None
         if not ex.keep_alive or self.closing or not ex.request_done:
             # (a response that ended before its request did leaves the request's
             # remaining bytes unread: closing is the only safe way on)
             self.transport.close()
             return
-        self._next()
+        if self.paused or self.queue:
+            self._next()
+        else:
+            self.last_active = self.L.now  # all _next does when nothing waits (and not closing)
 
     def exchange_failed(self, ex: Exchange, status: int, responded: bool) -> None:
-        ex.settle(False, self.loop.time())
+        ex.settle(False, self.clock)
         self.current = None
         if responded:
             self.transport.abort()  # a half-sent response cannot be repaired
@@ -371,8 +363,8 @@ class DownstreamProtocol(asyncio.Protocol):
 
     def _next(self) -> None:
         self.last_active = self.L.now
-        # (the finished exchange's server may have left this connection paused)
-        self._resume(PIPELINE | PENDING_FULL | UPSTREAM_FULL)
+        if self.paused:  # (the finished exchange's server may have left this connection paused)
+            self._resume(PIPELINE | PENDING_FULL | UPSTREAM_FULL)
         if self.queue:
             ex = self.current = self.queue.popleft()
             self._dispatch(ex)
@@ -385,8 +377,8 @@ class DownstreamProtocol(asyncio.Protocol):
         self.current = self.ex = self.upgrading = None
         self.queue.clear()
         if cur is not None:
-            responded = self._drop_upstream(cur)
-            cur.settle(False, self.loop.time())
+            responded = cur.drop_upstream()
+            cur.settle(False, self.clock)
             if responded:
                 self.transport.abort()  # the 400 cannot follow half a response
                 return
@@ -396,7 +388,7 @@ class DownstreamProtocol(asyncio.Protocol):
 
     def start_tunnel(self, ex: Exchange, conn: "UpstreamConnection") -> None:
         """The server accepted the upgrade: relay raw bytes from now on."""
-        ex.settle(True, self.loop.time())
+        ex.settle(True, self.clock)
         self.current = self.upgrading = None
         self.tunnel = conn.transport
         self.tunnel_conn = conn

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from . import headers as H
 
 if TYPE_CHECKING:
     from ...core.model import Server
-    from ..pool import PoolRuntime
     from .upstream import UpstreamConnection
 
 
@@ -25,10 +25,10 @@ class Exchange:
     """
 
     __slots__ = (
-        "method", "url", "http11", "keep_alive", "host", "headers", "parts", "tokens",
+        "method", "url", "http11", "keep_alive", "host", "headers", "parts", "tokens", "connection_header",
         "upgrade", "chunked", "clen", "xff", "refuse", "head", "pending", "pending_size",
-        "request_done", "conn", "server", "pool", "balancer", "t_begin", "t_start", "t_sent", "t_head",
-        "dead", "early", "early_size",
+        "request_done", "conn", "server", "on_done", "t_begin", "t_start", "t_sent", "t_head",
+        "early", "early_size",
     )  # fmt: skip
 
     def __init__(self, t_begin: float) -> None:
@@ -37,9 +37,12 @@ class Exchange:
         self.http11 = True
         self.keep_alive = True
         self.host: bytes | None = None
-        self.headers: list[tuple[bytes, bytes]] = []  # (lower-cased name, value), as received
+        # (name, value) as received, names not lower-cased; kept only when routes or the
+        # hash key need them (``HttpListener.keep_headers``)
+        self.headers: list[tuple[bytes, bytes]] = []
         self.parts: list[bytes] = []  # forwarded headers, flat: name, ": ", value, CRLF
         self.tokens: list[bytes] | None = None  # Connection header tokens
+        self.connection_header = False  # a Connection or Proxy-Connection header came
         self.upgrade: bytes | None = None  # Upgrade header value of an upgrade request
         self.chunked = False
         self.clen: bytes | None = None
@@ -51,19 +54,54 @@ class Exchange:
         self.request_done = False
         self.conn: UpstreamConnection | None = None
         self.server: Server | None = None
-        self.pool: PoolRuntime | None = None
-        self.balancer: Any = None
+        self.on_done: Callable[[Server, bool, float], None] | None = None  # the balancer's hook, if it learns
         self.t_begin = t_begin
-        self.t_start = 0.0  # request dispatched to a server
+        self.t_start = 0.0  # request dispatched to a server (taken only when ``on_done`` is set)
         self.t_sent = 0.0  # request fully written to the server (the response timeout starts)
-        self.t_head = 0.0  # final response head received
-        self.dead = False  # the client went away
+        self.t_head = 0.0  # final response head received (taken only when ``on_done`` is set)
         self.early: list[bytes] | None = None  # bytes after an upgrade request, held back until the 101
         self.early_size = 0
 
-    def settle(self, ok: bool, now: float) -> None:
+    def special_header(self, code: int, value: bytes) -> None:
+        """Take in a request header ``headers.REQUEST_SPECIAL`` names, other than Host
+        (the parser's callback forwards ordinary headers and handles Host itself)."""
+        if code == H.CONTENT_LENGTH:
+            if self.clen is not None and self.clen != value:
+                self.refuse = 400  # conflicting Content-Length headers
+            self.clen = value
+        elif code == H.TRANSFER_ENCODING:
+            # llhttp rejects a coding list that does not end in chunked; steelyard forwards
+            # only plain chunked and answers other codings (gzip, chunked) with 501
+            self.chunked = True
+            if value.strip().lower() != b"chunked":
+                self.refuse = self.refuse or 501
+        elif code == H.XFF:
+            self.xff = value if self.xff is None else self.xff + b", " + value
+        elif code == H.CONNECTION:
+            self.connection_header = True
+            if value.lower() not in H.PLAIN_CONNECTION_TOKENS:
+                self.tokens = H.connection_tokens(value)
+        elif code == H.UPGRADE:
+            self.upgrade = value
+        elif code == H.PROXY_CONNECTION:
+            self.connection_header = True
+        # (DROP: nothing to keep)
+
+    def drop_upstream(self) -> bool:
+        """Abandon this exchange's upstream connection (its response is unread, so it cannot
+        be reused); True when some of that response already reached the client."""
+        conn = self.conn
+        if conn is None or conn.ex is not self:
+            return False
+        responded = conn.responded
+        conn.ex = conn.down = None
+        conn.transport.abort()  # type: ignore[union-attr]
+        return responded
+
+    def settle(self, ok: bool, clock: Callable[[], float]) -> None:
         """Close the books on the picked server (once): in-flight count, counters, and the
-        balancer's completion hook with the time to the response head."""
+        balancer's completion hook (if it has one) with the time to the response head, or
+        to now (``clock``) when no head came."""
         server = self.server
         if server is None:
             return
@@ -74,7 +112,8 @@ class Exchange:
             load.requests += 1
         else:
             load.failures += 1
-        self.balancer.on_done(server, ok, (self.t_head or now) - self.t_start)
+        if self.on_done is not None:
+            self.on_done(server, ok, (self.t_head or clock()) - self.t_start)
 
     @property
     def replayable(self) -> bool:
@@ -132,11 +171,11 @@ class Exchange:
             return self.url.decode("latin-1")
         if kind == "header":
             for name, value in self.headers:
-                if name == want:
+                if name.lower() == want:
                     return value.decode("latin-1")
             return None
         for name, value in self.headers:  # cookie
-            if name == b"cookie":
+            if name.lower() == b"cookie":
                 for pair in value.split(b";"):
                     k, _, v = pair.strip().partition(b"=")
                     if k == want:

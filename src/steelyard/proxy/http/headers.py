@@ -1,7 +1,10 @@
 """Header rules for both directions, as lookup tables the parsers' callbacks consult.
 
-Every header name is lower-cased once and looked up in one dict; a name that is
-not special is forwarded unchanged, in its original case and order.
+Every header name is classified by one dict lookup: ``REQUEST_CODES`` /
+``RESPONSE_CODES`` remember the code of each name as received (any case), so the
+common names cost neither a lower-casing nor a second lookup; a name not seen yet
+is classified by ``request_code`` / ``response_code``. A name that is not special
+(code ``ORDINARY``) is forwarded unchanged, in its original case and order.
 
 Request direction (client -> server):
 - hop-by-hop headers are dropped: Connection (and every header it lists),
@@ -16,7 +19,8 @@ framing header is re-added for the framing steelyard uses towards the client.
 
 from __future__ import annotations
 
-# codes for special request headers
+# codes for special request headers (ORDINARY: forwarded as it is)
+ORDINARY = 0
 HOST = 1
 CONNECTION = 2
 DROP = 3
@@ -24,6 +28,7 @@ UPGRADE = 4
 TRANSFER_ENCODING = 5
 CONTENT_LENGTH = 6
 XFF = 7
+PROXY_CONNECTION = 8  # dropped like every Proxy-* header, but llhttp reads it as Connection
 
 REQUEST_SPECIAL: dict[bytes, int] = {
     b"host": HOST,
@@ -37,6 +42,7 @@ REQUEST_SPECIAL: dict[bytes, int] = {
     b"x-forwarded-for": XFF,
     b"x-forwarded-proto": DROP,
     b"x-forwarded-host": DROP,
+    b"proxy-connection": PROXY_CONNECTION,
 }
 
 RESPONSE_SPECIAL: dict[bytes, int] = {
@@ -48,6 +54,31 @@ RESPONSE_SPECIAL: dict[bytes, int] = {
     b"transfer-encoding": TRANSFER_ENCODING,
     b"content-length": CONTENT_LENGTH,
 }
+
+# Names as received -> code, filled by the classifiers below. Bounded (count and name
+# length) because names come from the network: past the bound a name is classified
+# afresh each time, which is correct, only slower.
+REQUEST_CODES: dict[bytes, int] = {}
+RESPONSE_CODES: dict[bytes, int] = {}
+CODES_MAX, NAME_MAX = 512, 64
+
+
+def request_code(name: bytes) -> int:
+    lname = name.lower()
+    code = REQUEST_SPECIAL.get(lname, ORDINARY)
+    if code == ORDINARY and lname.startswith(b"proxy-"):
+        code = DROP
+    if len(REQUEST_CODES) < CODES_MAX and len(name) <= NAME_MAX:
+        REQUEST_CODES[name] = code
+    return code
+
+
+def response_code(name: bytes) -> int:
+    code = RESPONSE_SPECIAL.get(name.lower(), ORDINARY)
+    if len(RESPONSE_CODES) < CODES_MAX and len(name) <= NAME_MAX:
+        RESPONSE_CODES[name] = code
+    return code
+
 
 # Connection tokens that name no header of their own worth a second filtering pass.
 PLAIN_CONNECTION_TOKENS = frozenset((b"keep-alive", b"close", b"upgrade"))
@@ -65,6 +96,20 @@ def strip_listed(parts: list[bytes], tokens: set[bytes]) -> list[bytes]:
         if parts[i].lower() not in tokens:
             out.extend(parts[i : i + 4])
     return out
+
+
+# status -> (reason phrase, status line) for the last reason a server sent with that
+# status: a server sends one reason per status, so the usual lookup hashes an int and
+# compares a short phrase. At most 900 statuses (llhttp takes 100-999); long reasons
+# (they come from the network) are not kept.
+STATUS_LINES: dict[int, tuple[bytes, bytes]] = {}
+
+
+def status_line(status: int, reason: bytes) -> bytes:
+    line = b"HTTP/1.1 %d %b\r\n" % (status, reason)
+    if len(reason) <= NAME_MAX:
+        STATUS_LINES[status] = (reason, line)
+    return line
 
 
 def chunk(data: bytes) -> bytes:

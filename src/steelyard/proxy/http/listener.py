@@ -41,6 +41,12 @@ class HttpListener:
         self.scheme = scheme
         self.backlog = backlog
         self.connections: set[DownstreamProtocol] = set()
+        # Requests keep a list of their headers only when something reads it: a route
+        # matching on a header, or a pool hashing on a header or a cookie.
+        pools = {router.default, *(r.target for r in router.routes)}
+        self.keep_headers = any(r.header_name is not None for r in router.routes) or any(
+            p.key_kind in ("header", "cookie") for p in pools
+        )
         self.now = loop.time()
         self.server: asyncio.base_events.Server | None = None
         self._sweeper: asyncio.Task | None = None

@@ -52,8 +52,8 @@ class Route(Generic[T]):
             return False
         if self.header_name is not None:
             name, value = self.header_name, self.header_value
-            for hname, hvalue in headers:
-                if hname == name and hvalue == value:
+            for hname, hvalue in headers:  # names as received: compare lower-cased
+                if hvalue == value and hname.lower() == name:
                     break
             else:
                 return False

@@ -18,6 +18,10 @@ Rules:
   a half-sent response cannot be repaired.
 - Flow control: when the client's transport is full, this connection stops
   reading; when this connection's transport is full, the client's stops reading.
+- Per-response state is reset where it is used up, not all at once: ``start`` clears
+  what every response sets, the final head what the headers set; ``mode`` and ``keep``
+  are set by every final head before anything reads them, ``interim`` ends false with
+  every response, ``until_close`` is set only on a connection that cannot be reused.
 """
 
 from __future__ import annotations
@@ -38,13 +42,14 @@ if TYPE_CHECKING:
 # downstream framing modes
 NONE, RAW, CHUNKED = 0, 1, 2
 MAX_HEAD = 64 * 1024  # a response head larger than this is a 502
+_response_code = H.RESPONSE_CODES.get  # bound once: one C call per header, no lookups
 
 
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
         "pool", "transport", "parser", "ex", "down", "reused", "tunnel",
         "parts", "tokens", "clen", "chunked", "upgrade", "reason", "mode", "out",
-        "complete", "interim", "responded", "got_bytes", "idle_since", "closed", "keep", "until_close",
+        "complete", "interim", "responded", "idle_since", "closed", "keep", "until_close",
         "head_bytes",
     )  # fmt: skip
 
@@ -59,23 +64,19 @@ class UpstreamConnection(asyncio.Protocol):
         self.out: list[bytes] = []
         self.idle_since = 0.0
         self.closed = False
-        self._reset_response()
-
-    def _reset_response(self) -> None:
+        # the response being read (the module docstring says when each is reset):
+        # its head so far (flat forwarded headers, reason phrase, special header values),
         self.parts: list[bytes] = []
-        self.tokens: list[bytes] | None = None
-        self.clen: bytes | None = None
-        self.chunked = False
-        self.upgrade: bytes | None = None
         self.reason = b""
+        self.tokens: list[bytes] | None = None  # Connection header tokens
+        self.clen: bytes | None = None
+        self.upgrade: bytes | None = None
+        self.chunked = False
+        # then how it is framed and where it stands
         self.mode = NONE
-        self.complete = False
-        self.until_close = False
-        self.keep = False
-        self.interim = False
+        self.complete = self.until_close = self.keep = self.interim = False
         self.responded = False  # the final response head went to the client
-        self.head_bytes = 0
-        self.got_bytes = False  # some byte of this response arrived from the server
+        self.head_bytes = 0  # bytes of reads that did not finish the head (0: nothing arrived yet)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -84,10 +85,10 @@ class UpstreamConnection(asyncio.Protocol):
 
     def start(self, ex: "Exchange", down: "DownstreamProtocol") -> None:
         """Send ``ex``'s request head (and whatever body is buffered) on this connection."""
-        self.ex = ex
-        self.down = down
+        self.ex, self.down = ex, down
         ex.conn = self
-        self._reset_response()
+        self.complete = self.responded = False
+        self.head_bytes = 0
         pending = ex.pending
         if pending:
             pending.insert(0, ex.head)
@@ -115,7 +116,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.on_message_complete()
             self._flush()
             self._finish(reusable=False)
-        elif not self.got_bytes and self.reused and ex.replayable:
+        elif not self.responded and not self.head_bytes and self.reused and ex.replayable:
             # the server closed a kept-alive connection as we reused it: once more, fresh
             down, self.down = self.down, None
             self.ex = ex.conn = None
@@ -152,7 +153,6 @@ class UpstreamConnection(asyncio.Protocol):
         if self.ex is None:
             self.transport.close()  # type: ignore[union-attr]  # unsolicited bytes: not reusable
             return
-        self.got_bytes = True
         try:
             self.parser.feed_data(data)
         except HttpParserUpgrade as upg:
@@ -174,14 +174,16 @@ class UpstreamConnection(asyncio.Protocol):
             if self.head_bytes > MAX_HEAD:
                 self.fail(502)
                 return
-        self._flush()
+        if self.out and self.down is not None:  # (what _flush does, inline: this runs per read)
+            self.down.transport.write(b"".join(self.out))
+            self.out.clear()
         if self.complete:
-            self._finish(reusable=self.keep)
+            self._finish(self.keep)
 
     def _flush(self) -> None:
         out = self.out
         if out and self.down is not None:
-            self.down.transport.write(b"".join(out) if len(out) > 1 else out[0])
+            self.down.transport.write(b"".join(out))
             out.clear()
 
     def on_message_begin(self) -> None:
@@ -192,16 +194,18 @@ class UpstreamConnection(asyncio.Protocol):
         self.reason += status
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        code = H.RESPONSE_SPECIAL.get(name.lower())
+        code = _response_code(name)
         if code is None:
+            code = H.response_code(name)
+        if not code:  # ORDINARY
             self.parts += (name, b": ", value, b"\r\n")
-        elif code == H.CONTENT_LENGTH:
+        elif code == H.CONTENT_LENGTH:  # (the most common special headers first)
             self.clen = value
-        elif code == H.TRANSFER_ENCODING:
-            self.chunked = True
         elif code == H.CONNECTION:
             if value.lower() not in H.PLAIN_CONNECTION_TOKENS:
                 self.tokens = H.connection_tokens(value)
+        elif code == H.TRANSFER_ENCODING:
+            self.chunked = True
         elif code == H.UPGRADE:
             self.upgrade = value
 
@@ -212,36 +216,45 @@ class UpstreamConnection(asyncio.Protocol):
             # interim response (100 Continue, 103 Early Hints): pass it on, wait for the final one
             if ex.http11:  # type: ignore[union-attr]
                 self.out.append(b"HTTP/1.1 %d %b\r\n%b\r\n" % (status, self.reason, b"".join(self.parts)))
-            self.parts = []
-            self.reason = b""
+            self.parts, self.reason = [], b""
             self.interim = True
             return
         if status == 101 and not ex.upgrade:  # type: ignore[union-attr]
             raise HttpParserError("101 without an upgrade request")
         self.keep = self.parser.should_keep_alive()
         self.responded = True  # from here on an error can only abort the client connection
-        ex.t_head = self.pool.loop.time()  # type: ignore[union-attr]
-        parts = self.parts
-        if self.tokens and not H.PLAIN_CONNECTION_TOKENS.issuperset(self.tokens):
-            parts = H.strip_listed(parts, set(self.tokens))
-        head = [b"HTTP/1.1 %d %b\r\n" % (status, self.reason)]
-        head += parts
+        if ex.on_done is not None:  # type: ignore[union-attr]
+            ex.t_head = self.pool.loop.time()  # type: ignore[union-attr]  # only a learning balancer needs it
+        # take what the headers set, leaving clean fields (pairs: no tuple is built for two)
+        parts, self.parts = self.parts, []
+        reason, self.reason = self.reason, b""
+        clen, self.clen = self.clen, None
+        chunked, self.chunked = self.chunked, False
+        upgrade, self.upgrade = self.upgrade, None
+        tokens, self.tokens = self.tokens, None
+        if tokens and not H.PLAIN_CONNECTION_TOKENS.issuperset(tokens):
+            parts = H.strip_listed(parts, set(tokens))
+        # the head goes into ``out`` piece by piece: joined once with the body in _flush
+        out = self.out
+        cached = H.STATUS_LINES.get(status)
+        out.append(cached[1] if cached is not None and cached[0] == reason else H.status_line(status, reason))
+        out += parts
         if status == 101:
-            head.append(b"Connection: upgrade\r\nUpgrade: %b\r\n\r\n" % (self.upgrade or ex.upgrade))  # type: ignore[union-attr]
-            self.out.append(b"".join(head))
+            out.append(b"Connection: upgrade\r\nUpgrade: %b\r\n\r\n" % (upgrade or ex.upgrade))  # type: ignore[union-attr]
             return
-        if ex.method == b"HEAD" or status == 204 or status == 304:  # type: ignore[union-attr]
+        head_only = ex.method == b"HEAD"  # type: ignore[union-attr]
+        if head_only or status == 204 or status == 304:
             self.mode = NONE
-            if self.clen is not None and status != 204:
-                head.append(b"Content-Length: %b\r\n" % self.clen)
-        elif self.clen is not None:
+            if clen is not None and status != 204:
+                out += (b"Content-Length: ", clen, b"\r\n")
+        elif clen is not None:
             self.mode = RAW
-            head.append(b"Content-Length: %b\r\n" % self.clen)
+            out += (b"Content-Length: ", clen, b"\r\n")
         else:
-            self.until_close = not self.chunked
+            self.until_close = not chunked
             if ex.http11:  # type: ignore[union-attr]
                 self.mode = CHUNKED
-                head.append(b"Transfer-Encoding: chunked\r\n")
+                out.append(b"Transfer-Encoding: chunked\r\n")
             else:
                 self.mode = RAW  # delimited by close, towards an HTTP/1.0 client
                 ex.keep_alive = False  # type: ignore[union-attr]
@@ -249,23 +262,23 @@ class UpstreamConnection(asyncio.Protocol):
             # the upgrade was declined: the client's parser state is past it, so close after
             ex.keep_alive = False  # type: ignore[union-attr]
         if not ex.keep_alive:  # type: ignore[union-attr]
-            head.append(b"Connection: close\r\n\r\n")
+            out.append(b"Connection: close\r\n\r\n")
         elif ex.http11:  # type: ignore[union-attr]
-            head.append(b"\r\n")
+            out.append(b"\r\n")
         else:
-            head.append(b"Connection: keep-alive\r\n\r\n")
-        self.out.append(b"".join(head))
-        if ex.method == b"HEAD":  # type: ignore[union-attr]
+            out.append(b"Connection: keep-alive\r\n\r\n")
+        if head_only:
             # llhttp cannot be told the request was HEAD: the head is the whole
             # message, and a fresh parser takes the connection's next response
             self.complete = True
             self.parser = HttpResponseParser(self)
 
     def on_body(self, body: bytes) -> None:
-        if self.mode == CHUNKED:
-            self.out.append(H.chunk(body))
-        elif self.mode == RAW:
+        mode = self.mode
+        if mode == RAW:
             self.out.append(body)
+        elif mode == CHUNKED:
+            self.out.append(H.chunk(body))
 
     def on_message_complete(self) -> None:
         if self.interim:
@@ -374,10 +387,8 @@ class ConnPool:
         self.idle.append(conn)
 
     def forget(self, conn: UpstreamConnection) -> None:
-        try:
+        if conn in self.idle:
             self.idle.remove(conn)
-        except ValueError:
-            pass
 
     def sweep(self, now: float) -> None:
         limit = now - self.idle_timeout

@@ -24,7 +24,8 @@ from steelyard.core.model import Server
 from steelyard.proxy.http.downstream import DownstreamProtocol
 from steelyard.proxy.http.listener import HttpListener
 from steelyard.proxy.http.router import Router
-from steelyard.proxy.http.upstream import ConnPool, UpstreamConnection
+from steelyard.proxy.http.connpool import ConnPool
+from steelyard.proxy.http.upstream import UpstreamConnection
 from steelyard.proxy.pool import PoolRuntime
 
 REQUEST = b"GET /index.html HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n"
@@ -67,7 +68,7 @@ def build(loop: asyncio.AbstractEventLoop, algorithm: str):
 
     pool = PoolRuntime(
         "app", algorithm, BalancerOptions(), [server], make_upstream=make_upstream,
-        rng=random.Random(1), clock=loop.time, connect_timeout=1.0, timeout=30.0,
+        rng=random.Random(1), clock=loop.time, timeout=30.0,
     )  # fmt: skip
     listener = HttpListener("web", "127.0.0.1", 0, Router(pool), loop=loop, keepalive_timeout=60, request_timeout=30)
     down = DownstreamProtocol(listener)

@@ -16,9 +16,9 @@ import signal
 from typing import Any
 
 from ..core.model import Server
+from ..proxy.http.connpool import ConnPool
 from ..proxy.http.listener import HttpListener
 from ..proxy.http.router import build_router
-from ..proxy.http.upstream import ConnPool
 from ..proxy.pool import PoolRuntime
 
 log = logging.getLogger("steelyard")
@@ -47,7 +47,6 @@ class Runtime:
                 make_upstream=_upstream_factory(loop, pc),
                 rng=self.rng,
                 clock=loop.time,
-                connect_timeout=pc.connect_timeout,
                 timeout=pc.timeout,
             )
         try:

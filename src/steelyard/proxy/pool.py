@@ -3,8 +3,8 @@
 The control plane calls ``publish(servers)`` to swap in a new snapshot (one
 reference assignment, with the new balancer's ``on_done`` hook set next to it);
 requests already in flight keep the server objects (and the hook) they picked.
-Per-server connection pools are created lazily for new servers and closed when a
-server leaves the pool.
+A connection pool is made for each server when it first appears in a published set,
+and closed when it leaves (idle connections at once, busy ones as they finish).
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ class PoolRuntime:
         "make_upstream",
         "key_kind",
         "key_name",
-        "connect_timeout",
         "timeout",
     )
 
@@ -44,7 +43,6 @@ class PoolRuntime:
         make_upstream: Callable[[Server], Any],
         rng: random.Random,
         clock: Callable[[], float],
-        connect_timeout: float,
         timeout: float,
     ) -> None:
         self.name = name
@@ -54,7 +52,6 @@ class PoolRuntime:
         self.clock = clock
         self.make_upstream = make_upstream
         self.upstreams: dict[Server, Any] = {}
-        self.connect_timeout = connect_timeout
         self.timeout = timeout
         # What the data plane extracts from a request as the hash key.
         kind, _, arg = options.hash_on.partition(":")
@@ -77,6 +74,11 @@ class PoolRuntime:
         # balancers that do not learn from completions (``on_done`` not overridden).
         learns = getattr(type(balancer), "on_done", Balancer.on_done) is not Balancer.on_done
         self.on_done = balancer.on_done if learns else None
+
+    def pick(self, ctx: Any, ex: Any) -> Server | None:
+        """The server for request ``ex`` (its hash key extracted when the pool hashes on one)."""
+        ctx.key = ex.hash_key(self.key_kind, self.key_name) if self.key_kind is not None else None
+        return self.snapshot.balancer.pick(ctx)
 
     def sweep(self, now: float) -> None:
         for up in self.upstreams.values():

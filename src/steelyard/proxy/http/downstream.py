@@ -8,12 +8,12 @@ State machine (requests are answered strictly in order):
     busy --response done, close wanted / response ended before the request--> closed
     busy --101 from the server--> tunnel (raw bytes both ways)
     idle --keep-alive timeout / shutdown--> closed
-    head in progress --request timeout--> 408, closed
-    head over MAX_HEAD bytes --> 431, closed
-    busy, body stalled --client sends nothing for request_timeout--> 408, closed
-    busy, body stalled --server reads nothing for the pool's timeout--> 504
-    busy --client half-closes--> the response is still sent, then closed
+    head in progress --request timeout / over MAX_HEAD bytes--> 408 / 431, closed
+    body stalled --by the client / by the server (see ``timeouts``)--> 408 closed / 504
+    busy --client half-closes--> what it asked is still answered, then closed
+    busy --a later pipelined request is malformed--> earlier ones answered, then 400, closed
     any --malformed request--> 400, closed
+    closed (``dead``) --> nothing more is parsed or dispatched, whatever the buffer holds
 
 Rules:
 - Nothing on the per-request path logs, looks up config, or copies a body.
@@ -23,11 +23,14 @@ Rules:
   (one framing header, re-chunked when the client sent chunked).
 - Bytes after an upgrade request are held back until the server's 101: a server
   that declines the upgrade never sees them (they would be a smuggled request).
+- Endings the client causes (it went away, it stalled its upload) are not reported to
+  the balancer as the server's success or failure.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -35,23 +38,27 @@ from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 
 from ...core.balancing import PickContext
 from . import headers as H
-from .errors import CANNED
+from .errors import CANNED, Closed
 from .exchange import Exchange
+from .tunnel import Tunnel
 
 if TYPE_CHECKING:
     from .listener import HttpListener
     from .upstream import UpstreamConnection
 
+
 PIPELINE, UPSTREAM_FULL, PENDING_FULL = 1, 2, 4
 PENDING_LIMIT = 256 * 1024  # body bytes buffered per request while no connection is ready
 MAX_HEAD = 64 * 1024  # request line + headers; more is refused with 431
 _request_code = H.REQUEST_CODES.get  # bound once: one C call per header, no lookups
+log = logging.getLogger("steelyard.proxy")
 
 
 class DownstreamProtocol(asyncio.Protocol):
     __slots__ = (
         "L", "clock", "transport", "parser", "ex", "current", "queue", "ctx", "ip", "forwarded", "paused",
         "write_paused", "closing", "tunnel", "tunnel_conn", "last_active", "head_bytes", "upgrading", "keep_headers",
+        "dead", "eof", "served", "refusal", "advancing",
     )  # fmt: skip
 
     def __init__(self, listener: "HttpListener") -> None:
@@ -66,10 +73,15 @@ class DownstreamProtocol(asyncio.Protocol):
         self.paused = 0
         self.write_paused = False
         self.closing = False
-        self.tunnel: asyncio.Transport | None = None
+        self.tunnel: Tunnel | None = None
         self.tunnel_conn: UpstreamConnection | None = None
         self.head_bytes = 0
         self.upgrading: Exchange | None = None  # an upgrade request whose 101 has not come yet
+        self.dead = False  # closing: parse and dispatch nothing more
+        self.eof = False  # the client half-closed
+        self.served = False  # some request was answered (else idle time counts as head time)
+        self.refusal = 0  # a malformed pipelined request, refused once the ones before it are answered
+        self.advancing = False  # inside _next (keeps a run of synchronous failures iterative)
 
     # -- connection lifecycle ----------------------------------------------------
 
@@ -84,60 +96,36 @@ class DownstreamProtocol(asyncio.Protocol):
         self.L.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.dead = True
         self.L.forget(self)
         if self.tunnel is not None:
             self.tunnel.close()
-            self.tunnel = None
         cur, self.current = self.current, None
         self.queue.clear()
-        if cur is None:
-            return
-        cur.drop_upstream()
-        cur.settle(True, self.clock)
+        if cur is not None:
+            cur.drop_upstream()
+            cur.abandon()
+
+    def _close(self) -> None:
+        self.dead = True
+        self.transport.close()
 
     def eof_received(self) -> bool | None:
         """The client half-closed: answer what it asked, then close (False/None closes now)."""
         if self.tunnel is not None:
-            if self.tunnel.can_write_eof():
-                self.tunnel.write_eof()
-                return True
-            return None
-        if self.current is None:
-            return None
-        self.closing = True
-        return True
+            return self.tunnel.eof(towards=self.tunnel.server)
+        self.eof = True
+        return True if self.current is not None or self.queue else None
 
     def shutdown(self) -> None:
-        """Stop taking requests: close now when idle, else after the current response."""
+        """Stop taking requests: close now when idle, else after the current response (which
+        says ``Connection: close`` if its head has not gone yet); pipelined ones wait no more."""
         self.closing = True
-        if self.current is None and self.ex is None and self.tunnel is None:
-            self.transport.close()
-
-    def check_timeouts(self, now: float) -> None:
-        cur = self.current
-        if cur is not None:
-            conn = cur.conn
-            if conn is None or conn.ex is not cur or conn.responded:
-                return  # connecting (its own timeout), or the response is flowing
-            if cur.request_done:
-                # the response timeout counts from the moment the whole request was sent
-                if cur.t_sent and now - cur.t_sent > conn.pool.timeout:
-                    conn.fail(504)
-            elif self.paused & UPSTREAM_FULL:
-                if now - self.last_active > conn.pool.timeout:
-                    conn.fail(504)  # the server stopped reading the body
-            elif now - self.last_active > self.L.request_timeout:
-                self._refuse(408)  # the client stopped sending the body
-            return
-        if self.tunnel is not None:
-            return
-        ex = self.ex
-        if ex is not None:
-            if now - ex.t_begin > self.L.request_timeout:
-                self.transport.write(CANNED[(408, True)])
-                self.transport.close()
-        elif now - self.last_active > self.L.keepalive_timeout:
-            self.transport.close()
+        self.queue.clear()
+        if self.current is not None:
+            self.current.keep_alive = False
+        elif self.ex is None and self.tunnel is None:
+            self._close()
 
     # -- flow control --------------------------------------------------------------
 
@@ -159,31 +147,31 @@ class DownstreamProtocol(asyncio.Protocol):
         self.last_active = self.L.now  # the body moves again: the stall clock restarts
         self._resume(UPSTREAM_FULL)
 
-    def _answering_conn(self) -> "UpstreamConnection | None":
-        cur = self.current
-        return cur.conn if cur is not None else self.tunnel_conn
-
     def pause_writing(self) -> None:
-        self.write_paused = True
-        conn = self._answering_conn()
-        if conn is not None and conn.transport is not None:
-            conn.transport.pause_reading()
+        self._answering_reads(False)
 
     def resume_writing(self) -> None:
-        self.write_paused = False
-        conn = self._answering_conn()
+        self._answering_reads(True)
+
+    def _answering_reads(self, on: bool) -> None:
+        """The client's transport filled up (or drained): stop (or resume) reading the server."""
+        self.write_paused = not on
+        cur = self.current
+        conn = cur.conn if cur is not None else self.tunnel_conn
         if conn is not None and conn.transport is not None:
-            conn.transport.resume_reading()
+            conn.transport.resume_reading() if on else conn.transport.pause_reading()
 
     # -- request parsing ---------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
         self.last_active = self.L.now
         if self.tunnel is not None:
-            self.tunnel.write(data)
+            self.tunnel.server.write(data)
             return
         if self.upgrading is not None:
             self._hold_early(data)
+            return
+        if self.dead or self.refusal:
             return
         before = self.ex
         try:
@@ -195,36 +183,27 @@ class DownstreamProtocol(asyncio.Protocol):
                 self.upgrading.early = []
                 self._hold_early(data[upg.args[0] :])
         except HttpParserError:
-            self._refuse(400)
+            if not self.dead:
+                self._refuse_malformed(400)
             return
         ex = self.ex
         if ex is not None and ex is before and not ex.method:
             # a head begun in an earlier read and still not finished: all of this read is head
             self.head_bytes += len(data)
             if self.head_bytes > MAX_HEAD:
-                self._refuse(431)
+                self._refuse_malformed(431)
                 return
         cur = self.current
-        if cur is not None and cur.pending:
-            conn = cur.conn
-            if conn is not None and conn.ex is cur:
-                conn.transport.write(b"".join(cur.pending))  # type: ignore[union-attr]
-                cur.pending.clear()
-                cur.pending_size = 0
-                if cur.request_done:
-                    cur.t_sent = self.clock()
-            elif cur.pending_size > PENDING_LIMIT:
-                self._pause(PENDING_FULL)
+        if cur is not None and cur.pending and not cur.flush_pending(self.clock) and cur.pending_size > PENDING_LIMIT:
+            self._pause(PENDING_FULL)  # body bytes pile up while no connection is ready
 
     def _hold_early(self, data: bytes) -> None:
-        ex = self.upgrading
-        if data and ex is not None:
-            ex.early.append(data)  # type: ignore[union-attr]
-            ex.early_size += len(data)
-            if ex.early_size > PENDING_LIMIT:
-                self._pause(PENDING_FULL)
+        if data and self.upgrading is not None and self.upgrading.hold_early(data) > PENDING_LIMIT:
+            self._pause(PENDING_FULL)
 
     def on_message_begin(self) -> None:
+        if self.dead:
+            raise Closed("the connection is closing")
         self.ex = Exchange(self.L.now)
         self.head_bytes = 0
         if self.current is not None:
@@ -235,6 +214,8 @@ class DownstreamProtocol(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         ex = self.ex
+        if ex.method:  # type: ignore[union-attr]
+            return  # a trailer (after a chunked body): not forwarded, never a header of another request
         if self.keep_headers:
             ex.headers.append((name, value))  # type: ignore[union-attr]
         code = _request_code(name)
@@ -251,13 +232,14 @@ class DownstreamProtocol(asyncio.Protocol):
             ex.special_header(code, value)  # type: ignore[union-attr]
 
     def on_headers_complete(self) -> None:
+        if self.dead:
+            raise Closed("the connection is closing")
         ex = self.ex
         p = self.parser
         ex.method = p.get_method()  # type: ignore[union-attr]
         keep = p.should_keep_alive()
-        # Without a Connection (or Proxy-Connection) header llhttp keeps a request alive exactly
-        # when it is HTTP/1.1 (1.0, 0.9 and 2.0 need "keep-alive"): that spares get_http_version,
-        # which formats a string and is the dearest call here.
+        # without a Connection (or Proxy-Connection) header llhttp keeps exactly HTTP/1.1 alive:
+        # that spares get_http_version, which formats a string and is the dearest call here
         ex.http11 = p.get_http_version() == "1.1" if ex.connection_header else keep  # type: ignore[union-attr]
         ex.keep_alive = keep and not self.closing  # type: ignore[union-attr]
         if ex.upgrade is not None and not p.should_upgrade():  # type: ignore[union-attr]
@@ -298,10 +280,12 @@ class DownstreamProtocol(asyncio.Protocol):
             return
         router = self.L.router
         pool = router.route(ex.host or b"", ex.url, ex.headers) if router.routes else router.default
-        snap = pool.snapshot
-        ctx = self.ctx
-        ctx.key = ex.hash_key(pool.key_kind, pool.key_name) if pool.key_kind is not None else None
-        server = snap.balancer.pick(ctx)
+        try:
+            server = pool.pick(self.ctx, ex)
+        except Exception:  # a user's algorithm failed: that is a 500, not a reason to drop the client
+            log.exception("pool %s: the balancer's pick failed", pool.name)
+            self.exchange_failed(ex, 500, False)
+            return
         if server is None:
             self.exchange_failed(ex, 503, False)
             return
@@ -315,12 +299,8 @@ class DownstreamProtocol(asyncio.Protocol):
         conn = cpool.acquire()
         if conn is None:
             cpool.connect_for(ex, self)
-            return
-        conn.start(ex, self)  # what attach does, inline on this per-request path
-        if self.write_paused:
-            conn.transport.pause_reading()  # type: ignore[union-attr]
-        if self.paused & PENDING_FULL:
-            self._resume(PENDING_FULL)
+        else:
+            self.attach(conn, ex)
 
     def attach(self, conn: "UpstreamConnection", ex: Exchange) -> None:
         """Send ``ex`` on ``conn`` (an idle one, or one just connected for it)."""
@@ -330,46 +310,67 @@ class DownstreamProtocol(asyncio.Protocol):
         if self.paused & PENDING_FULL:
             self._resume(PENDING_FULL)
 
-    def waits_for(self, ex: Exchange) -> bool:
-        return ex is self.current  # (a client that went away has no current exchange)
-
     # -- endings -------------------------------------------------------------------
 
     def exchange_done(self, ex: Exchange, ok: bool) -> None:
         ex.settle(ok, self.clock)
         self.current = None
+        self.served = True
         if not ex.keep_alive or self.closing or not ex.request_done:
             # (a response that ended before its request did leaves the request's
             # remaining bytes unread: closing is the only safe way on)
-            self.transport.close()
-            return
-        if self.paused or self.queue:
+            self._close()
+        elif self.paused or self.queue or self.eof or self.refusal:
             self._next()
         else:
-            self.last_active = self.L.now  # all _next does when nothing waits (and not closing)
+            self.last_active = self.L.now  # all _next does when nothing waits
 
     def exchange_failed(self, ex: Exchange, status: int, responded: bool) -> None:
         ex.settle(False, self.clock)
         self.current = None
+        self.served = True
         if responded:
             self.transport.abort()  # a half-sent response cannot be repaired
+            self.dead = True
             return
-        close = not ex.keep_alive or not ex.request_done or self.closing or ex.upgrade is not None
+        unread = not ex.request_done and (ex.chunked or ex.clen not in (None, b"0"))  # a body still coming
+        close = not ex.keep_alive or unread or self.closing or ex.upgrade is not None
         self.transport.write(CANNED[(status, close)])
         if close:
-            self.transport.close()
+            self._close()
         else:
             self._next()
 
     def _next(self) -> None:
+        """Dispatch queued requests in order; a loop, since each may fail synchronously (503)
+        and re-enter here: the inner call returns at once and this loop goes on."""
+        if self.advancing:
+            return
+        self.advancing = True
         self.last_active = self.L.now
         if self.paused:  # (the finished exchange's server may have left this connection paused)
             self._resume(PIPELINE | PENDING_FULL | UPSTREAM_FULL)
-        if self.queue:
+        while self.current is None and self.queue and not self.dead:
             ex = self.current = self.queue.popleft()
             self._dispatch(ex)
-        elif self.closing and self.ex is None:
-            self.transport.close()
+        self.advancing = False
+        if self.current is not None or self.dead:
+            return
+        if self.refusal:
+            self.transport.write(CANNED[(self.refusal, True)])
+            self._close()
+        elif (self.closing or self.eof) and self.ex is None:
+            self._close()
+
+    def _refuse_malformed(self, status: int) -> None:
+        """A request that cannot be parsed: when it is a later pipelined one, the requests
+        before it are answered first (reading stops); else it is refused at once."""
+        if self.current is not None and self.ex is not self.current:
+            self.refusal = status
+            self.ex = None
+            self._pause(PIPELINE)
+        else:
+            self._refuse(status)
 
     def _refuse(self, status: int) -> None:
         """Answer a request that will not be forwarded, and close (its framing is suspect)."""
@@ -378,19 +379,19 @@ class DownstreamProtocol(asyncio.Protocol):
         self.queue.clear()
         if cur is not None:
             responded = cur.drop_upstream()
-            cur.settle(False, self.clock)
+            cur.abandon() if status == 408 else cur.settle(False, self.clock)  # 408: the client stalled
             if responded:
-                self.transport.abort()  # the 400 cannot follow half a response
+                self.transport.abort()  # the refusal cannot follow half a response
+                self.dead = True
                 return
         self.transport.write(CANNED[(status, True)])
-        self.transport.close()
-        self.parser = HttpRequestParser(self)  # drop whatever else the old parser holds
+        self._close()
 
     def start_tunnel(self, ex: Exchange, conn: "UpstreamConnection") -> None:
         """The server accepted the upgrade: relay raw bytes from now on."""
         ex.settle(True, self.clock)
         self.current = self.upgrading = None
-        self.tunnel = conn.transport
+        self.tunnel = conn.tunnel
         self.tunnel_conn = conn
         if ex.early:
             conn.transport.write(b"".join(ex.early))  # type: ignore[union-attr]

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from httptools import HttpParserError
+
+
+class Closed(HttpParserError):
+    """Raised from a parser callback once its connection is closing: stops the parser."""
+
 _REASONS = {
     400: "Bad Request",
     404: "Not Found",
@@ -49,4 +55,4 @@ def error_response(status: int, *, close: bool, detail: str | None = None) -> by
 
 
 # Pre-built copies for the common cases, so the error path allocates nothing.
-CANNED = {(s, c): error_response(s, close=c) for s in (400, 405, 408, 431, 501, 502, 503, 504) for c in (False, True)}
+CANNED = {(s, c): error_response(s, close=c) for s in _REASONS for c in (False, True)}

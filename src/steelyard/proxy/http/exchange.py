@@ -98,6 +98,32 @@ class Exchange:
         conn.transport.abort()  # type: ignore[union-attr]
         return responded
 
+    def flush_pending(self, clock: Callable[[], float]) -> bool:
+        """Write the buffered request bytes to this exchange's server connection, if it has one
+        ready; once the whole request is out, the response timeout starts."""
+        conn = self.conn
+        if conn is None or conn.ex is not self:
+            return False
+        conn.transport.write(b"".join(self.pending))  # type: ignore[union-attr]
+        self.pending.clear()
+        self.pending_size = 0
+        if self.request_done:
+            self.t_sent = clock()
+        return True
+
+    def hold_early(self, data: bytes) -> int:
+        """Keep bytes sent after an upgrade request until the 101; returns how many are held."""
+        self.early.append(data)  # type: ignore[union-attr]
+        self.early_size += len(data)
+        return self.early_size
+
+    def abandon(self) -> None:
+        """The client ended the exchange (it left, or stalled its upload): the server's
+        in-flight count drops, but nothing is reported as its success or failure."""
+        if self.server is not None:
+            self.server.load.active -= 1
+            self.server = None
+
     def settle(self, ok: bool, clock: Callable[[], float]) -> None:
         """Close the books on the picked server (once): in-flight count, counters, and the
         balancer's completion hook (if it has one) with the time to the response head, or
@@ -132,8 +158,10 @@ class Exchange:
         scheme_end = url.find(b"://")
         if scheme_end < 0 or url[:scheme_end].lower() not in (b"http", b"https"):
             return
-        authority, slash, path = url[scheme_end + 3 :].partition(b"/")
-        self.url = b"/" + path if slash else b"/"
+        rest = url[scheme_end + 3 :]
+        cut = min((i for i in (rest.find(b"/"), rest.find(b"?")) if i >= 0), default=len(rest))
+        authority, target = rest[:cut], rest[cut:]
+        self.url = target if target.startswith(b"/") else b"/" + target
         self.host = authority
         parts = self.parts
         kept = [x for i in range(0, len(parts), 4) if parts[i].lower() != b"host" for x in parts[i : i + 4]]
@@ -146,7 +174,7 @@ class Exchange:
         X-Forwarded-For/-Proto block for requests that bring no X-Forwarded-For."""
         parts = self.parts
         if self.tokens and not H.PLAIN_CONNECTION_TOKENS.issuperset(self.tokens):
-            parts = H.strip_listed(parts, set(self.tokens))
+            parts = H.strip_listed(parts, set(self.tokens) - {b"host"})  # Host is never hop-by-hop
         head = [self.method, b" ", self.url, b" HTTP/1.1\r\n", *parts]
         if self.host is None:
             head.append(b"Host: %b\r\n" % server.address.encode())

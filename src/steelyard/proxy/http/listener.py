@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from .downstream import DownstreamProtocol
 from .router import Router
+from .timeouts import check_timeouts
 
 if TYPE_CHECKING:
     from ..pool import PoolRuntime
@@ -51,6 +52,8 @@ class HttpListener:
         self.server: asyncio.base_events.Server | None = None
         self._sweeper: asyncio.Task | None = None
         self._all_gone: asyncio.Event | None = None
+        # a timeout may fire up to one sweep late, and stamps are up to one sweep old
+        self.slack = self.sweep_interval
 
     @property
     def sweep_interval(self) -> float:
@@ -72,12 +75,12 @@ class HttpListener:
         self._sweeper = self.loop.create_task(self._sweep())
 
     async def _sweep(self) -> None:
-        interval = self.sweep_interval
+        interval = self.slack
         while True:
             await asyncio.sleep(interval)
             self.now = now = self.loop.time()
             for conn in list(self.connections):
-                conn.check_timeouts(now)
+                check_timeouts(conn, now)
 
     def stop_accepting(self) -> None:
         if self.server is not None:

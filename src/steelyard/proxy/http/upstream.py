@@ -1,4 +1,4 @@
-"""Upstream side of the L7 proxy: one HTTP/1.1 connection to a server, and the pool of them.
+"""Upstream side of the L7 proxy: one HTTP/1.1 connection to a server (``connpool`` keeps them).
 
 State machine of an ``UpstreamConnection`` (one request at a time, never pipelined):
 
@@ -27,15 +27,15 @@ Rules:
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from typing import TYPE_CHECKING
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
-from ...core.model import Server
 from . import headers as H
+from .tunnel import Tunnel
 
 if TYPE_CHECKING:
+    from .connpool import ConnPool
     from .downstream import DownstreamProtocol
     from .exchange import Exchange
 
@@ -50,7 +50,7 @@ class UpstreamConnection(asyncio.Protocol):
         "pool", "transport", "parser", "ex", "down", "reused", "tunnel",
         "parts", "tokens", "clen", "chunked", "upgrade", "reason", "mode", "out",
         "complete", "interim", "responded", "idle_since", "closed", "keep", "until_close",
-        "head_bytes",
+        "head_bytes", "reads", "swept_reads", "stall_since",
     )  # fmt: skip
 
     def __init__(self, pool: "ConnPool") -> None:
@@ -60,10 +60,12 @@ class UpstreamConnection(asyncio.Protocol):
         self.ex: Exchange | None = None
         self.down: DownstreamProtocol | None = None
         self.reused = False
-        self.tunnel: asyncio.Transport | None = None
+        self.tunnel: Tunnel | None = None
         self.out: list[bytes] = []
         self.idle_since = 0.0
         self.closed = False
+        self.reads = self.swept_reads = 0
+        self.stall_since = 0.0
         # the response being read (the module docstring says when each is reset):
         # its head so far (flat forwarded headers, reason phrase, special header values),
         self.parts: list[bytes] = []
@@ -105,7 +107,6 @@ class UpstreamConnection(asyncio.Protocol):
         self.pool.forget(self)
         if self.tunnel is not None:
             self.tunnel.close()
-            self.tunnel = None
             return
         ex = self.ex
         if ex is None:
@@ -125,9 +126,8 @@ class UpstreamConnection(asyncio.Protocol):
             self.fail(502)
 
     def eof_received(self) -> bool | None:
-        if self.tunnel is not None and self.tunnel.can_write_eof():
-            self.tunnel.write_eof()  # half-close crosses the tunnel; the other way still flows
-            return True
+        if self.tunnel is not None:
+            return self.tunnel.eof(towards=self.tunnel.client)
         return None  # otherwise close: connection_lost ends a close-delimited response
 
     def close(self) -> None:
@@ -148,11 +148,12 @@ class UpstreamConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.tunnel is not None:
-            self.tunnel.write(data)
+            self.tunnel.client.write(data)
             return
         if self.ex is None:
             self.transport.close()  # type: ignore[union-attr]  # unsolicited bytes: not reusable
             return
+        self.reads += 1  # progress, for the stall check of the listener's sweep
         try:
             self.parser.feed_data(data)
         except HttpParserUpgrade as upg:
@@ -194,6 +195,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.reason += status
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self.responded:
+            return  # a trailer (after a chunked body): not forwarded, never a header of the next head
         code = _response_code(name)
         if code is None:
             code = H.response_code(name)
@@ -205,6 +208,10 @@ class UpstreamConnection(asyncio.Protocol):
             if value.lower() not in H.PLAIN_CONNECTION_TOKENS:
                 self.tokens = H.connection_tokens(value)
         elif code == H.TRANSFER_ENCODING:
+            if value.strip().lower() != b"chunked":
+                # a coding steelyard would have to pass on (gzip, chunked) or a body
+                # delimited by close behind a coding: refused rather than mangled
+                raise HttpParserError("unsupported transfer coding from the server")
             self.chunked = True
         elif code == H.UPGRADE:
             self.upgrade = value
@@ -217,6 +224,8 @@ class UpstreamConnection(asyncio.Protocol):
             if ex.http11:  # type: ignore[union-attr]
                 self.out.append(b"HTTP/1.1 %d %b\r\n%b\r\n" % (status, self.reason, b"".join(self.parts)))
             self.parts, self.reason = [], b""
+            self.clen = self.tokens = self.upgrade = None
+            self.chunked = False
             self.interim = True
             return
         if status == 101 and not ex.upgrade:  # type: ignore[union-attr]
@@ -241,6 +250,7 @@ class UpstreamConnection(asyncio.Protocol):
         out += parts
         if status == 101:
             out.append(b"Connection: upgrade\r\nUpgrade: %b\r\n\r\n" % (upgrade or ex.upgrade))  # type: ignore[union-attr]
+            self.mode = NONE  # llhttp ends the 101 "message": no last chunk may follow it
             return
         head_only = ex.method == b"HEAD"  # type: ignore[union-attr]
         if head_only or status == 204 or status == 304:
@@ -311,90 +321,20 @@ class UpstreamConnection(asyncio.Protocol):
         if ex is not None and down is not None:
             down.exchange_failed(ex, status, self.responded)
 
+    def stalled(self, now: float) -> bool:
+        """Whether a response in progress made no progress for the pool's timeout (reads
+        are counted per sweep; a client that does not read is not the server's stall)."""
+        if self.reads != self.swept_reads or self.down is None or self.down.write_paused:
+            self.swept_reads = self.reads
+            self.stall_since = now
+            return False
+        return now - self.stall_since > self.pool.timeout
+
     def _to_tunnel(self, rest: bytes) -> None:
         """After a 101: from now on bytes flow unparsed in both directions."""
         ex, down = self.ex, self.down
         self.ex = None
-        self.tunnel = down.transport  # type: ignore[union-attr]
+        self.tunnel = Tunnel(down.transport, self.transport)  # type: ignore[union-attr, arg-type]
         down.start_tunnel(ex, self)  # type: ignore[union-attr]
         if rest:
-            self.tunnel.write(rest)
-
-
-class ConnPool:
-    """Idle keep-alive connections to one server (LIFO, capped, expired by ``sweep``)."""
-
-    __slots__ = ("server", "loop", "idle", "max_idle", "idle_timeout", "connect_timeout", "timeout")
-
-    def __init__(
-        self,
-        server: Server,
-        loop: asyncio.AbstractEventLoop,
-        *,
-        max_idle: int,
-        idle_timeout: float,
-        connect_timeout: float,
-        timeout: float,
-    ) -> None:
-        self.server = server
-        self.loop = loop
-        self.idle: deque[UpstreamConnection] = deque()
-        self.max_idle = max_idle
-        self.idle_timeout = idle_timeout
-        self.connect_timeout = connect_timeout
-        self.timeout = timeout
-
-    def acquire(self) -> UpstreamConnection | None:
-        idle = self.idle
-        while idle:
-            conn = idle.pop()
-            if not conn.closed:
-                conn.reused = True
-                return conn
-        return None
-
-    async def connect(self) -> UpstreamConnection:
-        s = self.server
-        _, conn = await asyncio.wait_for(
-            self.loop.create_connection(lambda: UpstreamConnection(self), s.host, s.port),
-            self.connect_timeout,
-        )
-        return conn  # type: ignore[return-value]
-
-    def connect_for(self, ex: "Exchange", down: "DownstreamProtocol") -> None:
-        """Open a new connection and hand it to ``down`` for ``ex``; a refusal is a 502 and
-        a connect timeout a 504. If ``ex`` was abandoned meanwhile the connection is kept idle."""
-
-        def connected(fut: asyncio.Future) -> None:
-            if fut.cancelled():
-                return
-            exc = fut.exception()
-            if not down.waits_for(ex):
-                if exc is None:
-                    self.release(fut.result())  # nobody waits for it now: keep it warm
-            elif exc is not None:
-                down.exchange_failed(ex, 504 if isinstance(exc, TimeoutError) else 502, False)
-            else:
-                down.attach(fut.result(), ex)
-
-        asyncio.ensure_future(self.connect()).add_done_callback(connected)
-
-    def release(self, conn: UpstreamConnection) -> None:
-        if len(self.idle) >= self.max_idle:
-            conn.close()
-            return
-        conn.idle_since = self.loop.time()
-        self.idle.append(conn)
-
-    def forget(self, conn: UpstreamConnection) -> None:
-        if conn in self.idle:
-            self.idle.remove(conn)
-
-    def sweep(self, now: float) -> None:
-        limit = now - self.idle_timeout
-        while self.idle and self.idle[0].idle_since < limit:
-            self.idle.popleft().close()
-
-    def close(self) -> None:
-        while self.idle:
-            self.idle.popleft().close()
+            self.tunnel.client.write(rest)

@@ -61,7 +61,11 @@ def describe(config: Config) -> str:
 def cmd_serve(args: argparse.Namespace) -> int:
     from .control.runtime import run
 
-    run(_load(args.config))
+    try:
+        run(_load(args.config))
+    except OSError as exc:  # most often: the address is in use, or not ours to bind
+        print(f"steelyard: cannot start: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -133,3 +133,16 @@ def test_response_timeout_applies_on_a_reused_connection(backends, balancer):
         assert c.get(lb.url + "/").status_code == 200
         assert c.get(lb.url + "/sleep/3000").status_code == 504
         assert c.get(lb.url + "/").status_code == 200
+
+
+def test_serve_on_an_address_in_use_says_so(tmp_path):
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    port = busy.getsockname()[1]
+    cfg = tmp_path / "busy.toml"
+    cfg.write_text(pool_config('servers = [ { address = "127.0.0.1:9" } ]').replace("127.0.0.1:0", f"127.0.0.1:{port}"))
+    proc = subprocess.run([*STEELYARD, "serve", "--config", str(cfg)], capture_output=True, text=True, timeout=30)
+    busy.close()
+    assert proc.returncode == 1
+    assert "cannot start" in proc.stderr and "Traceback" not in proc.stderr

@@ -77,7 +77,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_backend(args: argparse.Namespace) -> int:
-    from .demo.backend import run_backend
+    from .demo.lab import run_backend
 
     host, port = args.listen
     run_backend(args.name, host, port, delay=args.delay)

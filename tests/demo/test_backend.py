@@ -653,7 +653,7 @@ def test_sleep_route_waits(run):
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 async def test_run_backend_process(sig):
-    code = "from steelyard.demo.backend import run_backend; run_backend('proc1', '127.0.0.1', 0, 0.0)"
+    code = "from steelyard.demo.lab import run_backend; run_backend('proc1', '127.0.0.1', 0, 0.0)"
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-c", code, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )

@@ -1,7 +1,7 @@
 """Demo application server for steelyard: a small but real HTTP/1.1 origin on asyncio + httptools.
 
-``steelyard backend --name NAME --listen HOST:PORT [--delay 20ms]`` runs :func:`run_backend`; tests and the
-demo start it in-process with :func:`start_backend` / :func:`stop_backend`. uvloop is used when installed.
+``steelyard backend --name NAME --listen HOST:PORT [--delay 20ms]`` runs ``lab.run_backend``; tests and the
+demo start it in-process with :func:`start_backend` / :func:`stop_backend`.
 
 Routes match on the path for every method; HEAD gets the same head as GET and no body. Every response
 carries ``X-Served-By: NAME``; every response except /healthz is held back by ``delay`` seconds first.
@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import signal
 import weakref
 from collections import deque
 
@@ -65,7 +64,7 @@ from steelyard.demo.wire import (
     small_response,
 )
 
-__all__ = ["expected_bytes_sha256", "run_backend", "start_backend", "stop_backend"]
+__all__ = ["expected_bytes_sha256", "start_backend", "stop_backend"]
 
 IDLE_TIMEOUT = 60.0
 LINGER = 2.0
@@ -393,36 +392,3 @@ async def stop_backend(server: asyncio.Server) -> None:
         for conn in list(shared.conns):
             conn.close()
     await server.wait_closed()
-
-
-async def _serve(name: str, host: str, port: int, delay: float) -> None:
-    server = await start_backend(name, host, port, delay)
-    bound = server.sockets[0].getsockname()[1]
-    shown = f"[{host}]" if ":" in host else host
-    print(f"backend {name} listening on {shown}:{bound}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread / platform
-            pass
-    try:
-        await stop.wait()
-    finally:
-        await stop_backend(server)
-
-
-def run_backend(name: str, host: str, port: int, delay: float = 0.0) -> None:
-    """Blocking: serve until SIGINT/SIGTERM on uvloop when installed, then return normally (exit 0)."""
-    try:
-        import uvloop
-    except ImportError:
-        uvloop = None
-    try:
-        if uvloop is not None:
-            uvloop.run(_serve(name, host, port, delay))
-        else:
-            asyncio.run(_serve(name, host, port, delay))
-    except KeyboardInterrupt:  # SIGINT before the handler was installed
-        pass

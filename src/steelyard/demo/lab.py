@@ -1,4 +1,5 @@
-"""``steelyard demo``: three demo backends of different speeds behind the balancer, in one process.
+"""``steelyard demo`` (three demo backends of different speeds behind the balancer, in one
+process) and ``steelyard backend`` (one demo backend on its own).
 
 The default pool balances round robin; each algorithm also has a pool of its own
 under a path prefix (``/weighted/``, ``/least_conn/`` ...), so one running demo
@@ -12,7 +13,7 @@ import signal
 
 from ..config import parse_config
 from ..control.runtime import Runtime
-from .backend import start_backend
+from .backend import start_backend, stop_backend
 
 BACKENDS = (("fast", 0.0), ("medium", 0.02), ("slow", 0.08))
 ALGORITHMS = ("weighted_round_robin", "ip_hash", "consistent_hash", "least_conn", "least_time", "random", "p2c")
@@ -82,3 +83,36 @@ def run_demo(host: str = "127.0.0.1", port: int = 8080, first_backend_port: int 
     import uvloop
 
     uvloop.run(_demo(host, port, first_backend_port))
+
+
+async def _serve_backend(name: str, host: str, port: int, delay: float) -> None:
+    server = await start_backend(name, host, port, delay)
+    bound = server.sockets[0].getsockname()[1]
+    shown = f"[{host}]" if ":" in host else host
+    print(f"backend {name} listening on {shown}:{bound}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread / platform
+            pass
+    try:
+        await stop.wait()
+    finally:
+        await stop_backend(server)
+
+
+def run_backend(name: str, host: str, port: int, delay: float = 0.0) -> None:
+    """Blocking: serve until SIGINT/SIGTERM on uvloop when installed, then return normally (exit 0)."""
+    try:
+        import uvloop
+    except ImportError:
+        uvloop = None
+    try:
+        if uvloop is not None:
+            uvloop.run(_serve_backend(name, host, port, delay))
+        else:
+            asyncio.run(_serve_backend(name, host, port, delay))
+    except KeyboardInterrupt:  # SIGINT before the handler was installed
+        pass

@@ -21,11 +21,14 @@ in config as ``algorithm = "package.module:ClassName"``.
 from __future__ import annotations
 
 import importlib
-import random
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..model import Server
+
+if TYPE_CHECKING:
+    import random
 
 Clock = Callable[[], float]
 

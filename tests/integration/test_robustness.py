@@ -98,6 +98,7 @@ class InlineServer:
         self.sock.listen(128)
         self.port = self.sock.getsockname()[1]
         self.lock = threading.Lock()
+        self.accepted_cond = threading.Condition(self.lock)  # notified on every accept
         self.accepted = 0
         self.seen: list[
             tuple[int, bytes, bytes]
@@ -128,6 +129,7 @@ class InlineServer:
                 self.conns.append(conn)
                 done = threading.Event()
                 self.done.append(done)
+                self.accepted_cond.notify_all()
             threading.Thread(
                 target=self._run, args=(conn, index, done), daemon=True
             ).start()
@@ -143,13 +145,11 @@ class InlineServer:
 
     def wait_done(self, index: int, timeout: float = WAIT) -> bool:
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.lock:
-                ev = self.done[index] if index < len(self.done) else None
-            if ev is not None:
-                return ev.wait(max(0.0, deadline - time.monotonic()))
-            time.sleep(0.01)  # the connection is not even accepted yet
-        return False
+        with self.accepted_cond:  # (the connection may not even be accepted yet)
+            if not self.accepted_cond.wait_for(lambda: index < len(self.done), timeout):
+                return False
+            ev = self.done[index]
+        return ev.wait(max(0.0, deadline - time.monotonic()))
 
     def close(self) -> None:
         self.release.set()

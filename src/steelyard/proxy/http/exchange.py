@@ -80,7 +80,8 @@ class Exchange:
         elif code == H.CONNECTION:
             self.connection_header = True
             if value.lower() not in H.PLAIN_CONNECTION_TOKENS:
-                self.tokens = H.connection_tokens(value)
+                # several Connection headers make one list (RFC 9110 section 5.3)
+                self.tokens = (self.tokens or []) + H.connection_tokens(value)
         elif code == H.UPGRADE:
             self.upgrade = value
         elif code == H.PROXY_CONNECTION:
@@ -161,6 +162,7 @@ class Exchange:
         rest = url[scheme_end + 3 :]
         cut = min((i for i in (rest.find(b"/"), rest.find(b"?")) if i >= 0), default=len(rest))
         authority, target = rest[:cut], rest[cut:]
+        authority = authority.rpartition(b"@")[2]  # userinfo is no part of the host
         self.url = target if target.startswith(b"/") else b"/" + target
         self.host = authority
         parts = self.parts

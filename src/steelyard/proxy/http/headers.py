@@ -74,7 +74,10 @@ def request_code(name: bytes) -> int:
 
 
 def response_code(name: bytes) -> int:
-    code = RESPONSE_SPECIAL.get(name.lower(), ORDINARY)
+    lname = name.lower()
+    code = RESPONSE_SPECIAL.get(lname, ORDINARY)
+    if code == ORDINARY and lname.startswith(b"proxy-"):
+        code = DROP
     if len(RESPONSE_CODES) < CODES_MAX and len(name) <= NAME_MAX:
         RESPONSE_CODES[name] = code
     return code

@@ -206,7 +206,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.clen = value
         elif code == H.CONNECTION:
             if value.lower() not in H.PLAIN_CONNECTION_TOKENS:
-                self.tokens = H.connection_tokens(value)
+                self.tokens = (self.tokens or []) + H.connection_tokens(value)
         elif code == H.TRANSFER_ENCODING:
             if value.strip().lower() != b"chunked":
                 # a coding steelyard would have to pass on (gzip, chunked) or a body

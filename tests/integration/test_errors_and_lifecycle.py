@@ -146,3 +146,37 @@ def test_serve_on_an_address_in_use_says_so(tmp_path):
     busy.close()
     assert proc.returncode == 1
     assert "cannot start" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_client_that_stops_reading_is_disconnected_after_request_timeout(balancer):
+    """A download nobody reads must not hold the balancer's server connection forever."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+    dropped = threading.Event()
+
+    def endless_server():
+        conn, _ = srv.accept()
+        with conn:
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                buf += conn.recv(4096)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10000000000\r\n\r\n")
+            block = b"x" * 65536
+            try:
+                for _ in range(200_000):  # bounded: far more than any buffer holds
+                    conn.sendall(block)
+            except OSError:
+                dropped.set()
+
+    threading.Thread(target=endless_server, daemon=True).start()
+    cfg = address_config(srv.getsockname()[1]).replace('pool = "app"\n', 'pool = "app"\nrequest_timeout = "500ms"\n', 1)
+    lb = balancer(cfg)
+    with RawConnection(lb.port, timeout=15) as c:
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        c.send(get("/download"))
+        assert c.sock.recv(1024).startswith(b"HTTP/1.1 200")
+        # the client now reads nothing: the balancer gives up on it and drops the server
+        assert dropped.wait(20), "the server connection was kept for a client that reads nothing"
+    srv.close()
+    assert httpx.get(lb.url + "/").status_code == 502  # the balancer carries on (its server is gone)

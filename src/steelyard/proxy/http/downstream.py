@@ -71,7 +71,7 @@ class DownstreamProtocol(asyncio.Protocol):
         self.current: Exchange | None = None  # the request being answered
         self.queue: deque[Exchange] = deque()
         self.paused = 0
-        self.write_paused = False
+        self.write_paused = 0.0
         self.closing = False
         self.tunnel: Tunnel | None = None
         self.tunnel_conn: UpstreamConnection | None = None
@@ -155,7 +155,7 @@ class DownstreamProtocol(asyncio.Protocol):
 
     def _answering_reads(self, on: bool) -> None:
         """The client's transport filled up (or drained): stop (or resume) reading the server."""
-        self.write_paused = not on
+        self.write_paused = 0.0 if on else self.L.now  # since when the client reads nothing
         cur = self.current
         conn = cur.conn if cur is not None else self.tunnel_conn
         if conn is not None and conn.transport is not None:

@@ -8,6 +8,7 @@ up to one sweep old, so every limit gets one sweep interval of slack).
   reading, each after its timeout.
 - The response must begin within the pool's ``timeout`` of the request being fully sent,
   and must not stall for that long once it flows (unless the client is the one not reading): 504.
+- A client that reads nothing of its response for ``request_timeout`` is disconnected.
 - Tunnels and connections still connecting are left alone (the connect timeout applies).
 """
 
@@ -31,7 +32,9 @@ def check_timeouts(down: DownstreamProtocol, now: float) -> None:
         if conn is None or conn.ex is not cur:
             return  # connecting: the connect timeout applies
         if conn.responded:
-            if conn.stalled(now):
+            if down.write_paused and now - down.write_paused > L.request_timeout + L.slack:
+                down.transport.abort()  # the client stopped reading its response
+            elif conn.stalled(now):
                 conn.fail(504)  # the server stopped in the middle of its response
         elif cur.request_done:
             # the response timeout counts from the moment the whole request was sent

@@ -1,5 +1,6 @@
 """`steelyard demo`: three backends behind the balancer, every algorithm under its prefix."""
 
+import socket
 from collections import Counter
 
 import httpx
@@ -7,13 +8,21 @@ import httpx
 from .conftest import STEELYARD, Proc
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def test_demo_serves_every_algorithm():
+    port = free_port()
     demo = Proc(
-        [*STEELYARD, "demo", "--listen", "127.0.0.1:0", "--backend-port", "0"],
+        [*STEELYARD, "demo", "--listen", f"127.0.0.1:{port}", "--backend-port", "0"],
         r"balancer on http://127\.0\.0\.1:(\d+)",
     )
     try:
-        url = f"http://127.0.0.1:{demo.matches[0].group(1)}"
+        assert int(demo.matches[0].group(1)) == port  # the balancer is where --listen says
+        url = f"http://127.0.0.1:{port}"
         with httpx.Client(timeout=10) as client:
             rr = Counter(client.get(url + "/").headers["x-served-by"] for _ in range(6))
             assert rr == {"fast": 2, "medium": 2, "slow": 2}

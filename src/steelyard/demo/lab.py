@@ -66,8 +66,8 @@ async def _demo(host: str, port: int, first_backend_port: int) -> None:
         loop.add_signal_handler(sig, stop.set)
     backends = []
     for i, (name, delay) in enumerate(BACKENDS):
-        port = first_backend_port + i if first_backend_port else 0  # 0: ephemeral ports
-        backends.append(await start_backend(name, "127.0.0.1", port, delay=delay))
+        backend_port = first_backend_port + i if first_backend_port else 0  # 0: ephemeral ports
+        backends.append(await start_backend(name, "127.0.0.1", backend_port, delay=delay))
     ports = [b.sockets[0].getsockname()[1] for b in backends]
     runtime = Runtime(parse_config(demo_config(host, port, ports), source="<demo>"))
     await runtime.start()

@@ -88,7 +88,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .demo.lab import run_demo
 
     host, port = args.listen
-    run_demo(host, port, first_backend_port=args.backend_port)
+    try:
+        run_demo(host, port, first_backend_port=args.backend_port)
+    except OSError as exc:  # a port of the demo is taken: say which, no traceback
+        print(f"steelyard demo: cannot start: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from .inline import InlineServer
+
 STEELYARD = [sys.executable, "-m", "steelyard.cli"]
 START_TIMEOUT = 20.0
 
@@ -155,6 +157,21 @@ def balancer(tmp_path) -> Iterator[callable]:
     yield start
     for b in started:
         b.kill()
+
+
+@pytest.fixture
+def inline() -> Iterator[callable]:
+    """``inline(handler)`` starts an ``InlineServer`` (tests/integration/inline.py), closed after the test."""
+    started: list[InlineServer] = []
+
+    def start(handler) -> InlineServer:
+        s = InlineServer(handler)
+        started.append(s)
+        return s
+
+    yield start
+    for s in started:
+        s.close()
 
 
 def pool_config(servers: str, extra: str = "") -> str:

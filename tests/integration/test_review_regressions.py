@@ -31,26 +31,8 @@ from steelyard.core.model import Server
 from steelyard.demo.backend import start_backend, stop_backend
 
 from .conftest import address_config, servers_toml, simple_config
+from .inline import WAIT, InlineServer, Peer, read_until_eof, request_line, response_bytes
 from .rawhttp import RawConnection, get
-from .test_robustness import InlineServer, Peer, read_until_eof, request_line, response_bytes
-
-WAIT = 10.0  # generous upper bound for anything that should happen "soon"
-
-
-@pytest.fixture
-def inline():
-    """``inline(handler)`` starts an ``InlineServer`` (see test_robustness.py), closed after the test."""
-    started: list[InlineServer] = []
-
-    def start(handler) -> InlineServer:
-        s = InlineServer(handler)
-        started.append(s)
-        return s
-
-    yield start
-    for s in started:
-        s.close()
-
 
 # --- helpers ---------------------------------------------------------------------------------------
 

@@ -19,6 +19,8 @@ framing header is re-added for the framing steelyard uses towards the client.
 
 from __future__ import annotations
 
+from functools import partial
+
 # codes for special request headers (ORDINARY: forwarded as it is)
 ORDINARY = 0
 HOST = 1
@@ -63,24 +65,19 @@ RESPONSE_CODES: dict[bytes, int] = {}
 CODES_MAX, NAME_MAX = 512, 64
 
 
-def request_code(name: bytes) -> int:
+def _classify(special: dict[bytes, int], cache: dict[bytes, int], name: bytes) -> int:
+    """The code of a header name not in ``cache`` yet (Proxy-* is hop-by-hop both ways)."""
     lname = name.lower()
-    code = REQUEST_SPECIAL.get(lname, ORDINARY)
+    code = special.get(lname, ORDINARY)
     if code == ORDINARY and lname.startswith(b"proxy-"):
         code = DROP
-    if len(REQUEST_CODES) < CODES_MAX and len(name) <= NAME_MAX:
-        REQUEST_CODES[name] = code
+    if len(cache) < CODES_MAX and len(name) <= NAME_MAX:
+        cache[name] = code
     return code
 
 
-def response_code(name: bytes) -> int:
-    lname = name.lower()
-    code = RESPONSE_SPECIAL.get(lname, ORDINARY)
-    if code == ORDINARY and lname.startswith(b"proxy-"):
-        code = DROP
-    if len(RESPONSE_CODES) < CODES_MAX and len(name) <= NAME_MAX:
-        RESPONSE_CODES[name] = code
-    return code
+request_code = partial(_classify, REQUEST_SPECIAL, REQUEST_CODES)
+response_code = partial(_classify, RESPONSE_SPECIAL, RESPONSE_CODES)
 
 
 # Connection tokens that name no header of their own worth a second filtering pass.

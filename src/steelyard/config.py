@@ -29,9 +29,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     PrivateAttr,
     Strict,
@@ -39,8 +37,10 @@ from pydantic import (
     model_validator,
 )
 
+from .config_base import Duration, Int, _Model
+from .config_pool import HealthConfig, OutlierConfig
 from .core.balancing import BalancerOptions, resolve_algorithm
-from .units import format_duration, parse_duration, split_host_port
+from .units import format_duration, split_host_port
 from .units import show_value as _show
 
 __all__ = [
@@ -100,7 +100,6 @@ def _check_mode(value: Any) -> Any:
 
 _TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"  # RFC 9110 token: a header or cookie name
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
 Address = Annotated[str, _check(split_host_port)]
 Bind = Annotated[str, _check(partial(split_host_port, allow_port_zero=True))]
 Name = Annotated[str, _matching(r"[A-Za-z0-9][A-Za-z0-9_.-]*",
@@ -112,11 +111,6 @@ HeaderName = Annotated[str, _matching(_TOKEN, "expected a header name")]
 HashOn = Annotated[str, _matching(rf"client_ip|uri|(header|cookie):{_TOKEN}",
                                   "expected client_ip, uri, header:NAME or cookie:NAME")]
 Algorithm = Annotated[str, _check(resolve_algorithm)]  # its ValueError messages are written for users
-Int = Annotated[int, Strict()]  # TOML is typed: no "5" -> 5 or true -> 1
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 # --- models ---------------------------------------------------------------------
@@ -127,6 +121,9 @@ class ServerConfig(_Model):
     address: Address
     weight: Annotated[Int, Field(ge=0, le=1000)] = 1
     name: Annotated[str, Field(min_length=1)] = ""  # "" only until _default_name fills it
+    backup: bool = False  # used only while no primary server is usable
+    max_conns: Annotated[Int, Field(ge=1)] | None = None  # default: the pool's max_conns
+    state: Literal["ready", "drain", "maint"] = "ready"
 
     @model_validator(mode="before")
     @classmethod
@@ -183,6 +180,18 @@ class PoolConfig(_Model):
     max_idle: Annotated[Int, Field(ge=0)] = 64
     idle_timeout: Duration = 60.0
     ewma_decay: Duration = 10.0
+    health: HealthConfig | None = None
+    outlier: OutlierConfig = OutlierConfig()  # passive health is on unless turned off
+    retries: Annotated[Int, Field(ge=0, le=10)] = 2  # further tries, each on another server
+    retry_budget: Annotated[float, Field(ge=0.0, le=1.0)] = 0.2  # retries per request, over the last second
+    try_timeout: Duration | None = None  # wait for a response head per try; default: timeout
+    retry_header: bool = False  # tell the client how many retries its response took (X-Steelyard-Retries)
+    slow_start: Duration | None = None  # a returning server's weight ramps up over this
+    slow_start_floor: Annotated[float, Field(gt=0.0, le=1.0)] = 0.1  # ... from this fraction of it
+    max_conns: Annotated[Int, Field(ge=1)] | None = None  # per server, requests in flight
+    max_queue: Annotated[Int, Field(ge=0)] = 100  # requests waiting for a server below max_conns
+    queue_timeout: Duration = 5.0
+    panic_threshold: Annotated[Int, Field(ge=0, le=100)] = 0  # % usable below which all servers are used
 
     @model_validator(mode="after")
     def _unique_servers(self) -> PoolConfig:
@@ -274,7 +283,7 @@ def _cross_problems(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
 # --- errors ---------------------------------------------------------------------
 
 _KEYS_OF = {"": Config, "listener": ListenerConfig, "route": RouteConfig, "header": HeaderMatch,
-            "pool": PoolConfig, "servers": ServerConfig}
+            "pool": PoolConfig, "servers": ServerConfig, "health": HealthConfig, "outlier": OutlierConfig}
 
 
 def _key_path(loc: Loc, data: Any) -> str:

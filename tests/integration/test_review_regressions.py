@@ -60,6 +60,7 @@ def routed_config(app_servers: str, dead_address: str, *, dead_weight: int = 0, 
         [[pool]]
         name = "dead"
         servers = [ {{ address = "{dead_address}", weight = {dead_weight} }} ]
+        outlier = {{ consecutive_failures = 0 }}  # a refusing server stays in (502s, never 503s)
     """
 
 

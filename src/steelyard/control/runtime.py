@@ -20,12 +20,15 @@ from ..proxy.http.connpool import ConnPool
 from ..proxy.http.listener import HttpListener
 from ..proxy.http.router import build_router
 from ..proxy.pool import PoolRuntime
+from .health import PoolHealthKeeper
 
 log = logging.getLogger("steelyard")
 
 
 def servers_from_config(pool_cfg: Any) -> list[Server]:
-    return [Server(name=s.name, host=s.host, port=s.port, weight=s.weight) for s in pool_cfg.servers]
+    default = pool_cfg.max_conns or 0
+    return [Server(name=s.name, host=s.host, port=s.port, weight=s.weight, max_conns=s.max_conns or default)
+            for s in pool_cfg.servers]
 
 
 class Runtime:
@@ -34,21 +37,30 @@ class Runtime:
         self.rng = rng or random.Random()
         self.pools: dict[str, PoolRuntime] = {}
         self.listeners: dict[str, HttpListener] = {}
+        self.health: dict[str, PoolHealthKeeper] = {}
         self._sweeper: asyncio.Task | None = None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         for pc in self.config.pools:
-            self.pools[pc.name] = PoolRuntime(
+            servers = servers_from_config(pc)
+            pool = self.pools[pc.name] = PoolRuntime(
                 pc.name,
                 pc.algorithm,
                 pc.balancer_options(),
-                servers_from_config(pc),
+                (),  # the health keeper publishes the usable ones
                 make_upstream=_upstream_factory(loop, pc),
                 rng=self.rng,
                 clock=loop.time,
                 timeout=pc.timeout,
+                retries=pc.retries,
+                retry_budget=pc.retry_budget,
+                retry_header=pc.retry_header,
+                max_queue=pc.max_queue,
+                queue_timeout=pc.queue_timeout,
             )
+            keeper = self.health[pc.name] = PoolHealthKeeper.from_config(pool, pc, servers, loop=loop, rng=self.rng)
+            keeper.start()
         try:
             for lc in self.config.listeners:
                 listener = HttpListener(
@@ -71,10 +83,21 @@ class Runtime:
     async def _sweep_upstreams(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(0.25)
             now = loop.time()
             for pool in self.pools.values():
                 pool.sweep(now)
+
+    def status_text(self) -> str:
+        """Every pool's servers with their standing (``kill -USR1`` prints it)."""
+        lines = []
+        for name, keeper in self.health.items():
+            lines.append(f"pool {name}")
+            for r in keeper.status():
+                lines.append(f"  {r['server']:<20} {r['status']:<8}{' backup' if r['backup'] else ''}  "
+                             f"active {r['active']}  requests {r['requests']}  failures {r['failures']}  "
+                             f"since {r['since']}: {r['reason']}")
+        return "\n".join(lines)
 
     async def stop(self, grace: float | None = None) -> None:
         """Graceful stop: in-flight requests get ``grace`` seconds (config's shutdown_grace)."""
@@ -82,6 +105,8 @@ class Runtime:
             grace = self.config.shutdown_grace
         if self._sweeper is not None:
             self._sweeper.cancel()
+        for keeper in self.health.values():
+            keeper.stop()
         for listener in self.listeners.values():
             listener.stop_accepting()
         for listener in self.listeners.values():
@@ -105,6 +130,7 @@ def _upstream_factory(loop: asyncio.AbstractEventLoop, pc: Any):
             idle_timeout=pc.idle_timeout,
             connect_timeout=pc.connect_timeout,
             timeout=pc.timeout,
+            try_timeout=pc.try_timeout,
         )
 
     return make
@@ -117,6 +143,7 @@ async def serve_forever(config: Any, *, ready: Any = None) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     runtime = Runtime(config)
+    loop.add_signal_handler(signal.SIGUSR1, lambda: print(runtime.status_text(), flush=True))
     await runtime.start()
     for name, lst in runtime.listeners.items():
         print(f"steelyard: listener {name} serving http on {lst.host}:{lst.port}", flush=True)

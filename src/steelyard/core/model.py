@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 class ServerLoad:
     """Mutable load record of one server, shared by every snapshot that holds it."""
 
-    __slots__ = ("active", "ewma", "ewma_stamp", "requests", "failures")
+    __slots__ = ("active", "ewma", "ewma_stamp", "requests", "failures", "fail_streak", "err_streak")
 
     def __init__(self) -> None:
         self.active = 0  # requests (or connections) in flight right now
@@ -31,6 +31,10 @@ class ServerLoad:
         self.ewma_stamp = 0.0  # clock reading of the last EWMA update
         self.requests = 0  # completed requests
         self.failures = 0  # requests that ended in a proxy-side error
+        # consecutive outcomes, for passive health: proxy-side failures (connect, reset,
+        # timeout), and those or 5xx responses; a good response resets both
+        self.fail_streak = 0
+        self.err_streak = 0
 
     def __repr__(self) -> str:
         return f"ServerLoad(active={self.active}, ewma={self.ewma:.6f}, requests={self.requests})"
@@ -44,6 +48,7 @@ class Server:
     host: str
     port: int
     weight: int = 1
+    max_conns: int = 0  # requests in flight at most; 0: no limit
     load: ServerLoad = field(default_factory=ServerLoad, repr=False)
 
     @property

@@ -5,33 +5,41 @@ reference assignment, with the new balancer's ``on_done`` hook set next to it);
 requests already in flight keep the server objects (and the hook) they picked.
 A connection pool is made for each server when it first appears in a published set,
 and closed when it leaves (idle connections at once, busy ones as they finish).
+
+Also here, because they are per pool and read on the request path:
+- ``pick`` honours servers' ``max_conns``: a full server is skipped; when every one is
+  full, ``FULL`` is returned and the request waits in ``waiting`` (FIFO, at most
+  ``max_queue``, each for at most ``queue_timeout``) until a request of this pool ends.
+- The retry budget: retries in the current one-second window may not exceed
+  ``retry_budget`` × the requests completed in the previous one (with a floor of
+  ``MIN_RETRIES``), so a failing pool is not hit by a retry storm.
+- Passive health: ``failing(server, why)`` is how the data plane reports a server whose
+  consecutive failures crossed ``eject_after`` (or ``eject_5xx``); the control plane
+  decides whether to eject it.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from ..core.balancing import Balancer, BalancerOptions, resolve_algorithm
 from ..core.model import PoolSnapshot, Server
+from ..core.slow_start import SlowStart
+
+FULL = Server("(every server is full)", "", 0)  # pick()'s answer when only full servers are left
+MIN_RETRIES = 3  # retries a budget always allows per second
 
 
 class PoolRuntime:
     __slots__ = (
-        "name",
-        "algorithm",
-        "options",
-        "rng",
-        "clock",
-        "snapshot",
-        "on_done",
-        "upstreams",
-        "make_upstream",
-        "key_kind",
-        "key_name",
-        "timeout",
-    )
+        "name", "algorithm", "options", "rng", "clock", "snapshot", "inner", "on_done", "upstreams",
+        "make_upstream", "key_kind", "key_name", "timeout", "limited", "waiting", "max_queue",
+        "queue_timeout", "retries", "retry_budget", "retry_header", "retried", "budget", "window_start",
+        "completed", "eject_after", "eject_5xx", "on_failing",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -44,6 +52,11 @@ class PoolRuntime:
         rng: random.Random,
         clock: Callable[[], float],
         timeout: float,
+        retries: int = 0,
+        retry_budget: float = 0.2,
+        retry_header: bool = False,
+        max_queue: int = 0,
+        queue_timeout: float = 5.0,
     ) -> None:
         self.name = name
         self.algorithm = resolve_algorithm(algorithm)
@@ -57,10 +70,21 @@ class PoolRuntime:
         kind, _, arg = options.hash_on.partition(":")
         self.key_kind = kind if kind in ("header", "cookie", "uri") else None
         self.key_name = arg.lower().encode() if kind == "header" else arg.encode()
+        self.waiting: deque[tuple[Any, Any, float]] = deque()  # (exchange, its client connection, since)
+        self.max_queue, self.queue_timeout = max_queue, queue_timeout
+        self.retries, self.retry_budget, self.retry_header = retries, retry_budget, retry_header
+        self.retried = 0  # retries in the current window
+        self.budget = float(MIN_RETRIES)  # retries allowed in it
+        self.window_start = clock()
+        self.completed = 0  # requests completed up to the window's start (sum over servers)
+        self.eject_after = self.eject_5xx = 0  # passive health thresholds; 0: off
+        self.on_failing: Callable[[Server, str], None] | None = None
         self.publish(servers)
 
-    def publish(self, servers: Sequence[Server]) -> None:
-        """Swap in a snapshot of ``servers`` (the usable ones) with a fresh balancer."""
+    def publish(self, servers: Sequence[Server], ramping: dict[Server, float] | None = None,
+                window: float = 0.0, floor: float = 1.0) -> None:
+        """Swap in a snapshot of ``servers`` (the usable ones) with a fresh balancer; servers
+        in ``ramping`` (server -> when it became usable) are in slow start over ``window``."""
         balancer = self.algorithm(servers, rng=self.rng, clock=self.clock, options=self.options)
         for s in servers:
             if s not in self.upstreams:
@@ -68,21 +92,81 @@ class PoolRuntime:
         keep = set(servers)
         for s in [s for s in self.upstreams if s not in keep]:
             self.upstreams.pop(s).close()
-        self.snapshot = PoolSnapshot(self.name, tuple(servers), balancer)
+        self.inner = balancer
+        picker: Any = balancer
+        if ramping:
+            picker = SlowStart(balancer, ramping, window=window, floor=floor, clock=self.clock, rng=self.rng)
+        self.snapshot = PoolSnapshot(self.name, tuple(servers), picker)
         # The data plane reads this with the snapshot (same loop, no await between the two
         # assignments, so never one without the other) and skips the call per request for
         # balancers that do not learn from completions (``on_done`` not overridden).
         learns = getattr(type(balancer), "on_done", Balancer.on_done) is not Balancer.on_done
         self.on_done = balancer.on_done if learns else None
+        self.limited = any(s.max_conns for s in servers)
+        if self.waiting:
+            self.wake()
 
-    def pick(self, ctx: Any, ex: Any) -> Server | None:
-        """The server for request ``ex`` (its hash key extracted when the pool hashes on one)."""
+    def pick(self, ctx: Any, ex: Any, exclude: Collection[Server] = ()) -> Server | None:
+        """The server for request ``ex`` (its hash key extracted when the pool hashes on one):
+        None when no server is left, ``FULL`` when every one left is at its ``max_conns``."""
         ctx.key = ex.hash_key(self.key_kind, self.key_name) if self.key_kind is not None else None
-        return self.snapshot.balancer.pick(ctx)
+        balancer = self.snapshot.balancer
+        server = balancer.pick(ctx, exclude)
+        if server is None or not self.limited or not server.max_conns or server.load.active < server.max_conns:
+            return server
+        full = {s for s in self.snapshot.servers if s.max_conns and s.load.active >= s.max_conns}
+        server = balancer.pick(ctx, full.union(exclude))
+        return FULL if server is None else server
+
+    # -- the queue of requests waiting for a server below its max_conns ----------
+
+    def enqueue(self, ex: Any, down: Any) -> bool:
+        """Park ``ex`` until a server has room; False when the queue is full."""
+        if len(self.waiting) >= self.max_queue:
+            return False
+        self.waiting.append((ex, down, self.clock()))
+        return True
+
+    def wake(self) -> None:
+        """A request ended (or the servers changed): hand waiting requests to servers with room."""
+        waiting = self.waiting
+        while waiting:
+            ex, down, _ = waiting[0]
+            if down.current is not ex or down.dead:
+                waiting.popleft()  # the client went away meanwhile
+                continue
+            server = self.pick(down.ctx, ex)
+            if server is FULL:
+                return
+            waiting.popleft()
+            down.send(ex, self, server)
+
+    # -- retries and passive health ----------------------------------------------
+
+    def retry_allowed(self) -> bool:
+        if self.retried >= self.budget:
+            return False
+        self.retried += 1
+        return True
+
+    def failing(self, server: Server, why: str) -> None:
+        if self.on_failing is not None:
+            self.on_failing(server, why)
+
+    # -- housekeeping --------------------------------------------------------------
 
     def sweep(self, now: float) -> None:
         for up in self.upstreams.values():
             up.sweep(now)
+        waiting = self.waiting
+        while waiting and now - waiting[0][2] > self.queue_timeout:
+            ex, down, _ = waiting.popleft()
+            if down.current is ex and not down.dead:
+                down.busy(ex)
+        if now - self.window_start >= 1.0:
+            completed = sum(s.load.requests + s.load.failures for s in self.upstreams)
+            self.budget = max(float(MIN_RETRIES), self.retry_budget * (completed - self.completed))
+            self.completed, self.retried, self.window_start = completed, 0, now
 
     def close(self) -> None:
         for up in self.upstreams.values():

@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 class ConnPool:
     """Idle keep-alive connections to one server (LIFO, capped, expired by ``sweep``)."""
 
-    __slots__ = ("server", "loop", "idle", "max_idle", "idle_timeout", "connect_timeout", "timeout", "closed")
+    __slots__ = ("server", "loop", "idle", "max_idle", "idle_timeout", "connect_timeout", "timeout", "try_timeout",
+                 "closed")
 
     def __init__(
         self,
@@ -33,6 +34,7 @@ class ConnPool:
         idle_timeout: float,
         connect_timeout: float,
         timeout: float,
+        try_timeout: float | None = None,
     ) -> None:
         self.server = server
         self.loop = loop
@@ -40,7 +42,8 @@ class ConnPool:
         self.max_idle = max_idle
         self.idle_timeout = idle_timeout
         self.connect_timeout = connect_timeout
-        self.timeout = timeout
+        self.timeout = timeout  # a response that stalls this long is cut (504)
+        self.try_timeout = timeout if try_timeout is None else try_timeout  # wait for a response head
         self.closed = False  # the server left its pool: connections close when they finish
 
     def acquire(self) -> UpstreamConnection | None:
@@ -62,7 +65,9 @@ class ConnPool:
 
     def connect_for(self, ex: "Exchange", down: "DownstreamProtocol") -> None:
         """Open a new connection and hand it to ``down`` for ``ex``; a refusal is a 502 and
-        a connect timeout a 504. If ``ex`` was abandoned meanwhile the connection is kept idle."""
+        a connect timeout a 504, unless another server takes the request (it never reached
+        this one, so any request may be retried). If ``ex`` was abandoned meanwhile the
+        connection is kept idle."""
 
         def connected(fut: asyncio.Future) -> None:
             if fut.cancelled():
@@ -72,7 +77,7 @@ class ConnPool:
                 if exc is None:
                     self.release(fut.result())  # nobody waits for it now: keep it warm
             elif exc is not None:
-                down.exchange_failed(ex, 504 if isinstance(exc, TimeoutError) else 502, False)
+                down.exchange_failed(ex, 504 if isinstance(exc, TimeoutError) else 502, False, True)
             else:
                 down.attach(fut.result(), ex)
 

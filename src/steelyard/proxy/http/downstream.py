@@ -30,15 +30,15 @@ Rules:
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections import deque
 from typing import TYPE_CHECKING
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 
 from ...core.balancing import PickContext
+from . import dispatch
 from . import headers as H
-from .errors import CANNED, Closed
+from .errors import BUSY, CANNED, Closed
 from .exchange import Exchange
 from .tunnel import Tunnel
 
@@ -51,7 +51,6 @@ PIPELINE, UPSTREAM_FULL, PENDING_FULL = 1, 2, 4
 PENDING_LIMIT = 256 * 1024  # body bytes buffered per request while no connection is ready
 MAX_HEAD = 64 * 1024  # request line + headers; more is refused with 431
 _request_code = H.REQUEST_CODES.get  # bound once: one C call per header, no lookups
-log = logging.getLogger("steelyard.proxy")
 
 
 class DownstreamProtocol(asyncio.Protocol):
@@ -269,38 +268,8 @@ class DownstreamProtocol(asyncio.Protocol):
 
     # -- dispatch ----------------------------------------------------------------
 
-    def _dispatch(self, ex: Exchange) -> None:
-        if ex.url[:1] != b"/":
-            if ex.method == b"CONNECT":
-                self._refuse(405)
-                return
-            ex.to_origin_form()
-        if ex.refuse or (ex.http11 and ex.host is None):
-            self._refuse(ex.refuse or 400)
-            return
-        router = self.L.router
-        pool = router.route(ex.host or b"", ex.url, ex.headers) if router.routes else router.default
-        try:
-            server = pool.pick(self.ctx, ex)
-        except Exception:  # a user's algorithm failed: that is a 500, not a reason to drop the client
-            log.exception("pool %s: the balancer's pick failed", pool.name)
-            self.exchange_failed(ex, 500, False)
-            return
-        if server is None:
-            self.exchange_failed(ex, 503, False)
-            return
-        ex.server = server
-        ex.on_done = on_done = pool.on_done  # (read with the snapshot: they change together)
-        ex.build_head(server, self.forwarded, self.ip, self.L.scheme)
-        server.load.active += 1
-        if on_done is not None:
-            ex.t_start = self.clock()  # only a balancer that learns is told the elapsed time
-        cpool = pool.upstreams[server]
-        conn = cpool.acquire()
-        if conn is None:
-            cpool.connect_for(ex, self)
-        else:
-            self.attach(conn, ex)
+    _dispatch = dispatch.dispatch  # route, pick, queue or send (see ``dispatch``)
+    send = dispatch.send
 
     def attach(self, conn: "UpstreamConnection", ex: Exchange) -> None:
         """Send ``ex`` on ``conn`` (an idle one, or one just connected for it)."""
@@ -325,8 +294,19 @@ class DownstreamProtocol(asyncio.Protocol):
         else:
             self.last_active = self.L.now  # all _next does when nothing waits
 
-    def exchange_failed(self, ex: Exchange, status: int, responded: bool) -> None:
+    def exchange_failed(self, ex: Exchange, status: int, responded: bool, retry: bool = False) -> None:
+        """``ex`` failed with ``status``; with ``retry`` (nothing reached the client, and the request
+        can safely go again) another server gets it, as the pool's retries and budget allow."""
+        if retry and not responded and dispatch.retry_elsewhere(self, ex):
+            return
         ex.settle(False, self.clock)
+        self._answer_failure(ex, CANNED[(status, True)], CANNED[(status, False)], responded)
+
+    def busy(self, ex: Exchange) -> None:
+        """Every server is at its max_conns and the queue is full (or ``ex`` waited too long)."""
+        self._answer_failure(ex, BUSY[True], BUSY[False], False)
+
+    def _answer_failure(self, ex: Exchange, closing: bytes, keeping: bytes, responded: bool) -> None:
         self.current = None
         self.served = True
         if responded:
@@ -335,7 +315,7 @@ class DownstreamProtocol(asyncio.Protocol):
             return
         unread = not ex.request_done and (ex.chunked or ex.clen not in (None, b"0"))  # a body still coming
         close = not ex.keep_alive or unread or self.closing or ex.upgrade is not None
-        self.transport.write(CANNED[(status, close)])
+        self.transport.write(closing if close else keeping)
         if close:
             self._close()
         else:
@@ -379,7 +359,7 @@ class DownstreamProtocol(asyncio.Protocol):
         self.queue.clear()
         if cur is not None:
             responded = cur.drop_upstream()
-            cur.abandon() if status == 408 else cur.settle(False, self.clock)  # 408: the client stalled
+            cur.abandon()  # (every refusal is the client's doing, never the server's failure)
             if responded:
                 self.transport.abort()  # the refusal cannot follow half a response
                 self.dead = True

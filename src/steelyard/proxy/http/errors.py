@@ -39,8 +39,9 @@ def reason(status: int) -> bytes:
     return _REASONS.get(status, "Error").encode()
 
 
-def error_response(status: int, *, close: bool, detail: str | None = None) -> bytes:
-    """A complete HTTP/1.1 response with a short plain-text body explaining ``status``."""
+def error_response(status: int, *, close: bool, detail: str | None = None, extra: bytes = b"") -> bytes:
+    """A complete HTTP/1.1 response with a short plain-text body explaining ``status``;
+    ``extra`` is more header lines (each ending in CRLF)."""
     body = ((detail or _DETAILS.get(status) or reason(status).decode()) + "\n").encode()
     return b"".join(
         (
@@ -48,6 +49,7 @@ def error_response(status: int, *, close: bool, detail: str | None = None) -> by
             b"Content-Type: text/plain; charset=utf-8\r\n",
             b"Content-Length: %d\r\n" % len(body),
             b"Connection: close\r\n" if close else b"",
+            extra,
             b"\r\n",
             body,
         )
@@ -56,3 +58,8 @@ def error_response(status: int, *, close: bool, detail: str | None = None) -> by
 
 # Pre-built copies for the common cases, so the error path allocates nothing.
 CANNED = {(s, c): error_response(s, close=c) for s in _REASONS for c in (False, True)}
+
+# Every server is at its max_conns and the pool's queue is full, or the request waited
+# out queue_timeout: the client may try again shortly (RFC 9110 section 10.2.3).
+BUSY = {c: error_response(503, close=c, extra=b"Retry-After: 1\r\n",
+                          detail="steelyard: every server is busy; try again shortly.") for c in (False, True)}

@@ -9,6 +9,7 @@ from . import headers as H
 
 if TYPE_CHECKING:
     from ...core.model import Server
+    from ..pool import PoolRuntime
     from .upstream import UpstreamConnection
 
 
@@ -28,7 +29,7 @@ class Exchange:
         "method", "url", "http11", "keep_alive", "host", "headers", "parts", "tokens", "connection_header",
         "upgrade", "chunked", "clen", "xff", "refuse", "head", "pending", "pending_size",
         "request_done", "conn", "server", "on_done", "t_begin", "t_start", "t_sent", "t_head",
-        "early", "early_size",
+        "early", "early_size", "pool", "status", "tries", "tried",
     )  # fmt: skip
 
     def __init__(self, t_begin: float) -> None:
@@ -61,6 +62,10 @@ class Exchange:
         self.t_head = 0.0  # final response head received (taken only when ``on_done`` is set)
         self.early: list[bytes] | None = None  # bytes after an upgrade request, held back until the 101
         self.early_size = 0
+        self.pool: PoolRuntime | None = None  # where it was routed
+        self.status = 0  # the final response's status, once its head came
+        self.tries = 0  # retries so far (0 on the first try)
+        self.tried: tuple[Server, ...] = ()  # servers that failed it
 
     def special_header(self, code: int, value: bytes) -> None:
         """Take in a request header ``headers.REQUEST_SPECIAL`` names, other than Host
@@ -121,26 +126,46 @@ class Exchange:
     def abandon(self) -> None:
         """The client ended the exchange (it left, or stalled its upload): the server's
         in-flight count drops, but nothing is reported as its success or failure."""
-        if self.server is not None:
-            self.server.load.active -= 1
+        server = self.server
+        if server is not None:
             self.server = None
+            server.load.active -= 1
+            if self.pool.waiting:  # type: ignore[union-attr]
+                self.pool.wake()  # type: ignore[union-attr]
 
     def settle(self, ok: bool, clock: Callable[[], float]) -> None:
-        """Close the books on the picked server (once): in-flight count, counters, and the
-        balancer's completion hook (if it has one) with the time to the response head, or
-        to now (``clock``) when no head came."""
+        """Close the books on the picked server (once): in-flight count, counters, passive
+        health streaks, and the balancer's completion hook (if it has one) with the time to
+        the response head, or to now (``clock``) when no head came. ``ok``: a response came
+        (whatever its status); not ``ok``: connect failure, reset, timeout or broken response."""
         server = self.server
         if server is None:
             return
         self.server = None
         load = server.load
         load.active -= 1
+        pool = self.pool
         if ok:
             load.requests += 1
+            if self.status < 500:
+                load.fail_streak = load.err_streak = 0
+            else:
+                load.fail_streak = 0
+                load.err_streak += 1
+                if pool.eject_5xx and load.err_streak >= pool.eject_5xx:  # type: ignore[union-attr]
+                    pool.failing(server, f"{load.err_streak} failures or 5xx responses in a row")  # type: ignore[union-attr]
         else:
             load.failures += 1
+            load.fail_streak += 1
+            load.err_streak += 1
+            if pool.eject_after and load.fail_streak >= pool.eject_after:  # type: ignore[union-attr]
+                pool.failing(server, f"{load.fail_streak} failed requests in a row (connect, reset or timeout)")  # type: ignore[union-attr]
+            elif pool.eject_5xx and load.err_streak >= pool.eject_5xx:  # type: ignore[union-attr]
+                pool.failing(server, f"{load.err_streak} failures or 5xx responses in a row")  # type: ignore[union-attr]
         if self.on_done is not None:
             self.on_done(server, ok, (self.t_head or clock()) - self.t_start)
+        if pool.waiting:  # type: ignore[union-attr]
+            pool.wake()  # type: ignore[union-attr]
 
     @property
     def replayable(self) -> bool:

@@ -6,8 +6,9 @@ up to one sweep old, so every limit gets one sweep interval of slack).
 - An idle keep-alive connection closes after ``keepalive_timeout``.
 - A request body that stops: 408 when the client stops sending, 504 when the server stops
   reading, each after its timeout.
-- The response must begin within the pool's ``timeout`` of the request being fully sent,
-  and must not stall for that long once it flows (unless the client is the one not reading): 504.
+- The response must begin within the pool's ``try_timeout`` of the request being fully sent
+  (a replayable request then tries another server), and must not stall for ``timeout`` once
+  it flows (unless the client is the one not reading): 504.
 - A client that reads nothing of its response for ``request_timeout`` is disconnected.
 - Tunnels and connections still connecting are left alone (the connect timeout applies).
 """
@@ -38,8 +39,8 @@ def check_timeouts(down: DownstreamProtocol, now: float) -> None:
                 conn.fail(504)  # the server stopped in the middle of its response
         elif cur.request_done:
             # the response timeout counts from the moment the whole request was sent
-            if cur.t_sent and now - cur.t_sent > conn.pool.timeout:
-                conn.fail(504)
+            if cur.t_sent and now - cur.t_sent > conn.pool.try_timeout:
+                conn.fail(504, retry=not conn.head_bytes and cur.replayable)  # the next server may be quicker
         elif down.paused & UPSTREAM_FULL:
             if now - down.last_active > conn.pool.timeout + L.slack:
                 conn.fail(504)  # the server stopped reading the body

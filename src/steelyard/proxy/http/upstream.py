@@ -123,7 +123,9 @@ class UpstreamConnection(asyncio.Protocol):
             self.ex = ex.conn = None
             self.pool.connect_for(ex, down)  # type: ignore[arg-type]
         else:
-            self.fail(502)
+            # closed or reset: another server may take it if this one saw nothing of it, or
+            # if it can be sent twice and this one answered nothing
+            self.fail(502, retry=not self.responded and not self.head_bytes and ex.replayable)
 
     def eof_received(self) -> bool | None:
         if self.tunnel is not None:
@@ -231,6 +233,7 @@ class UpstreamConnection(asyncio.Protocol):
         if status == 101 and not ex.upgrade:  # type: ignore[union-attr]
             raise HttpParserError("101 without an upgrade request")
         self.keep = self.parser.should_keep_alive()
+        ex.status = status  # type: ignore[union-attr]
         self.responded = True  # from here on an error can only abort the client connection
         if ex.on_done is not None:  # type: ignore[union-attr]
             ex.t_head = self.pool.loop.time()  # type: ignore[union-attr]  # only a learning balancer needs it
@@ -248,6 +251,8 @@ class UpstreamConnection(asyncio.Protocol):
         cached = H.STATUS_LINES.get(status)
         out.append(cached[1] if cached is not None and cached[0] == reason else H.status_line(status, reason))
         out += parts
+        if ex.tries and ex.pool.retry_header:  # type: ignore[union-attr]
+            out.append(b"X-Steelyard-Retries: %d\r\n" % ex.tries)  # type: ignore[union-attr]
         if status == 101:
             out.append(b"Connection: upgrade\r\nUpgrade: %b\r\n\r\n" % (upgrade or ex.upgrade))  # type: ignore[union-attr]
             self.mode = NONE  # llhttp ends the 101 "message": no last chunk may follow it
@@ -312,14 +317,15 @@ class UpstreamConnection(asyncio.Protocol):
             self.close()
         down.exchange_done(ex, True)  # type: ignore[union-attr]
 
-    def fail(self, status: int) -> None:
-        """End the exchange with ``status`` (or an abort, if the client already has part of a response)."""
+    def fail(self, status: int, retry: bool = False) -> None:
+        """End the exchange with ``status`` (or an abort, if the client already has part of a
+        response); with ``retry`` the request may go to another server instead."""
         ex, down = self.ex, self.down
         self.ex = self.down = None
         if self.transport is not None:
             self.transport.abort()
         if ex is not None and down is not None:
-            down.exchange_failed(ex, status, self.responded)
+            down.exchange_failed(ex, status, self.responded, retry)
 
     def stalled(self, now: float) -> bool:
         """Whether a response in progress made no progress for the pool's timeout (reads

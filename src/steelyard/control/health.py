@@ -1,0 +1,142 @@
+"""Health of one pool's servers, kept by the control plane: active checks, passive ejection
+reports from the data plane, slow start, draining, and publishing the result.
+
+``PoolHealthKeeper`` owns the pure ``core.health.PoolHealth`` of a pool and is the only
+writer of its ``PoolRuntime``'s snapshot after start. It runs one check task per server
+(once per balancer), a tick every ``TICK`` seconds (ejections running out, slow-start
+windows ending, drains finishing), and takes ``PoolRuntime.failing`` reports. Every
+change of a server's standing is logged with its reason (WARNING, so it shows by
+default) and kept on the server's state for status output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from typing import Any
+
+from ..core.balancing.consistent_hash import ConsistentHash
+from ..core.health import EjectionPolicy, Hysteresis, PoolHealth, ServerState
+from ..core.model import Server
+from ..proxy.pool import PoolRuntime
+from ..units import format_duration
+from .probe import probe
+
+log = logging.getLogger("steelyard.health")
+TICK = 0.25
+
+
+class PoolHealthKeeper:
+    def __init__(self, pool: PoolRuntime, cfg: Any, states: list[ServerState], *,
+                 loop: asyncio.AbstractEventLoop, rng: random.Random) -> None:
+        self.pool, self.cfg, self.loop, self.rng = pool, cfg, loop, rng
+        outlier = cfg.outlier
+        self.health = PoolHealth(
+            states,
+            ejection=EjectionPolicy(outlier.base_ejection, outlier.max_ejection, outlier.max_ejection_percent),
+            panic_threshold=cfg.panic_threshold,
+        )
+        # slow start makes no sense for hashing: a key's server would move twice
+        hashing = isinstance(pool.algorithm, type) and issubclass(pool.algorithm, ConsistentHash)
+        self.slow_start = 0.0 if hashing or cfg.slow_start is None else cfg.slow_start
+        self.ramping = False  # the published snapshot has servers in slow start
+        pool.eject_after, pool.eject_5xx = outlier.consecutive_failures, outlier.consecutive_5xx
+        pool.on_failing = self.on_failing
+        self.tasks: list[asyncio.Task] = []
+
+    @classmethod
+    def from_config(cls, pool: PoolRuntime, cfg: Any, servers: list[Server], **kw: Any) -> PoolHealthKeeper:
+        check = cfg.health
+        states = [ServerState(s, backup=sc.backup, admin=sc.state,
+                              check=Hysteresis(check.rise, check.fall) if check else None)
+                  for s, sc in zip(servers, cfg.servers)]
+        return cls(pool, cfg, states, **kw)
+
+    # -- running ---------------------------------------------------------------
+
+    def start(self) -> None:
+        self.publish()
+        if self.cfg.health is not None:
+            self.tasks += [self.loop.create_task(self._check_loop(st)) for st in self.health.states]
+        self.tasks.append(self.loop.create_task(self._tick_loop()))
+
+    def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        self.tasks.clear()
+
+    async def _check_loop(self, st: ServerState) -> None:
+        check = self.cfg.health
+        await asyncio.sleep(self.rng.uniform(0, check.jitter * check.interval))  # spread the first round
+        while True:
+            ok, why = await probe(st.server, check)
+            if self.health.check_result(st, ok, why, self.loop.time()):
+                self.publish()
+            self._log()
+            wait = check.failing_interval if st.check.failing else check.interval  # type: ignore[union-attr]
+            await asyncio.sleep(wait * (1 + self.rng.uniform(-check.jitter, check.jitter)))
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(TICK)
+            self.tick()
+
+    def tick(self) -> None:
+        now = self.loop.time()
+        changed = self.health.tick(now)
+        if changed or (self.ramping and not self.health.ramping(now, self.slow_start)):
+            self.publish()  # (also when the last slow-start window closed: the bare balancer again)
+        self.health.drained_now()
+        self._log()
+
+    # -- changes -----------------------------------------------------------------
+
+    def on_failing(self, server: Server, why: str) -> None:
+        """The data plane saw ``server`` fail too often in a row (passive health)."""
+        st = self.health.state_of(server)
+        server.load.fail_streak = server.load.err_streak = 0  # counting starts over either way
+        if st is not None and self.health.eject(st, why, self.loop.time()):
+            self.publish()
+        self._log()
+
+    def set_state(self, name: str, admin: str) -> ServerState:
+        """ready / drain / maint for the server called ``name`` (drain: no new requests)."""
+        st = next((s for s in self.health.states if s.server.name == name), None)
+        if st is None:
+            raise KeyError(f"pool {self.pool.name} has no server {name!r}")
+        if self.health.set_admin(st, admin, self.loop.time()):
+            self.publish()
+        self.health.drained_now()
+        self._log()
+        return st
+
+    def publish(self) -> None:
+        now = self.loop.time()
+        servers = self.health.usable()
+        ramping = self.health.ramping(now, self.slow_start) if self.slow_start else {}
+        self.pool.publish(servers, ramping, self.slow_start, self.cfg.slow_start_floor)
+        self.ramping = bool(ramping)
+        if not servers:
+            self.health.events.append("no server is usable: requests get 503")
+
+    def _log(self) -> None:
+        events = self.health.events
+        for line in events:
+            log.warning("pool %s: %s", self.pool.name, line)
+        events.clear()
+
+    # -- status --------------------------------------------------------------------
+
+    def status(self) -> list[dict[str, Any]]:
+        now = self.loop.time()
+        rows = []
+        for st in self.health.states:
+            load = st.server.load
+            rows.append({
+                "server": st.server.name, "address": st.server.address, "status": st.status,
+                "backup": st.backup, "weight": st.server.weight, "active": load.active,
+                "requests": load.requests, "failures": load.failures, "reason": st.reason,
+                "since": format_duration(max(0.0, now - st.changed_at)) if st.changed_at else "start",
+            })
+        return rows

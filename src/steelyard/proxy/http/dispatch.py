@@ -1,0 +1,98 @@
+"""Where a request goes: routing, picking, the max_conns queue, sending, and retries.
+
+These are methods of ``DownstreamProtocol`` (bound there as class attributes), kept in
+their own module so the connection protocol stays about parsing and flow control.
+
+Retry rules (``retry_elsewhere``), checked by the caller and here:
+- only while nothing of a response reached the client, and at most ``pool.retries``
+  times per request, each on a server that has not failed this request yet;
+- a request that may have reached its server (the connection broke or timed out
+  after it was sent) goes again only when it is replayable (idempotent, no body);
+  a connect failure proves it never arrived, so any request goes again;
+- the pool's retry budget must allow it (a storm of failures is not doubled by retries).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from ..pool import FULL
+
+if TYPE_CHECKING:
+    from ...core.model import Server
+    from ..pool import PoolRuntime
+    from .downstream import DownstreamProtocol
+    from .exchange import Exchange
+
+log = logging.getLogger("steelyard.proxy")
+
+
+def dispatch(down: DownstreamProtocol, ex: Exchange) -> None:
+    """A request head is complete and it is this connection's turn: refuse it, or route and pick."""
+    if ex.url[:1] != b"/":
+        if ex.method == b"CONNECT":
+            down._refuse(405)
+            return
+        ex.to_origin_form()
+    if ex.refuse or (ex.http11 and ex.host is None):
+        down._refuse(ex.refuse or 400)
+        return
+    router = down.L.router
+    pool = router.route(ex.host or b"", ex.url, ex.headers) if router.routes else router.default
+    ex.pool = pool
+    try:
+        server = pool.pick(down.ctx, ex)
+    except Exception:  # a user's algorithm failed: that is a 500, not a reason to drop the client
+        log.exception("pool %s: the balancer's pick failed", pool.name)
+        down.exchange_failed(ex, 500, False)
+        return
+    if server is FULL:
+        if not pool.enqueue(ex, down):
+            down.busy(ex)
+        return
+    send(down, ex, pool, server)
+
+
+def send(down: DownstreamProtocol, ex: Exchange, pool: PoolRuntime, server: Server | None) -> None:
+    """Send ``ex`` to ``server`` of ``pool`` (a first try, a retry, or out of the queue)."""
+    if server is None:
+        down.exchange_failed(ex, 503, False)
+        return
+    ex.server = server
+    ex.on_done = on_done = pool.on_done  # (read with the snapshot: they change together)
+    ex.build_head(server, down.forwarded, down.ip, down.L.scheme)
+    server.load.active += 1
+    if on_done is not None:
+        ex.t_start = down.clock()  # only a balancer that learns is told the elapsed time
+    cpool = pool.upstreams[server]
+    conn = cpool.acquire()
+    if conn is None:
+        cpool.connect_for(ex, down)
+    else:
+        down.attach(conn, ex)
+
+
+def retry_elsewhere(down: DownstreamProtocol, ex: Exchange) -> bool:
+    """Send ``ex`` again, to a server it has not failed on; False when it may not or cannot go."""
+    pool = ex.pool
+    if pool is None or ex.tries >= pool.retries or down.dead or down.current is not ex:
+        return False
+    if not pool.retry_allowed():
+        return False
+    failed = ex.server
+    ex.settle(False, down.clock)  # the failed try counts against its server
+    if failed is not None:
+        ex.tried += (failed,)
+    try:
+        server = pool.pick(down.ctx, ex, ex.tried)
+    except Exception:
+        log.exception("pool %s: the balancer's pick failed", pool.name)
+        return False
+    if server is None or server is FULL:
+        return False
+    ex.tries += 1
+    ex.conn = None
+    ex.t_sent = 0.0
+    send(down, ex, pool, server)
+    return True

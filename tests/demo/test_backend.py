@@ -680,3 +680,18 @@ def test_bad_names_are_rejected():
                 await start_backend(bad, "127.0.0.1", 0)
 
     asyncio.run(main())
+
+
+def test_healthz_answers_what_healthz_set_chose(run):
+    async def scenario(b: Backend):
+        c = await b.connect()
+        await c.send(req("GET", "/healthz/set/503") + req("GET", "/healthz") + req("GET", "/healthz/set/99"))
+        assert (await c.response())[::3] == (200, b"/healthz now answers 503\n")
+        assert (await c.response())[::3] == (503, b"failing\n")
+        assert (await c.response())[0] == 400  # out of range: refused, the setting stays
+        await c.send(req("GET", "/healthz/set/200") + req("GET", "/healthz"))
+        await c.response()
+        assert (await c.response())[::3] == (200, b"ok\n")
+        c.close()
+
+    run(scenario)

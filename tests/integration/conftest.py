@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import os
 import re
-import selectors
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +26,8 @@ START_TIMEOUT = 20.0
 
 
 class Proc:
-    """A child process whose stdout is read line by line until a pattern shows up."""
+    """A child process whose output (stdout and stderr) a thread collects line by line;
+    ``wait_for(pattern)`` waits for the next line that matches (an event, not a sleep)."""
 
     def __init__(self, argv: list[str], pattern: str, env: dict | None = None) -> None:
         self.argv = argv
@@ -38,27 +39,42 @@ class Proc:
             env={**os.environ, **(env or {})},
         )
         self.lines: list[str] = []
-        self.matches = self._wait_for(pattern)
+        self._seen = 0  # lines wait_for has looked at
+        self._eof = False
+        self._cond = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self.matches = self.wait_for(pattern)
 
-    def _wait_for(self, pattern: str) -> list[re.Match]:
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            with self._cond:
+                self.lines.append(line)
+                self._cond.notify_all()
+        with self._cond:
+            self._eof = True
+            self._cond.notify_all()
+
+    def wait_for(self, pattern: str, timeout: float = START_TIMEOUT) -> list[re.Match]:
+        """The next line (after those already matched) that matches ``pattern``; the process is
+        killed and the test fails with its output when none comes within ``timeout``."""
         rx = re.compile(pattern)
-        found: list[re.Match] = []
-        sel = selectors.DefaultSelector()
-        sel.register(self.proc.stdout, selectors.EVENT_READ)
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if not sel.select(timeout=deadline - time.monotonic()):
-                break
-            line = self.proc.stdout.readline()
-            if not line:
-                break
-            self.lines.append(line)
-            m = rx.search(line)
-            if m:
-                found.append(m)
-                return found
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                while self._seen < len(self.lines):
+                    m = rx.search(self.lines[self._seen])
+                    self._seen += 1
+                    if m:
+                        return [m]
+                left = deadline - time.monotonic()
+                if self._eof or left <= 0:
+                    break
+                self._cond.wait(left)
+            output = "".join(self.lines)
         self.kill()
-        raise RuntimeError(f"{self.argv} did not print {pattern!r}; output:\n{''.join(self.lines)}")
+        raise RuntimeError(f"{self.argv} did not print {pattern!r}; output:\n{output}")
+
 
     def pid(self) -> int:
         return self.proc.pid
@@ -71,23 +87,22 @@ class Proc:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             rc = self.proc.wait()
-        if self.proc.stdout:
-            self.lines.extend(self.proc.stdout.readlines())
-            self.proc.stdout.close()
+        self._reader.join(timeout)  # every line the process wrote is in ``lines``
         return rc
 
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
-        if self.proc.stdout and not self.proc.stdout.closed:
-            self.proc.stdout.close()
+        if threading.current_thread() is not self._reader:
+            self._reader.join(START_TIMEOUT)
 
 
 class Backend(Proc):
-    def __init__(self, name: str, delay: str | None = None) -> None:
+    def __init__(self, name: str, delay: str | None = None, port: int = 0) -> None:
         super().__init__(
-            [*STEELYARD, "backend", "--name", name, "--listen", "127.0.0.1:0", *(["--delay", delay] if delay else [])],
+            [*STEELYARD, "backend", "--name", name, "--listen", f"127.0.0.1:{port}",
+             *(["--delay", delay] if delay else [])],
             r"backend \S+ listening on 127\.0\.0\.1:(\d+)",
         )
         self.name = name

@@ -114,8 +114,7 @@ def test_sigterm_finishes_in_flight_requests_then_exits_0(balancer):
     assert arrived.wait(20)
     lb.proc.send_signal(15)
     # wait until the balancer says it is stopping, then let the server answer
-    line = lb.proc.stdout.readline()
-    assert "stopping" in line
+    lb.wait_for("stopping")
     assert idle.is_closed_by_peer()
     release.set()
     t.join(20)

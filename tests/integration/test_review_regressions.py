@@ -641,7 +641,7 @@ def test_b10_response_in_flight_during_sigterm_says_connection_close(inline, bal
             assert got_request.wait(WAIT)
             lb.proc.send_signal(signal.SIGTERM)
             # its "stopping" line is the event: the signal was handled before the response comes
-            lb._wait_for(r"stopping")
+            lb.wait_for(r"stopping")
             release.set()
             status, headers, body = c.response()
             assert (status, body) == (200, b"late")

@@ -10,8 +10,9 @@ Invariants:
   primaries out at once, except that one server may always go. The n-th ejection of a
   server lasts n × ``base_ejection`` (capped at ``max_ejection``); a server that stays out
   of trouble for ``max_ejection`` after its return has its count reset.
-- A server that active checks took down and then brought back is un-ejected: a check that
-  saw it recover outranks an ejection made while it was dying.
+- An ejected server whose active checks failed and then passed again since its ejection
+  is un-ejected (it went away and came back: a restart, say); checks that only ever pass
+  do not end an ejection for 5xx responses early.
 - ``PoolHealth.usable()``: usable primaries; or, when none is usable, usable backups; with a
   panic threshold, every ready primary when too few (or none) are usable. Draining and
   maintenance servers are never picked; draining ones still finish their requests.
@@ -71,7 +72,7 @@ class ServerState:
     """One server's standing in its pool; owned and changed by the control plane only."""
 
     __slots__ = ("server", "backup", "admin", "check", "ejected_until", "ejections", "returned_at",
-                 "usable_since", "reason", "changed_at", "was_usable", "drained")
+                 "usable_since", "reason", "changed_at", "was_usable", "drained", "check_failed")
 
     def __init__(self, server: Server, *, backup: bool = False, admin: str = READY,
                  check: Hysteresis | None = None) -> None:
@@ -87,6 +88,7 @@ class ServerState:
         self.changed_at = 0.0
         self.was_usable = self.healthy
         self.drained = admin != DRAIN
+        self.check_failed = False  # an active check failed since the last ejection
 
     @property
     def healthy(self) -> bool:
@@ -132,11 +134,18 @@ class PoolHealth:
 
     def check_result(self, st: ServerState, ok: bool, why: str, now: float) -> bool:
         """An active check's result for ``st``; ``why`` says what it saw."""
-        if st.check is None or not st.check.observe(ok):
+        if st.check is None:
             return False
-        if ok and st.ejected_until:
-            st.ejected_until = 0.0  # the check saw it recover: the ejection is over
+        flipped = st.check.observe(ok)
+        if not ok:
+            st.check_failed = True
+        elif st.ejected_until and st.check_failed and st.check.up:
+            # checks saw it fail and then pass since it was ejected: it went and came back
+            st.ejected_until = 0.0
             st.returned_at = now
+            return self._settle(st, ("up: " if flipped else "ejection over: ") + why, now)
+        if not flipped:
+            return False
         return self._settle(st, ("up: " if ok else "down: ") + why, now)
 
     def eject(self, st: ServerState, why: str, now: float) -> bool:
@@ -153,6 +162,7 @@ class PoolHealth:
         st.ejections += 1
         length = min(self.ejection.base * st.ejections, self.ejection.maximum)
         st.ejected_until = now + length
+        st.check_failed = False
         return self._settle(st, f"ejected for {length:g}s: {why}", now)
 
     def set_admin(self, st: ServerState, admin: str, now: float) -> bool:

@@ -5,7 +5,8 @@ demo start it in-process with :func:`start_backend` / :func:`stop_backend`.
 
 Routes match on the path for every method; HEAD gets the same head as GET and no body. Every response
 carries ``X-Served-By: NAME``; every response except /healthz is held back by ``delay`` seconds first.
-  /healthz               200 "ok\\n" text/plain.
+  /healthz               200 "ok\\n" text/plain (or the status /healthz/set/CODE chose, "failing\\n" from 400).
+  /healthz/set/CODE      from now on /healthz answers CODE (200..599): a way to fail a health check by hand.
   /bytes/N[?chunked=1]   N bytes of wire.PATTERN repeated (see :func:`expected_bytes_sha256`), with
                          Content-Length, or Transfer-Encoding: chunked when asked (HTTP/1.1 clients only).
   /status/CODE           that status, 200..599; 204 and 304 carry no body, others "CODE Reason\\n".
@@ -54,6 +55,7 @@ from steelyard.demo.wire import (
     CLOSE,
     ERROR,
     HEALTH,
+    HEALTH_SET,
     OCTETS,
     PATTERN,
     SLEEP,
@@ -84,12 +86,13 @@ class _Limit(Exception):
 class _Shared:
     """Settings of one listening server plus its live connections (so stop_backend can close them)."""
 
-    __slots__ = ("conns", "delay", "heads", "idle_timeout", "name")
+    __slots__ = ("conns", "delay", "heads", "health", "idle_timeout", "name")
 
     def __init__(self, name: str, delay: float, idle_timeout: float) -> None:
         self.name, self.delay, self.idle_timeout = name, delay, idle_timeout
         self.heads = Heads(name)
         self.conns: set[_BackendProtocol] = set()
+        self.health = 200  # what /healthz answers
 
 
 class _BackendProtocol(asyncio.Protocol):
@@ -248,7 +251,7 @@ class _BackendProtocol(asyncio.Protocol):
 
     def _immediate(self, req: Request) -> bool:
         kind = req.kind
-        if kind == HEALTH:
+        if kind == HEALTH or kind == HEALTH_SET:
             return True
         if self._s.delay or kind == SLEEP:
             return False
@@ -262,7 +265,7 @@ class _BackendProtocol(asyncio.Protocol):
                 if self._read_paused and len(queue) <= MAX_PIPELINE // 2 and not self._stopped:
                     self._read_paused = False
                     t.resume_reading()
-                wait = 0.0 if req.kind == HEALTH else self._s.delay
+                wait = 0.0 if req.kind in (HEALTH, HEALTH_SET) else self._s.delay
                 if req.kind == SLEEP:
                     wait += req.arg / 1000.0
                 if wait:
@@ -302,7 +305,9 @@ class _BackendProtocol(asyncio.Protocol):
 
     def _send(self, req: Request) -> None:
         """Write the whole response for ``req`` (anything but a /bytes body larger than one PATTERN)."""
-        code, ctype, body = small_response(req, self._s.name, self._client)
+        if req.kind == HEALTH_SET:
+            self._s.health = req.arg
+        code, ctype, body = small_response(req, self._s.name, self._client, self._s.health)
         chunked = req.kind == BYTES and req.chunked and req.version == "1.1"
         length = req.arg if req.kind == BYTES else None if body is None else len(body)  # HEAD: body may be cut
         head, keep = self._head(req, code, ctype, length, chunked)

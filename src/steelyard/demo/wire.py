@@ -30,9 +30,10 @@ TEXT = b"text/plain; charset=utf-8"
 JSON = b"application/json"
 OCTETS = b"application/octet-stream"
 
-ECHO, HEALTH, BYTES, STATUS, CLOSE, SLEEP, ERROR = range(7)
+ECHO, HEALTH, BYTES, STATUS, CLOSE, SLEEP, ERROR, HEALTH_SET = range(8)
 # prefix -> (kind, lowest, highest accepted value)
-_PARAM_ROUTES = ((b"/bytes/", BYTES, 0, 10**15), (b"/status/", STATUS, 200, 599), (b"/sleep/", SLEEP, 0, 3_600_000))
+_PARAM_ROUTES = ((b"/bytes/", BYTES, 0, 10**15), (b"/status/", STATUS, 200, 599), (b"/sleep/", SLEEP, 0, 3_600_000),
+                 (b"/healthz/set/", HEALTH_SET, 200, 599))
 
 _EMPTY_SHA256 = hashlib.sha256().hexdigest()
 _REASONS = {s.value: s.phrase for s in http.HTTPStatus}
@@ -164,14 +165,17 @@ def echo_body(server: str, client: str, req: Request) -> bytes:
     ).encode("ascii")
 
 
-def small_response(req: Request, server: str, client: str) -> tuple[int, bytes | None, bytes | None]:
-    """(status, content type, body) for every response except a /bytes body longer than PATTERN.
+def small_response(req: Request, server: str, client: str, health: int = 200) -> tuple[int, bytes | None, bytes | None]:
+    """(status, content type, body) for every response except a /bytes body longer than PATTERN;
+    ``health`` is the status /healthz answers with now.
 
     For HEAD /bytes/N with N > len(PATTERN) the body is cut short; it is never written, only the head is.
     """
     kind = req.kind
     if kind == HEALTH:
-        return 200, TEXT, b"ok\n"
+        return health, TEXT, b"ok\n" if health < 400 else b"failing\n"
+    if kind == HEALTH_SET:
+        return 200, TEXT, b"/healthz now answers %d\n" % req.arg
     if kind == STATUS or kind == ERROR:
         body = status_body(req.arg)
         return req.arg, (TEXT if body is not None else None), body

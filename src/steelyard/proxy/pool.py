@@ -30,7 +30,7 @@ from ..core.model import PoolSnapshot, Server
 from ..core.slow_start import SlowStart
 
 FULL = Server("(every server is full)", "", 0)  # pick()'s answer when only full servers are left
-MIN_RETRIES = 3  # retries a budget always allows per second
+MIN_RETRIES = 10  # retries a budget always allows per second
 
 
 class PoolRuntime:
@@ -38,7 +38,7 @@ class PoolRuntime:
         "name", "algorithm", "options", "rng", "clock", "snapshot", "inner", "on_done", "upstreams",
         "make_upstream", "key_kind", "key_name", "timeout", "limited", "waiting", "max_queue",
         "queue_timeout", "retries", "retry_budget", "retry_header", "retried", "budget", "window_start",
-        "completed", "eject_after", "eject_5xx", "on_failing",
+        "completed", "eject_after", "eject_5xx", "on_failing", "known",
     )  # fmt: skip
 
     def __init__(
@@ -79,6 +79,7 @@ class PoolRuntime:
         self.completed = 0  # requests completed up to the window's start (sum over servers)
         self.eject_after = self.eject_5xx = 0  # passive health thresholds; 0: off
         self.on_failing: Callable[[Server, str], None] | None = None
+        self.known: set[Server] = set()  # every server ever published (their counters make the budget)
         self.publish(servers)
 
     def publish(self, servers: Sequence[Server], ramping: dict[Server, float] | None = None,
@@ -90,6 +91,7 @@ class PoolRuntime:
             if s not in self.upstreams:
                 self.upstreams[s] = self.make_upstream(s)
         keep = set(servers)
+        self.known |= keep
         for s in [s for s in self.upstreams if s not in keep]:
             self.upstreams.pop(s).close()
         self.inner = balancer
@@ -164,7 +166,7 @@ class PoolRuntime:
             if down.current is ex and not down.dead:
                 down.busy(ex)
         if now - self.window_start >= 1.0:
-            completed = sum(s.load.requests + s.load.failures for s in self.upstreams)
+            completed = sum(s.load.requests + s.load.failures for s in self.known)
             self.budget = max(float(MIN_RETRIES), self.retry_budget * (completed - self.completed))
             self.completed, self.retried, self.window_start = completed, 0, now
 

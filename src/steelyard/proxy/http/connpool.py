@@ -12,6 +12,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from ...core.model import Server
+from .dispatch import UNSENT
 from .upstream import UpstreamConnection
 
 if TYPE_CHECKING:
@@ -77,7 +78,7 @@ class ConnPool:
                 if exc is None:
                     self.release(fut.result())  # nobody waits for it now: keep it warm
             elif exc is not None:
-                down.exchange_failed(ex, 504 if isinstance(exc, TimeoutError) else 502, False, True)
+                down.exchange_failed(ex, 504 if isinstance(exc, TimeoutError) else 502, False, UNSENT)
             else:
                 down.attach(fut.result(), ex)
 

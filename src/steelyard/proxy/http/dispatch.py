@@ -9,7 +9,9 @@ Retry rules (``retry_elsewhere``), checked by the caller and here:
 - a request that may have reached its server (the connection broke or timed out
   after it was sent) goes again only when it is replayable (idempotent, no body);
   a connect failure proves it never arrived, so any request goes again;
-- the pool's retry budget must allow it (a storm of failures is not doubled by retries).
+- a request that may have reached its server also needs the pool's retry budget to allow
+  it (a storm of failures is not doubled by retries); one that never reached a server
+  (``UNSENT``) adds no work anywhere and is bounded by ``retries`` alone.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
     from .exchange import Exchange
 
 log = logging.getLogger("steelyard.proxy")
+NO_RETRY, SENT, UNSENT = 0, 1, 2  # may a failed request go to another server, and had it reached this one
 
 
 def dispatch(down: DownstreamProtocol, ex: Exchange) -> None:
@@ -73,12 +76,13 @@ def send(down: DownstreamProtocol, ex: Exchange, pool: PoolRuntime, server: Serv
         down.attach(conn, ex)
 
 
-def retry_elsewhere(down: DownstreamProtocol, ex: Exchange) -> bool:
-    """Send ``ex`` again, to a server it has not failed on; False when it may not or cannot go."""
+def retry_elsewhere(down: DownstreamProtocol, ex: Exchange, how: int) -> bool:
+    """Send ``ex`` again, to a server it has not failed on; False when it may not or cannot go.
+    ``how`` is ``SENT`` or ``UNSENT`` (see the module docstring)."""
     pool = ex.pool
     if pool is None or ex.tries >= pool.retries or down.dead or down.current is not ex:
         return False
-    if not pool.retry_allowed():
+    if how == SENT and not pool.retry_allowed():
         return False
     failed = ex.server
     ex.settle(False, down.clock)  # the failed try counts against its server

@@ -294,10 +294,10 @@ class DownstreamProtocol(asyncio.Protocol):
         else:
             self.last_active = self.L.now  # all _next does when nothing waits
 
-    def exchange_failed(self, ex: Exchange, status: int, responded: bool, retry: bool = False) -> None:
-        """``ex`` failed with ``status``; with ``retry`` (nothing reached the client, and the request
+    def exchange_failed(self, ex: Exchange, status: int, responded: bool, retry: int = 0) -> None:
+        """``ex`` failed with ``status``; with ``retry`` (``dispatch.SENT`` or ``UNSENT``: the request
         can safely go again) another server gets it, as the pool's retries and budget allow."""
-        if retry and not responded and dispatch.retry_elsewhere(self, ex):
+        if retry and not responded and dispatch.retry_elsewhere(self, ex, retry):
             return
         ex.settle(False, self.clock)
         self._answer_failure(ex, CANNED[(status, True)], CANNED[(status, False)], responded)

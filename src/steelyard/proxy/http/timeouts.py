@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .dispatch import NO_RETRY, SENT
 from .downstream import UPSTREAM_FULL
 from .errors import CANNED
 
@@ -40,7 +41,7 @@ def check_timeouts(down: DownstreamProtocol, now: float) -> None:
         elif cur.request_done:
             # the response timeout counts from the moment the whole request was sent
             if cur.t_sent and now - cur.t_sent > conn.pool.try_timeout:
-                conn.fail(504, retry=not conn.head_bytes and cur.replayable)  # the next server may be quicker
+                conn.fail(504, SENT if not conn.head_bytes and cur.replayable else NO_RETRY)  # the next may be quicker
         elif down.paused & UPSTREAM_FULL:
             if now - down.last_active > conn.pool.timeout + L.slack:
                 conn.fail(504)  # the server stopped reading the body

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 from . import headers as H
+from .dispatch import NO_RETRY, SENT
 from .tunnel import Tunnel
 
 if TYPE_CHECKING:
@@ -125,7 +126,7 @@ class UpstreamConnection(asyncio.Protocol):
         else:
             # closed or reset: another server may take it if this one saw nothing of it, or
             # if it can be sent twice and this one answered nothing
-            self.fail(502, retry=not self.responded and not self.head_bytes and ex.replayable)
+            self.fail(502, SENT if not self.responded and not self.head_bytes and ex.replayable else NO_RETRY)
 
     def eof_received(self) -> bool | None:
         if self.tunnel is not None:
@@ -317,9 +318,9 @@ class UpstreamConnection(asyncio.Protocol):
             self.close()
         down.exchange_done(ex, True)  # type: ignore[union-attr]
 
-    def fail(self, status: int, retry: bool = False) -> None:
+    def fail(self, status: int, retry: int = NO_RETRY) -> None:
         """End the exchange with ``status`` (or an abort, if the client already has part of a
-        response); with ``retry`` the request may go to another server instead."""
+        response); with ``retry`` (``dispatch.SENT``) the request may go to another server instead."""
         ex, down = self.ex, self.down
         self.ex = self.down = None
         if self.transport is not None:

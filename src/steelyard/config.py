@@ -186,15 +186,10 @@ class ListenerConfig(_Model):
 
     @model_validator(mode="before")
     @classmethod
-    def _mode_keys(cls, data: Any) -> Any:
-        if not isinstance(data, Mapping) or (mode := data.get("mode", "http")) not in MODES:
-            return data
-        wrong = [((key,), f"only for mode {' or '.join(map(repr, modes))} listeners; this one is mode {mode!r}")
-                 for key, modes in _MODE_KEYS.items() if key in data and mode not in modes]
-        if wrong:
-            raise _Problems(wrong)
-        if mode in IDLE_DEFAULT and "idle_timeout" not in data:
-            return {**data, "idle_timeout": format_duration(IDLE_DEFAULT[mode])}
+    def _idle_default(cls, data: Any) -> Any:
+        # (keys that do not fit the mode are refused by the cross checks, next to field errors)
+        if isinstance(data, Mapping) and data.get("mode") in IDLE_DEFAULT and "idle_timeout" not in data:
+            return {**data, "idle_timeout": format_duration(IDLE_DEFAULT[data["mode"]])}
         return data
 
     host = property(lambda self: split_host_port(self.bind, allow_port_zero=True)[0], doc="bind host (no brackets)")
@@ -247,7 +242,7 @@ class Config(_Model):
 
     @model_validator(mode="after")
     def _cross_check(self) -> Config:
-        problems = _cross_problems(self.model_dump(by_alias=True))
+        problems = _cross_problems(self.model_dump(by_alias=True, exclude_unset=True))  # as written
         if problems:
             raise _Problems(problems)
         return self
@@ -302,6 +297,11 @@ def _cross_problems(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
                                                   if x.get("mode") != "udp")),  # TCP and UDP ports are apart
                 *_duplicates("listener", "bind", ((i, _bind_key(x.get("bind"))) for i, x in listeners
                                                   if x.get("mode") == "udp"))]
+    for i, x in listeners:
+        if (mode := x.get("mode", "http")) in MODES:
+            problems += [(("listener", i, key), f"only for mode {' or '.join(map(repr, modes))} listeners; "
+                                                f"this one is mode {mode!r}")
+                         for key, modes in _MODE_KEYS.items() if key in x and mode not in modes]
     names = [p.get("name") for _, p in pools]
     by_name = {p.get("name"): p for _, p in pools if isinstance(p.get("name"), str)}
     for i, x in listeners:  # an L4 listener has no header, cookie or URI to hash on

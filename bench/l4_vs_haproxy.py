@@ -130,10 +130,11 @@ class L4Bench(H.Bench):
             if a.warmup > 0:
                 self.wrk_l4(port, scenario, a.warmup)
             time.sleep(0.2)
-            c0, t0, m0, k0 = H.cpu_ticks(proc.pid), time.monotonic(), H.machine_busy_ticks(), H.cpu_ticks(self.nginx.pid)
+            nginx = self.nginx.pid  # type: ignore[union-attr]
+            c0, t0, m0, k0 = H.cpu_ticks(proc.pid), time.monotonic(), H.machine_busy_ticks(), H.cpu_ticks(nginx)
             r0 = H.reaped_children_cpu()
             w = self.wrk_l4(port, scenario, a.duration)
-            c1, t1, m1, k1 = H.cpu_ticks(proc.pid), time.monotonic(), H.machine_busy_ticks(), H.cpu_ticks(self.nginx.pid)
+            c1, t1, m1, k1 = H.cpu_ticks(proc.pid), time.monotonic(), H.machine_busy_ticks(), H.cpu_ticks(nginx)
             wrk_cpu = H.reaped_children_cpu() - r0  # only wrk exited during the window
             rss = _rss_kib(proc.pid)
         finally:

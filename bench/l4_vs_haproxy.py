@@ -4,6 +4,9 @@
     .venv/bin/python bench/l4_vs_haproxy.py [--runs 3] [--duration 5] [--only steelyard|haproxy]
                                             [--scenarios rr,conn,1mib]
 
+Proxies: haproxy, steelyard (``splice = false``: the copy relay through Python) and
+steelyard-splice (``splice = true``, the default: os.splice through a pipe, bytes never enter Python).
+
 Scenarios (wrk drives HTTP through the relay; the relay itself never parses it):
 
 - ``rr``:   small request/response on 50 keep-alive connections: CPU µs per request
@@ -38,6 +41,7 @@ SCENARIOS = {  # name: (path, connections, extra wrk args, unit)
     "1mib": ("/1m", 8, [], "MiB"),
 }
 MiB = 1 << 20
+PROXIES = ("haproxy", "steelyard", "steelyard-splice")  # steelyard: splice = false (the copy relay)
 
 
 def haproxy_conf(port: int, backend: int) -> str:
@@ -61,7 +65,7 @@ backend nginx
 """
 
 
-def steelyard_conf(port: int, backend: int) -> str:
+def steelyard_conf(port: int, backend: int, splice: bool) -> str:
     return f"""
 shutdown_grace = "2s"
 
@@ -70,6 +74,7 @@ name = "bench"
 bind = "127.0.0.1:{port}"
 mode = "tcp"
 pool = "nginx"
+splice = {str(splice).lower()}
 
 [[pool]]
 name = "nginx"
@@ -97,11 +102,11 @@ class L4Bench(H.Bench):
             conf.write_text(haproxy_conf(port, self.nginx_port))
             argv = [self.tools["haproxy"], "-db", "-f", str(conf)]
         else:
-            conf.write_text(steelyard_conf(port, self.nginx_port))
+            conf.write_text(steelyard_conf(port, self.nginx_port, splice=name == "steelyard-splice"))
             argv = [self.tools["steelyard"], "serve", "--config", str(conf)]
         proc = self.kids.start(argv, cpu=self.cpu(H.PROXY_CPU), capture=True)
         tail = H.OutputTail(proc)
-        if name == "steelyard" and tail.wait_for(re.compile(r"serving tcp on"), 15.0) is None:
+        if name.startswith("steelyard") and tail.wait_for(re.compile(r"serving tcp on"), 15.0) is None:
             raise H.BenchError(f"steelyard did not start:\n{tail.text()}")
         H.wait_serving(port, proc, name)
         return proc, port, tail
@@ -176,12 +181,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=5.0)
     p.add_argument("--warmup", type=float, default=1.0)
     p.add_argument("--runs", type=int, default=1)
-    p.add_argument("--only", choices=H.PROXIES)
+    p.add_argument("--only", choices=PROXIES)
     p.add_argument("--scenarios", default="rr,conn,1mib")
     p.add_argument("--no-pin", action="store_true")
     a = p.parse_args(argv)
     tools = H.find_tools()
-    proxies = [a.only] if a.only else list(H.PROXIES)
+    proxies = [a.only] if a.only else list(PROXIES)
     scenarios = a.scenarios.split(",")
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     rows: list[dict] = []

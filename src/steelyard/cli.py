@@ -35,7 +35,8 @@ def _load(path: str):
 def _listener_notes(ls) -> str:
     d = format_duration
     if ls.mode == "tcp":
-        return f"idle {d(ls.idle_timeout)}" + (f", PROXY protocol {ls.send_proxy}" if ls.send_proxy else "")
+        return (f"idle {d(ls.idle_timeout)}" + (f", PROXY protocol {ls.send_proxy}" if ls.send_proxy else "")
+                + ("" if ls.splice else ", no splice"))
     if ls.mode == "udp":
         each = "datagram" if ls.per_datagram else "flow"
         return f"balanced per {each}, flows idle {d(ls.idle_timeout)}, at most {ls.max_flows} flows"

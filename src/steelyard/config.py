@@ -163,7 +163,8 @@ class RouteConfig(_Model):
 # Keys that only mean something in some modes; any other mode refuses them (by key path).
 _MODE_KEYS = {
     "route": ("http",), "keepalive_timeout": ("http",), "request_timeout": ("http",),
-    "idle_timeout": ("tcp", "udp"), "send_proxy": ("tcp",), "per_datagram": ("udp",), "max_flows": ("udp",),
+    "idle_timeout": ("tcp", "udp"), "send_proxy": ("tcp",), "splice": ("tcp",),
+    "per_datagram": ("udp",), "max_flows": ("udp",),
 }
 IDLE_DEFAULT = {"tcp": 3600.0, "udp": 30.0}  # a tunnel's idle limit (HAProxy's `timeout tunnel` style)
 
@@ -181,6 +182,7 @@ class ListenerConfig(_Model):
     request_timeout: Duration = 30.0
     idle_timeout: Duration | None = None  # tcp: a connection, udp: a flow, with no traffic this long closes
     send_proxy: Literal["v1", "v2"] | None = None  # tcp: PROXY protocol header to servers
+    splice: Annotated[bool, Strict()] = True  # tcp: relay with os.splice (zero-copy) where Linux has it
     per_datagram: Annotated[bool, Strict()] = False  # udp: balance each datagram, not each flow
     max_flows: Annotated[Int, Field(ge=1)] = 65536  # udp: flow table bound (least recently used goes)
 

@@ -7,11 +7,14 @@ import os
 import socket
 import threading
 
+import pytest
+
 from steelyard.proxy.proxy_protocol import parse as parse_proxy
 
 from .l4util import WAIT, closed_port, l4_config, recv_exactly, recv_line, recv_until_eof
 
 MiB = 1 << 20
+RELAYS = pytest.mark.parametrize("splice", ["true", "false"], ids=["splice", "copy"])  # both relay paths
 
 
 def greeter(name: bytes):
@@ -41,7 +44,8 @@ def test_echo_round_robin(inline, balancer) -> None:
     assert names == [b"a\n", b"b\n", b"a\n", b"b\n"]
 
 
-def test_large_transfer_both_ways_at_once(inline, balancer) -> None:
+@RELAYS
+def test_large_transfer_both_ways_at_once(inline, balancer, splice) -> None:
     size = 128 * MiB
     up_data, down_data = os.urandom(size), os.urandom(size)
     got: dict[str, str] = {}
@@ -56,7 +60,7 @@ def test_large_transfer_both_ways_at_once(inline, balancer) -> None:
         sender.join(WAIT)
 
     srv = inline(handle)
-    lb = balancer(l4_config("tcp", [srv.address]))
+    lb = balancer(l4_config("tcp", [srv.address], listener=f"splice = {splice}"))
     with connect(lb) as s:
         s.settimeout(60)
         sender = threading.Thread(target=lambda: (s.sendall(up_data), s.shutdown(socket.SHUT_WR)))
@@ -71,20 +75,22 @@ def test_large_transfer_both_ways_at_once(inline, balancer) -> None:
     assert got["server received"] == hashlib.sha256(up_data).hexdigest()
 
 
-def test_client_half_close_reaches_the_server_and_the_reply_still_flows(inline, balancer) -> None:
+@RELAYS
+def test_client_half_close_reaches_the_server_and_the_reply_still_flows(inline, balancer, splice) -> None:
     def handle(peer, index, server) -> None:
         request = peer.read_all_until_eof()  # the client's FIN must arrive, or this never returns
         peer.sock.sendall(b"got " + request)
 
     srv = inline(handle)
-    lb = balancer(l4_config("tcp", [srv.address]))
+    lb = balancer(l4_config("tcp", [srv.address], listener=f"splice = {splice}"))
     with connect(lb) as s:
         s.sendall(b"question")
         s.shutdown(socket.SHUT_WR)
         assert recv_until_eof(s) == b"got question"
 
 
-def test_server_half_close_reaches_the_client_and_it_can_still_send(inline, balancer) -> None:
+@RELAYS
+def test_server_half_close_reaches_the_client_and_it_can_still_send(inline, balancer, splice) -> None:
     heard = []
 
     def handle(peer, index, server) -> None:
@@ -93,7 +99,7 @@ def test_server_half_close_reaches_the_client_and_it_can_still_send(inline, bala
         heard.append(peer.read_all_until_eof())
 
     srv = inline(handle)
-    lb = balancer(l4_config("tcp", [srv.address]))
+    lb = balancer(l4_config("tcp", [srv.address], listener=f"splice = {splice}"))
     with connect(lb) as s:
         assert recv_until_eof(s) == b"banner, then my FIN"
         s.sendall(b"still talking")
@@ -173,9 +179,10 @@ def test_send_proxy_v1_and_v2(inline, balancer) -> None:
         assert found == [(("127.0.0.1", me[1]), ("127.0.0.1", lb.port), b"payload")], version
 
 
-def test_idle_connection_is_closed(inline, balancer) -> None:
+@RELAYS
+def test_idle_connection_is_closed(inline, balancer, splice) -> None:
     srv = inline(greeter(b"a"))
-    lb = balancer(l4_config("tcp", [srv.address], listener='idle_timeout = "200ms"'))
+    lb = balancer(l4_config("tcp", [srv.address], listener=f'idle_timeout = "200ms"\nsplice = {splice}'))
     with connect(lb) as s:
         assert recv_line(s) == b"a\n"
         assert recv_until_eof(s, timeout=5) == b""  # closed by the sweep, well within 5 s

@@ -66,7 +66,8 @@ class Runtime:
         if lc.mode == "tcp":
             return TcpListener(lc.name, lc.host, lc.port, self.pools[lc.pool], loop=loop,
                                connect_timeout=self.config.pool(lc.pool).connect_timeout,
-                               idle_timeout=lc.idle_timeout, send_proxy=lc.send_proxy)
+                               idle_timeout=lc.idle_timeout, send_proxy=lc.send_proxy,
+                               splice=lc.splice)
         if lc.mode == "udp":
             return UdpListener(lc.name, lc.host, lc.port, self.pools[lc.pool], loop=loop,
                                idle_timeout=lc.idle_timeout, per_datagram=lc.per_datagram, max_flows=lc.max_flows)

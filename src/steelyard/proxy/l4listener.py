@@ -18,6 +18,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
+from .splice import AVAILABLE as SPLICE_AVAILABLE
 from .tcp import TcpRelay
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ class TcpListener:
         connect_timeout: float,
         idle_timeout: float,
         send_proxy: str | None = None,
+        splice: bool = False,
         backlog: int = 1024,
     ) -> None:
         self.name = name
@@ -50,6 +52,7 @@ class TcpListener:
         self.connect_timeout = connect_timeout
         self.idle_timeout = idle_timeout
         self.send_proxy = send_proxy
+        self.splice = splice and SPLICE_AVAILABLE
         self.backlog = backlog
         self.connections: set[TcpRelay] = set()
         self.now = loop.time()

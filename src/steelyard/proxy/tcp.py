@@ -14,8 +14,10 @@ State machine of a ``TcpRelay`` (the client side's protocol; ``ServerSide`` is i
 
 Invariants:
 - The client's transport does not read until a server connection exists: what the client
-  sends early waits in the kernel (which pushes back on the client), and its EOF is seen after
-  (the one read uvloop may make before the pause holds is kept in ``early`` and sent first).
+  sends early waits in the kernel (which pushes back on the client), and its EOF is seen after.
+  uvloop starts reading only after ``connection_made`` returns, so the pause made there does
+  not hold: the first read arrives with no server yet, is kept in ``early`` (sent first) and
+  pauses the transport for real.
 - ``server.load.active`` is +1 for the picked server from the pick until the connect fails or
   the relayed connection ends (least_conn counts open connections); ``on_done(server, ok,
   elapsed)`` is called once per connect attempt, as soon as it succeeds or fails, with the
@@ -36,6 +38,7 @@ from typing import TYPE_CHECKING
 
 from ..core.balancing import PickContext
 from .proxy_protocol import header as proxy_header
+from .splice import Spliced
 
 if TYPE_CHECKING:
     from ..core.model import Server
@@ -87,7 +90,9 @@ class ServerSide(asyncio.Protocol):
 class TcpRelay(asyncio.Protocol):
     """The client connection of a relay, and the relay's state (see the module docstring)."""
 
-    __slots__ = ("L", "transport", "up", "peer", "server", "busy", "last", "eofs", "opened", "done", "task", "early")
+    __slots__ = (
+        "L", "transport", "up", "peer", "server", "busy", "last", "eofs", "opened", "done", "task", "early", "spliced",
+    )
 
     def __init__(self, listener: "TcpListener") -> None:
         self.L = listener
@@ -102,6 +107,7 @@ class TcpRelay(asyncio.Protocol):
         self.done = False  # ending: no new server connection is kept
         self.task: asyncio.Task | None = None
         self.early: list[bytes] = []  # what the client sent before a server was connected
+        self.spliced: Spliced | None = None  # the zero-copy path, when the listener uses it
 
     # -- connecting -------------------------------------------------------------
 
@@ -168,6 +174,12 @@ class TcpRelay(asyncio.Protocol):
             elif not self.eof(self.peer):
                 return
         self.busy = True
+        if self.L.splice and not early and not self.transport.get_write_buffer_size() \
+                and not self.peer.get_write_buffer_size():
+            self.peer.pause_reading()  # from here on the bytes move in the kernel (splice.py)
+            self.transport.pause_reading()  # (again: uvloop ignores a pause inside connection_made)
+            self.spliced = Spliced(self, self.transport, self.peer)
+            return
         self.transport.resume_reading()
 
     # -- relaying ---------------------------------------------------------------
@@ -210,6 +222,8 @@ class TcpRelay(asyncio.Protocol):
     def close(self) -> None:
         """Close both connections once their buffers drained."""
         self.done = True
+        if self.spliced is not None:
+            self.spliced.close()
         self.transport.close()
         if self.peer is not None:
             self.peer.close()
@@ -218,6 +232,8 @@ class TcpRelay(asyncio.Protocol):
         self.done = True
         if self.task is not None and not self.task.done():
             self.task.cancel()
+        if self.spliced is not None:
+            self.spliced.close()
         self.transport.abort()
         if self.up is not None:
             self.up.transport.abort()

@@ -24,7 +24,11 @@ def errors(text: str) -> list[tuple[str, str]]:
 
 def test_tcp_listener_defaults() -> None:
     (ls,) = parse_config(l4('mode = "tcp"')).listeners
-    assert (ls.mode, ls.idle_timeout, ls.send_proxy) == ("tcp", 3600.0, None)
+    assert (ls.mode, ls.idle_timeout, ls.send_proxy, ls.splice) == ("tcp", 3600.0, None, True)
+    (ls,) = parse_config(l4('mode = "tcp"\nsplice = false')).listeners
+    assert ls.splice is False
+    assert errors(l4('mode = "udp"\nsplice = false')) == [
+        ('listener "edge" → splice', "only for mode 'tcp' listeners; this one is mode 'udp'")]
 
 
 def test_udp_listener_defaults_and_keys() -> None:

@@ -241,9 +241,9 @@ def test_duplicate_servers_in_a_pool(tmp_path: Path) -> None:
     ]
 
 
-def test_tcp_mode_is_not_available_yet(tmp_path: Path) -> None:
-    _, errors = errors_of(MINIMAL.replace('bind =', 'mode = "tcp"\nbind ='), tmp_path)
-    assert errors == [('listener "web" → mode', "mode 'tcp' is not available yet (only 'http')")]
+def test_unknown_mode(tmp_path: Path) -> None:
+    _, errors = errors_of(MINIMAL.replace('bind =', 'mode = "sctp"\nbind ='), tmp_path)
+    assert errors == [('listener "web" → mode', 'unknown mode "sctp"; choose one of http, tcp, udp')]
 
 
 def test_several_workers_are_refused_until_they_exist(tmp_path: Path) -> None:
@@ -258,7 +258,7 @@ def test_several_errors_at_once(tmp_path: Path) -> None:
         [[listener]]
         name = "web"
         bind = "localhost"
-        mode = "udp"
+        mode = "quic"
         pool = "missing"
 
         [[listener.route]]

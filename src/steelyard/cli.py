@@ -32,14 +32,24 @@ def _load(path: str):
         sys.exit(2)
 
 
+def _listener_notes(ls) -> str:
+    d = format_duration
+    if ls.mode == "tcp":
+        return (f"idle {d(ls.idle_timeout)}" + (f", PROXY protocol {ls.send_proxy}" if ls.send_proxy else "")
+                + ("" if ls.splice else ", no splice"))
+    if ls.mode == "udp":
+        each = "datagram" if ls.per_datagram else "flow"
+        return f"balanced per {each}, flows idle {d(ls.idle_timeout)}, at most {ls.max_flows} flows"
+    return f"keep-alive {d(ls.keepalive_timeout)}, request head {d(ls.request_timeout)}"
+
+
 def describe(config: Config) -> str:
     """A one-screen plain-text summary, for ``steelyard check``."""
     d = format_duration
     lines = [f"{config.source or '<string>'}: {len(config.listeners)} listener(s), {len(config.pools)} pool(s), "
              f"{config.workers} worker(s), shutdown grace {d(config.shutdown_grace)}", "", "listeners"]
     for ls in config.listeners:
-        lines.append(f"  {ls.name}  {ls.mode} on {ls.bind}  → pool {ls.pool}  "
-                     f"(keep-alive {d(ls.keepalive_timeout)}, request head {d(ls.request_timeout)})")
+        lines.append(f"  {ls.name}  {ls.mode} on {ls.bind}  → pool {ls.pool}  ({_listener_notes(ls)})")
         for n, r in enumerate(ls.routes, 1):
             conds = [f"host {r.host}" if r.host else "", f"path {r.path_prefix}*" if r.path_prefix else "",
                      f"header {r.header.name}: {r.header.value}" if r.header else ""]

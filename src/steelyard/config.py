@@ -90,11 +90,12 @@ def _matching(pattern: str, expected: str) -> AfterValidator:
     return _check(check)
 
 
+MODES = ("http", "tcp", "udp")
+
+
 def _check_mode(value: Any) -> Any:
-    if value in ("tcp", "udp"):
-        raise ValueError(f"mode '{value}' is not available yet (only 'http')")
-    if value != "http":
-        raise ValueError(f"unknown mode {_show(value)} (only 'http')")
+    if value not in MODES:
+        raise ValueError(f"unknown mode {_show(value)}; choose one of {', '.join(MODES)}")
     return value
 
 
@@ -156,14 +157,39 @@ class RouteConfig(_Model):
         return self
 
 
+# Keys that only mean something in some modes; any other mode refuses them (by key path).
+_MODE_KEYS = {
+    "route": ("http",), "keepalive_timeout": ("http",), "request_timeout": ("http",),
+    "idle_timeout": ("tcp", "udp"), "send_proxy": ("tcp",), "splice": ("tcp",),
+    "per_datagram": ("udp",), "max_flows": ("udp",),
+}
+IDLE_DEFAULT = {"tcp": 3600.0, "udp": 30.0}  # a tunnel's idle limit (HAProxy's `timeout tunnel` style)
+
+
 class ListenerConfig(_Model):
+    """One listener. ``mode`` http is the L7 proxy; tcp and udp are the L4 relays (see
+    ``_MODE_KEYS`` for the keys each mode takes; ``idle_timeout`` defaults per mode)."""
+
     name: Name
     bind: Bind
-    mode: Annotated[Literal["http"], BeforeValidator(_check_mode)] = "http"
+    mode: Annotated[Literal["http", "tcp", "udp"], BeforeValidator(_check_mode)] = "http"
     pool: str
     routes: tuple[RouteConfig, ...] = Field(default=(), alias="route")
     keepalive_timeout: Duration = 60.0
     request_timeout: Duration = 30.0
+    idle_timeout: Duration | None = None  # tcp: a connection, udp: a flow, with no traffic this long closes
+    send_proxy: Literal["v1", "v2"] | None = None  # tcp: PROXY protocol header to servers
+    splice: Annotated[bool, Strict()] = True  # tcp: relay with os.splice (zero-copy) where Linux has it
+    per_datagram: Annotated[bool, Strict()] = False  # udp: balance each datagram, not each flow
+    max_flows: Annotated[Int, Field(ge=1)] = 65536  # udp: flow table bound (least recently used goes)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _idle_default(cls, data: Any) -> Any:
+        # (keys that do not fit the mode are refused by the cross checks, next to field errors)
+        if isinstance(data, Mapping) and data.get("mode") in IDLE_DEFAULT and "idle_timeout" not in data:
+            return {**data, "idle_timeout": format_duration(IDLE_DEFAULT[data["mode"]])}
+        return data
 
     host = property(lambda self: split_host_port(self.bind, allow_port_zero=True)[0], doc="bind host (no brackets)")
     port = property(lambda self: split_host_port(self.bind, allow_port_zero=True)[1], doc="bind port; 0: ephemeral")
@@ -227,7 +253,7 @@ class Config(_Model):
 
     @model_validator(mode="after")
     def _cross_check(self) -> Config:
-        problems = _cross_problems(self.model_dump(by_alias=True))
+        problems = _cross_problems(self.model_dump(by_alias=True, exclude_unset=True))  # as written
         if problems:
             raise _Problems(problems)
         return self
@@ -265,13 +291,36 @@ def _bind_key(bind: Any) -> str | None:
         return None
 
 
+def _hashes_on_l7(pool: Mapping[str, Any]) -> bool:
+    """The pool's algorithm would hash on a header, cookie or URI (built-ins other than
+    consistent_hash never read ``hash_on``; a custom algorithm might)."""
+    hash_on, algorithm = pool.get("hash_on", "client_ip"), pool.get("algorithm", "round_robin")
+    return (isinstance(hash_on, str) and hash_on != "client_ip" and isinstance(algorithm, str)
+            and (algorithm == "consistent_hash" or ":" in algorithm))
+
+
 def _cross_problems(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
     """Checks across sections, on raw (possibly invalid) input: shapes it does not know are skipped."""
     pools, listeners = _items(data, "pool"), _items(data, "listener")
     problems = [*_duplicates("pool", "name", ((i, p.get("name")) for i, p in pools)),
                 *_duplicates("listener", "name", ((i, x.get("name")) for i, x in listeners)),
-                *_duplicates("listener", "bind", ((i, _bind_key(x.get("bind"))) for i, x in listeners))]
+                *_duplicates("listener", "bind", ((i, _bind_key(x.get("bind"))) for i, x in listeners
+                                                  if x.get("mode") != "udp")),  # TCP and UDP ports are apart
+                *_duplicates("listener", "bind", ((i, _bind_key(x.get("bind"))) for i, x in listeners
+                                                  if x.get("mode") == "udp"))]
+    for i, x in listeners:
+        if (mode := x.get("mode", "http")) in MODES:
+            problems += [(("listener", i, key), f"only for mode {' or '.join(map(repr, modes))} listeners; "
+                                                f"this one is mode {mode!r}")
+                         for key, modes in _MODE_KEYS.items() if key in x and mode not in modes]
     names = [p.get("name") for _, p in pools]
+    by_name = {p.get("name"): p for _, p in pools if isinstance(p.get("name"), str)}
+    for i, x in listeners:  # an L4 listener has no header, cookie or URI to hash on
+        pool = by_name.get(x.get("pool")) if isinstance(x.get("pool"), str) else None
+        if x.get("mode") in ("tcp", "udp") and pool is not None and _hashes_on_l7(pool):
+            problems.append((("listener", i, "pool"),
+                             f"pool {_show(pool['name'])} hashes on {pool['hash_on']}, which a {x['mode']} listener "
+                             "cannot see; use hash_on = \"client_ip\" (or another pool)"))
     if pools and all(isinstance(n, str) for n in names):  # else "no pool named" could be a false alarm
         refs = [(("listener", i), x) for i, x in listeners]
         refs += [(("listener", i, "route", j), r) for i, x in listeners for j, r in _items(x, "route")]

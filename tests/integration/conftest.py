@@ -114,7 +114,7 @@ class Balancer(Proc):
     def __init__(self, config_path: Path) -> None:
         super().__init__(
             [*STEELYARD, "serve", "--config", str(config_path)],
-            r"listener (\S+) serving http on ([\d.]+):(\d+)",
+            r"listener (\S+) serving (?:http|tcp|udp) on ([\d.]+):(\d+)",
         )
         m = self.matches[0]
         self.port = int(m.group(3))

@@ -106,7 +106,8 @@ def test_chaos_a_backend_killed_and_restarted_every_two_seconds_costs_no_request
     for t in threads:
         t.join(WAIT)
     victim.kill()
-    assert failures == [], f"{len(failures)} failed requests, e.g. {failures[:5]}"
+    lb.terminate()
+    assert failures == [], f"{len(failures)} failed requests, e.g. {failures[:5]}; balancer said:\n{''.join(lb.lines)}"
     total = len(log)
     back_after = []
     for r in returns:

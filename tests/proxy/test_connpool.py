@@ -112,3 +112,53 @@ def test_close_closes_idle_ones_and_later_releases():
     assert pool.acquire() is None
     pool.release(busy)  # its exchange ended after the server left the pool
     assert busy.close_calls == 1 and not pool.idle
+
+
+class FakeTransport:
+    def __init__(self, closing):
+        self.closing = closing
+
+    def is_closing(self):
+        return self.closing
+
+
+class FakeDown:
+    """Records how ``connect_for`` hands over its outcome."""
+
+    def __init__(self):
+        self.current = None
+        self.calls = []
+
+    def attach(self, conn, ex):
+        self.calls.append(("attach", conn.name))
+
+    def exchange_failed(self, ex, status, responded, retry=0):
+        self.calls.append(("failed", status, responded, retry))
+
+
+async def test_a_connection_closed_before_its_callback_ran_counts_as_a_connect_failure(monkeypatch):
+    """A server that accepts and dies at once: the new connection is closed by the time the
+    connect callback runs; writing the request to it would strand the exchange."""
+    import asyncio
+
+    from steelyard.proxy.http.dispatch import UNSENT
+
+    loop = asyncio.get_running_loop()
+    pool = ConnPool(Server("s", "127.0.0.1", 1), loop, max_idle=4, idle_timeout=10.0,
+                    connect_timeout=1.0, timeout=5.0)
+    outcomes = []
+    for closing, closed in ((False, False), (True, False), (False, True)):
+        conn = FakeConn("c")
+        conn.closed, conn.transport = closed, FakeTransport(closing)
+
+        async def connect(self, conn=conn):
+            return conn
+
+        monkeypatch.setattr(ConnPool, "connect", connect)
+        down, ex = FakeDown(), object()
+        down.current = ex
+        pool.connect_for(ex, down)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        outcomes.append(down.calls)
+    assert outcomes == [[("attach", "c")], [("failed", 502, False, UNSENT)], [("failed", 502, False, UNSENT)]]

@@ -2,9 +2,9 @@
 
 The control plane owns every ``PoolRuntime`` and publishes snapshots into it; the
 data plane (listeners and their connections) only reads ``pool.snapshot``.
-Shutdown order: stop accepting, let in-flight requests finish within the grace
-period (idle keep-alive connections close at once), abort what is left, close
-upstream connections.
+Shutdown order: stop accepting, let in-flight requests (and relayed TCP connections)
+finish within the grace period (idle keep-alive connections close at once; UDP flows
+end at once), abort what is left, close upstream connections.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ from ..core.model import Server
 from ..proxy.http.connpool import ConnPool
 from ..proxy.http.listener import HttpListener
 from ..proxy.http.router import build_router
+from ..proxy.l4listener import TcpListener
 from ..proxy.pool import PoolRuntime
+from ..proxy.udp import UdpListener
 from .health import PoolHealthKeeper
 
 log = logging.getLogger("steelyard")
@@ -36,7 +38,7 @@ class Runtime:
         self.config = config
         self.rng = rng or random.Random()
         self.pools: dict[str, PoolRuntime] = {}
-        self.listeners: dict[str, HttpListener] = {}
+        self.listeners: dict[str, Any] = {}  # HttpListener | TcpListener | UdpListener (one stop interface)
         self.health: dict[str, PoolHealthKeeper] = {}
         self._sweeper: asyncio.Task | None = None
 
@@ -63,22 +65,26 @@ class Runtime:
             keeper.start()
         try:
             for lc in self.config.listeners:
-                listener = HttpListener(
-                    lc.name,
-                    lc.host,
-                    lc.port,
-                    build_router(lc, self.pools),
-                    loop=loop,
-                    keepalive_timeout=lc.keepalive_timeout,
-                    request_timeout=lc.request_timeout,
-                )
+                listener = self._listener(lc, loop)
                 await listener.start()
                 self.listeners[lc.name] = listener
-                log.info("listener %s on %s:%d (http) -> pool %s", lc.name, lc.host, listener.port, lc.pool)
+                log.info("listener %s on %s:%d (%s) -> pool %s", lc.name, lc.host, listener.port, lc.mode, lc.pool)
         except BaseException:
             await self.stop(grace=0)
             raise
         self._sweeper = loop.create_task(self._sweep_upstreams())
+
+    def _listener(self, lc: Any, loop: asyncio.AbstractEventLoop) -> Any:
+        if lc.mode == "tcp":
+            return TcpListener(lc.name, lc.host, lc.port, self.pools[lc.pool], loop=loop,
+                               connect_timeout=self.config.pool(lc.pool).connect_timeout,
+                               idle_timeout=lc.idle_timeout, send_proxy=lc.send_proxy,
+                               splice=lc.splice)
+        if lc.mode == "udp":
+            return UdpListener(lc.name, lc.host, lc.port, self.pools[lc.pool], loop=loop,
+                               idle_timeout=lc.idle_timeout, per_datagram=lc.per_datagram, max_flows=lc.max_flows)
+        return HttpListener(lc.name, lc.host, lc.port, build_router(lc, self.pools), loop=loop,
+                            keepalive_timeout=lc.keepalive_timeout, request_timeout=lc.request_timeout)
 
     async def _sweep_upstreams(self) -> None:
         loop = asyncio.get_running_loop()
@@ -146,7 +152,7 @@ async def serve_forever(config: Any, *, ready: Any = None) -> None:
     loop.add_signal_handler(signal.SIGUSR1, lambda: print(runtime.status_text(), flush=True))
     await runtime.start()
     for name, lst in runtime.listeners.items():
-        print(f"steelyard: listener {name} serving http on {lst.host}:{lst.port}", flush=True)
+        print(f"steelyard: listener {name} serving {lst.mode} on {lst.host}:{lst.port}", flush=True)
     if ready is not None:
         ready(runtime)
     await stop.wait()

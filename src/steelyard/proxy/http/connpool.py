@@ -80,7 +80,12 @@ class ConnPool:
             elif exc is not None:
                 down.exchange_failed(ex, 504 if isinstance(exc, TimeoutError) else 502, False, UNSENT)
             else:
-                down.attach(fut.result(), ex)
+                conn = fut.result()
+                if conn.closed or conn.transport.is_closing():
+                    # connected, then closed before a byte was sent (a server dying as it accepts)
+                    down.exchange_failed(ex, 502, False, UNSENT)
+                else:
+                    down.attach(conn, ex)
 
         asyncio.ensure_future(self.connect()).add_done_callback(connected)
 

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 
 class HttpListener:
+    mode = "http"
+
     def __init__(
         self,
         name: str,

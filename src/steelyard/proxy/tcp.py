@@ -1,0 +1,265 @@
+"""TCP (L4) relay: one client connection, balanced once, relayed byte for byte to one server.
+
+State machine of a ``TcpRelay`` (the client side's protocol; ``ServerSide`` is its partner):
+
+    connecting --a server accepts--> relaying (the PROXY header, if any, is the first write)
+    connecting --refused / connect_timeout--> connecting to another server (those tried excluded),
+                                              at most once per server in the pool
+    connecting --no server left, none usable, the picker failed--> closed (one log line, rate-limited)
+    relaying --EOF from one side--> half-closed: EOF passed on (write_eof), the other way still flows
+    half-closed --EOF from the other side--> closed (each transport closes once its buffer drained)
+    relaying / half-closed --either connection lost--> closed (the other aborted if that one was reset)
+    relaying / half-closed --no byte either way for idle_timeout--> aborted (by the listener's sweep)
+    any --stop grace over--> aborted
+
+Invariants:
+- The client's transport does not read until a server connection exists: what the client
+  sends early waits in the kernel (which pushes back on the client), and its EOF is seen after.
+  uvloop starts reading only after ``connection_made`` returns, so the pause made there does
+  not hold: the first read arrives with no server yet, is kept in ``early`` (sent first) and
+  pauses the transport for real.
+- ``server.load.active`` is +1 for the picked server from the pick until the connect fails or
+  the relayed connection ends (least_conn counts open connections); ``on_done(server, ok,
+  elapsed)`` is called once per connect attempt, as soon as it succeeds or fails, with the
+  connect time as ``elapsed`` (least_time balances on connect time; a long-lived connection
+  would otherwise report nothing for hours).
+- Flow control: a side whose outgoing buffer passes its high-water mark pauses reading on
+  the other side (``pause_writing``), and resumes it below the low-water mark.
+- The per-chunk path is one ``write`` and one attribute store (``busy``, read by the idle
+  sweep); nothing is logged, copied or looked up there.
+- A relay is forgotten by its listener only when both of its connections are gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from ..core.balancing import PickContext
+from .proxy_protocol import header as proxy_header
+from .splice import Spliced
+
+if TYPE_CHECKING:
+    from ..core.model import Server
+    from .l4listener import TcpListener
+
+log = logging.getLogger("steelyard.proxy")
+
+
+class ServerSide(asyncio.Protocol):
+    """The server connection of a relay: forwards to the client, passes on EOF and pressure."""
+
+    __slots__ = ("relay", "transport", "peer")
+
+    def __init__(self, relay: "TcpRelay") -> None:
+        self.relay = relay
+        self.peer = relay.transport  # the client's transport
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        relay = self.relay
+        relay.opened += 1
+        if relay.done:  # the client left while this connection was being made
+            transport.abort()
+        else:
+            relay.up = self
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.peer.write(data)
+        except RuntimeError:  # the client's transport is already closed (it reset)
+            self.transport.abort()
+            return
+        self.relay.busy = True
+
+    def eof_received(self) -> bool:
+        return self.relay.eof(self.peer)
+
+    def pause_writing(self) -> None:  # the server does not keep up: stop reading the client
+        self.peer.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.peer.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.relay.lost(self.peer, exc)
+
+
+class TcpRelay(asyncio.Protocol):
+    """The client connection of a relay, and the relay's state (see the module docstring)."""
+
+    __slots__ = (
+        "L", "transport", "up", "peer", "server", "busy", "last", "eofs", "opened", "done", "task", "early", "spliced",
+    )
+
+    def __init__(self, listener: "TcpListener") -> None:
+        self.L = listener
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.up: ServerSide | None = None  # the server connection, once made
+        self.peer: asyncio.Transport | None = None  # its transport (the per-chunk write target)
+        self.server: Server | None = None  # the picked server, while it counts this relay as active
+        self.busy = False  # a byte moved since the last sweep
+        self.last = listener.now
+        self.eofs = 0
+        self.opened = 0  # connections made (client, server); each one lost counts down
+        self.done = False  # ending: no new server connection is kept
+        self.task: asyncio.Task | None = None
+        self.early: list[bytes] = []  # what the client sent before a server was connected
+        self.spliced: Spliced | None = None  # the zero-copy path, when the listener uses it
+
+    # -- connecting -------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.opened = 1
+        transport.pause_reading()  # type: ignore[attr-defined]
+        self.L.connections.add(self)
+        self.task = self.L.loop.create_task(self._connect())
+
+    async def _connect(self) -> None:
+        L = self.L
+        pool, loop, clock = L.pool, L.loop, L.loop.time
+        peer = self.transport.get_extra_info("peername")
+        ctx = PickContext(peer[0] if isinstance(peer, tuple) else "")
+        tried: list[Server] = []
+        why = "no usable server"
+        for _ in range(max(1, len(pool.snapshot.servers))):
+            on_done = pool.on_done  # read with the snapshot: they change together
+            try:
+                server = pool.snapshot.balancer.pick(ctx, tried)
+            except Exception:  # a user's algorithm failed: drop this client, not the loop
+                log.exception("pool %s: the balancer's pick failed", pool.name)
+                break
+            if server is None:
+                break
+            tried.append(server)
+            load = server.load
+            load.active += 1
+            started = clock()
+            try:
+                async with asyncio.timeout(L.connect_timeout):
+                    await loop.create_connection(lambda: ServerSide(self), server.host, server.port)
+            except (OSError, TimeoutError) as exc:
+                load.active -= 1
+                load.failures += 1
+                load.fail_streak += 1  # passive health: connect failures in a row may eject it
+                if on_done is not None:
+                    on_done(server, False, clock() - started)
+                why = f"{server.name}: {'connect timeout' if isinstance(exc, TimeoutError) else exc.strerror or exc}"
+                if pool.eject_after and load.fail_streak >= pool.eject_after:
+                    pool.failing(server, f"{load.fail_streak} failed connects in a row ({why})")
+                continue
+            except BaseException:  # cancelled (abort at stop): the attempt is not the server's fault
+                load.active -= 1
+                raise
+            load.fail_streak = 0
+            if on_done is not None:
+                on_done(server, True, clock() - started)
+            self.server = server
+            if self.done or self.up is None:  # the client left meanwhile
+                self._release()
+                return
+            self._relay(peer)
+            return
+        L.unreachable(peer, why, len(tried))
+        self.transport.close()
+
+    def _relay(self, client: object) -> None:
+        up = self.up
+        self.peer = up.transport  # type: ignore[union-attr]
+        if self.L.send_proxy is not None:
+            self.peer.write(proxy_header(self.L.send_proxy, client, self.transport.get_extra_info("sockname")))
+        early, self.early = self.early, []
+        for data in early:
+            if data:
+                self.peer.write(data)
+            elif not self.eof(self.peer):
+                return
+        self.busy = True
+        if self.L.splice and not early and not self.transport.get_write_buffer_size() \
+                and not self.peer.get_write_buffer_size():
+            self.peer.pause_reading()  # from here on the bytes move in the kernel (splice.py)
+            self.transport.pause_reading()  # (again: uvloop ignores a pause inside connection_made)
+            self.spliced = Spliced(self, self.transport, self.peer)
+            return
+        self.transport.resume_reading()
+
+    # -- relaying ---------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.peer.write(data)  # type: ignore[union-attr]
+        except AttributeError:  # no server yet (uvloop may read once before pause_reading holds)
+            self.early.append(data)
+            self.transport.pause_reading()
+            return
+        except RuntimeError:  # the server's transport is already closed (it reset)
+            self.transport.abort()
+            return
+        self.busy = True
+
+    def eof_received(self) -> bool:
+        if self.peer is None:
+            self.early.append(b"")  # (an empty chunk stands for the EOF, passed on after the data)
+            return True
+        return self.eof(self.peer)
+
+    def eof(self, towards: asyncio.Transport) -> bool:
+        """One side half-closed: pass it on ``towards`` the other; True keeps that side open."""
+        self.eofs += 1
+        if self.eofs < 2 and towards.can_write_eof() and not towards.is_closing():
+            towards.write_eof()
+            return True
+        self.close()
+        return False
+
+    def pause_writing(self) -> None:  # the client does not keep up: stop reading the server
+        self.peer.pause_reading()  # type: ignore[union-attr]
+
+    def resume_writing(self) -> None:
+        self.peer.resume_reading()  # type: ignore[union-attr]
+
+    # -- endings ----------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close both connections once their buffers drained."""
+        self.done = True
+        if self.spliced is not None:
+            self.spliced.close()
+        self.transport.close()
+        if self.peer is not None:
+            self.peer.close()
+
+    def abort(self) -> None:
+        self.done = True
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+        if self.spliced is not None:
+            self.spliced.close()
+        self.transport.abort()
+        if self.up is not None:
+            self.up.transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost(self.peer, exc)
+
+    def lost(self, other: asyncio.Transport | None, exc: Exception | None) -> None:
+        """One connection is gone: end the other (abort it after a reset, else let it drain)."""
+        self.done = True
+        if other is not None and not other.is_closing():
+            if exc is None:
+                other.close()
+            else:
+                other.abort()
+        self.opened -= 1
+        if self.opened <= 0:
+            self._release()
+            self.L.forget(self)
+
+    def _release(self) -> None:
+        server, self.server = self.server, None
+        if server is not None:
+            server.load.active -= 1
+            server.load.requests += 1

@@ -1,0 +1,264 @@
+"""UDP (L4) balancing: a flow table from client address to server, each flow with its own
+connected UDP socket so the server's replies come back to the right client.
+
+A flow's life:
+
+    (no flow) --datagram from a new client--> open: server picked, socket connected to it
+    open --datagram either way--> open (marked busy: the sweep restamps it)
+    open --no datagram either way for idle_timeout--> closed (by the listener's sweep)
+    open --the table is full and a new flow is needed--> closed (the least recently used goes)
+    open --ICMP error (port unreachable) on its socket--> closed, reported as the server's failure
+    any --stop--> closed (UDP has nothing to drain: flows end at once)
+
+Invariants:
+- A flow is keyed by the client's address (``per_datagram = false``: every datagram of a
+  client goes to one server for as long as the flow lives), or by (client address, server)
+  (``per_datagram = true``: every datagram is balanced on its own, for stateless protocols
+  such as DNS; replies still come back through a flow socket, one per client and server).
+- ``server.load.active`` counts open flows. ``on_done(server, ok, elapsed)`` is called once
+  per flow: at its first reply (ok, elapsed = time from its first datagram), or when it
+  ends without a reply (not ok, elapsed = its lifetime) or with an ICMP error (not ok).
+- The table never holds more than ``max_flows`` flows; its order is least recently used
+  first (a client datagram moves its flow to the end), so eviction is O(1).
+- Per datagram: one dict lookup, one ``move_to_end``, one ``send``; replies are read
+  straight from the flow's socket (``add_reader``) and sent with the listener's transport.
+  Nothing on that path logs. A datagram that cannot be sent right now is dropped, as UDP may.
+- Server host names are resolved once, the first time a flow needs them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+from ..core.balancing import PickContext
+
+if TYPE_CHECKING:
+    from ..core.model import Server
+    from .pool import PoolRuntime
+
+log = logging.getLogger("steelyard.proxy")
+MAX_DATAGRAM = 65535
+READ_BATCH = 64  # replies read per readiness callback before yielding to the loop
+
+
+class Flow:
+    __slots__ = ("L", "key", "client", "server", "sock", "fd", "busy", "last", "started", "on_done", "reported")
+
+    def __init__(self, listener: "UdpListener", key: Any, client: Any, server: "Server", sock: socket.socket,
+                 on_done: Any) -> None:
+        self.L = listener
+        self.key = key
+        self.client = client
+        self.server = server
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.busy = False
+        self.last = listener.now
+        self.started = listener.loop.time()
+        self.on_done = on_done
+        self.reported = False  # on_done was called
+
+    def send(self, data: bytes) -> None:
+        try:
+            self.sock.send(data)
+        except BlockingIOError:
+            pass  # the socket buffer is full: drop, as UDP may
+        except OSError:  # an ICMP error from an earlier datagram (port unreachable, ...)
+            self.L.close_flow(self, failed=True)
+
+    def readable(self) -> None:
+        sock, sendto, client = self.sock, self.L.transport.sendto, self.client
+        try:
+            for _ in range(READ_BATCH):
+                sendto(sock.recv(MAX_DATAGRAM), client)
+        except BlockingIOError:
+            pass
+        except OSError:
+            self.L.close_flow(self, failed=True)
+            return
+        self.busy = True
+        if not self.reported:
+            self._report(True)
+
+    def _report(self, ok: bool) -> None:
+        self.reported = True
+        if self.on_done is not None:
+            self.on_done(self.server, ok, self.L.loop.time() - self.started)
+
+
+class UdpListener(asyncio.DatagramProtocol):
+    mode = "udp"
+
+    def __init__(
+        self,
+        name: str,
+        host: str,
+        port: int,
+        pool: "PoolRuntime",
+        *,
+        loop: asyncio.AbstractEventLoop,
+        idle_timeout: float,
+        per_datagram: bool = False,
+        max_flows: int = 65536,
+    ) -> None:
+        self.name = name
+        self.host = host
+        self.port = port
+        self.pool = pool
+        self.loop = loop
+        self.idle_timeout = idle_timeout
+        self.per_datagram = per_datagram
+        self.max_flows = max_flows
+        self.flows: OrderedDict[Any, Flow] = OrderedDict()
+        self.ctx = PickContext()
+        self.now = loop.time()
+        self.accepting = True
+        self.transport: asyncio.DatagramTransport = None  # type: ignore[assignment]
+        self._sweeper: asyncio.Task | None = None
+        self._addresses: dict[Server, tuple[int, Any]] = {}  # server -> (family, sockaddr), resolved once
+        self._dropped = 0  # datagrams dropped for want of a server since the last log line
+        self._dropped_logged = -1e9
+
+    @property
+    def connections(self) -> OrderedDict[Any, Flow]:
+        return self.flows
+
+    async def start(self) -> None:
+        self.transport, _ = await self.loop.create_datagram_endpoint(lambda: self, local_addr=(self.host, self.port))
+        self.port = self.transport.get_extra_info("sockname")[1]
+        self._sweeper = self.loop.create_task(self._sweep())
+
+    # -- datagrams --------------------------------------------------------------
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        flows = self.flows
+        if self.per_datagram:
+            server = self._pick(addr)
+            if server is None:
+                return
+            key = (addr, server)
+            flow = flows.get(key)
+            if flow is None:
+                flow = self._open(key, addr, server)
+        else:
+            key = addr
+            flow = flows.get(addr)
+            if flow is None:
+                server = self._pick(addr)
+                if server is None:
+                    return
+                flow = self._open(key, addr, server)
+        if flow is None:
+            return
+        flows.move_to_end(key)
+        flow.busy = True
+        flow.send(data)
+
+    def error_received(self, exc: Exception) -> None:
+        pass  # an ICMP error about a client we answered: nothing to do, the flow expires on its own
+
+    def _pick(self, addr: Any) -> Server | None:
+        if not self.accepting:
+            return None
+        ctx = self.ctx
+        ctx.client_ip = addr[0]
+        try:
+            server = self.pool.snapshot.balancer.pick(ctx)
+        except Exception:  # a user's algorithm failed: drop the datagram, not the loop
+            log.exception("pool %s: the balancer's pick failed", self.pool.name)
+            return None
+        if server is None:
+            self._drop("no usable server")
+        return server
+
+    def _open(self, key: Any, client: Any, server: Server) -> Flow | None:
+        on_done = self.pool.on_done  # read right after the pick, with its snapshot
+        try:
+            family, sockaddr = self._addresses.get(server) or self._resolve(server)
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+        except OSError as exc:
+            self._drop(f"{server.name}: {exc}")
+            return None
+        try:
+            sock.setblocking(False)
+            sock.connect(sockaddr)
+        except OSError as exc:
+            sock.close()
+            self._drop(f"{server.name}: {exc}")
+            return None
+        flows = self.flows
+        while len(flows) >= self.max_flows:
+            self.close_flow(next(iter(flows.values())), failed=False)
+        flow = Flow(self, key, client, server, sock, on_done)
+        flows[key] = flow
+        server.load.active += 1
+        self.loop.add_reader(flow.fd, flow.readable)
+        return flow
+
+    def _resolve(self, server: Server) -> tuple[int, Any]:
+        family, _, _, _, sockaddr = socket.getaddrinfo(server.host, server.port, type=socket.SOCK_DGRAM)[0]
+        self._addresses[server] = (family, sockaddr)
+        return family, sockaddr
+
+    def _drop(self, why: str) -> None:
+        """A datagram is dropped for want of a server (rate-limited log)."""
+        self._dropped += 1
+        now = self.loop.time()
+        if now - self._dropped_logged >= 1.0:
+            log.warning("listener %s: dropping datagrams: %s (%d dropped since the last such line)",
+                        self.name, why, self._dropped)
+            self._dropped, self._dropped_logged = 0, now
+
+    def close_flow(self, flow: Flow, *, failed: bool) -> None:
+        if self.flows.get(flow.key) is not flow:
+            return  # already closed
+        del self.flows[flow.key]
+        self.loop.remove_reader(flow.fd)
+        flow.sock.close()
+        load = flow.server.load
+        load.active -= 1
+        if failed:
+            load.failures += 1
+        else:
+            load.requests += 1
+        if not flow.reported:
+            flow._report(False)
+
+    # -- sweep and stop -----------------------------------------------------------
+
+    async def _sweep(self) -> None:
+        interval = max(0.01, min(1.0, self.idle_timeout / 4))
+        while True:
+            await asyncio.sleep(interval)
+            self.now = now = self.loop.time()
+            limit = now - self.idle_timeout
+            for flow in list(self.flows.values()):
+                if flow.busy:
+                    flow.busy = False
+                    flow.last = now
+                elif flow.last < limit:
+                    self.close_flow(flow, failed=False)
+
+    def stop_accepting(self) -> None:
+        self.accepting = False  # datagrams that would need a new flow are dropped
+
+    def shutdown_connections(self) -> None:
+        pass
+
+    async def wait_idle(self, grace: float) -> bool:
+        return True  # nothing to drain: a UDP flow has no end to wait for
+
+    def abort_connections(self) -> None:
+        for flow in list(self.flows.values()):
+            self.close_flow(flow, failed=False)
+
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        self.abort_connections()
+        if self.transport is not None:
+            self.transport.close()

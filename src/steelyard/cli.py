@@ -1,4 +1,4 @@
-"""``steelyard`` command line: serve, check, backend, demo."""
+"""``steelyard`` command line: serve, check, backend, demo, simulate."""
 
 from __future__ import annotations
 
@@ -96,6 +96,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from .sim.command import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="steelyard", description="A software load balancer.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log control-plane events")
@@ -119,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--listen", type=_address, default=("127.0.0.1", 8080), help="balancer address")
     p.add_argument("--backend-port", type=int, default=9001, help="first of three backend ports (0: ephemeral)")
     p.set_defaults(func=cmd_demo)
+
+    from .sim.command import add_arguments as add_simulate_arguments
+
+    p = sub.add_parser("simulate", help="simulate the balancing algorithms (discrete events, seeded)")
+    add_simulate_arguments(p)
+    p.set_defaults(func=cmd_simulate)
     return parser
 
 

@@ -1,4 +1,4 @@
-"""``steelyard`` command line: serve, check, backend, demo."""
+"""``steelyard`` command line: serve, check, backend, demo, simulate, lab."""
 
 from __future__ import annotations
 
@@ -106,6 +106,31 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from .sim.command import run
+
+    return run(args)
+
+
+def cmd_lab(args: argparse.Namespace) -> int:
+    from .demo.compare import check_algorithms, run_lab
+
+    try:
+        algorithms = check_algorithms(args.algorithm)
+    except ValueError as exc:
+        print(f"steelyard lab: {exc}", file=sys.stderr)
+        return 2
+    if args.requests < 1 or args.concurrency < 1:
+        print("steelyard lab: --requests and --concurrency must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        run_lab(algorithms, requests=args.requests, concurrency=args.concurrency, time_limit=args.time_limit)
+    except OSError as exc:
+        print(f"steelyard lab: cannot start: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="steelyard", description="A software load balancer.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log control-plane events")
@@ -129,6 +154,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--listen", type=_address, default=("127.0.0.1", 8080), help="balancer address")
     p.add_argument("--backend-port", type=int, default=9001, help="first of three backend ports (0: ephemeral)")
     p.set_defaults(func=cmd_demo)
+
+    from .sim.command import add_arguments as add_simulate_arguments
+
+    p = sub.add_parser("simulate", help="simulate the balancing algorithms (discrete events, seeded)")
+    add_simulate_arguments(p)
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("lab", help="the demo's algorithms side by side under a bounded load (127.0.0.1)")
+    p.add_argument("--algorithm", "-a", action="append", help="algorithm to drive (repeatable); default: all")
+    p.add_argument("--requests", type=int, default=300, help="requests per algorithm (default 300)")
+    p.add_argument("--concurrency", type=int, default=8, help="keep-alive connections (default 8)")
+    p.add_argument("--time-limit", type=_duration, default=60.0, help="stop sending after this long (default 60s)")
+    p.set_defaults(func=cmd_lab)
     return parser
 
 

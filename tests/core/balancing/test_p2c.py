@@ -84,3 +84,43 @@ def test_never_returns_an_excluded_server(make_servers, build, weights, data, se
         assert picked in rest if rest else picked is None
     if len(rest) == 1:
         assert picked is rest[0]
+
+
+def test_default_options_keep_two_choices(make_servers, build):
+    assert build(PowerOfTwoChoices, make_servers(1, 1))._d == 2
+
+
+def test_d_choices_pick_the_least_loaded_of_d_distinct_candidates(make_servers, build):
+    servers = make_servers(*[1] * 6)
+    for n, s in enumerate(servers):
+        s.load.active = 10 - n  # f is the least loaded
+    p2c = build(PowerOfTwoChoices, servers, choices=6)
+    assert {p2c.pick(CTX).name for _ in range(50)} == {"f"}  # all six are candidates every time
+    p2c = build(PowerOfTwoChoices, servers, choices=3, seed=2)
+    picks = Counter(p2c.pick(CTX).name for _ in range(6000))
+    # f wins whenever drawn among 3 of 6 (P = 1/2); a can never win (always loses to the others)
+    assert abs(picks["f"] / 6000 - 0.5) < 0.03
+    assert picks["a"] == picks["b"] == 0
+
+
+def test_one_choice_is_weighted_random(make_servers, build):
+    servers = make_servers(3, 1)
+    servers[0].load.active = 100
+    p2c = build(PowerOfTwoChoices, servers, choices=1, seed=4)
+    picks = Counter(p2c.pick(CTX).name for _ in range(20000))
+    assert abs(picks["a"] / 20000 - 0.75) < 0.02
+
+
+def test_d_choices_with_a_dominant_weight_still_draws_distinct_candidates(make_servers, build):
+    servers = make_servers(1000, 1, 1)
+    servers[0].load.active = 50
+    servers[1].load.active = 3
+    p2c = build(PowerOfTwoChoices, servers, choices=3, seed=5)
+    assert {p2c.pick(CTX).name for _ in range(100)} == {"c"}  # 3 of 3: c (0 active) always a candidate
+
+
+def test_choices_below_one_are_refused(make_servers, build):
+    import pytest
+
+    with pytest.raises(ValueError, match="choices"):
+        build(PowerOfTwoChoices, make_servers(1, 1), choices=0)

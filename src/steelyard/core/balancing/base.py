@@ -50,6 +50,7 @@ class BalancerOptions:
     hash_on: str = "client_ip"  # client_ip | header:NAME | cookie:NAME | uri
     hash_balance_factor: float | None = None  # bounded-load consistent hashing (e.g. 1.25)
     ewma_decay: float = 10.0  # seconds; least_time's EWMA time constant
+    choices: int = 2  # p2c's number of random candidates (d of "the power of d choices")
 
 
 class Balancer:

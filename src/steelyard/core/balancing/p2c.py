@@ -1,8 +1,10 @@
-"""Power of two choices.
+"""Power of two choices (and of d choices).
 
-Invariants: the two candidates of a pick are distinct servers; the one returned has
-the lower ``active / weight`` of the two, the first-drawn one on a tie; an excluded
-server is never a candidate.
+Invariants: the ``d`` candidates of a pick (``options.choices``, default 2; all the
+servers when there are fewer) are distinct servers; the one returned has the lowest
+``active / weight`` of them, the first-drawn one on a tie; an excluded server is
+never a candidate. ``d = 1`` is weighted random; the default ``d = 2`` path is the
+original two-draw one, unchanged.
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ class PowerOfTwoChoices(Balancer):
     Both candidates are drawn by weight (the second among the rest) and load is
     compared per unit of weight. A tie keeps the first draw, whose probability is
     exactly ``w / Σw``, so a pool that is never busy gets shares ∝ weight.
+
+    ``options.choices = d`` draws ``d`` distinct candidates instead ("join the
+    shortest of d random queues", the supermarket model of the same paper): each
+    further candidate is drawn by weight among the servers not yet drawn.
     """
 
     name = "p2c"
@@ -30,12 +36,17 @@ class PowerOfTwoChoices(Balancer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._draw = WeightedDraw(usable(self.servers))
+        self._d = int(self.options.choices)
+        if self._d < 1:
+            raise ValueError(f"choices must be at least 1, not {self.options.choices!r}")
 
     def pick(self, ctx: PickContext, exclude: Collection[Server] = ()) -> Server | None:
         draw = self._draw.without(exclude) if exclude else self._draw
         servers = draw.servers
         if len(servers) < 2:
             return servers[0] if servers else None
+        if self._d != 2:
+            return self._pick_d(draw)
         rng = self.rng
         i = draw.index(rng)
         a = servers[i]
@@ -43,3 +54,31 @@ class PowerOfTwoChoices(Balancer):
         if b.load.active * a.weight < a.load.active * b.weight:
             return b
         return a
+
+    def _pick_d(self, draw: WeightedDraw) -> Server:
+        """The least loaded (per unit of weight) of ``d`` distinct weighted draws.
+
+        A draw that repeats an earlier candidate is drawn again: conditioned on being
+        new, a weighted draw is a weighted draw among the rest. After a few repeats in
+        a row (one server holding most of the weight) the rest is drawn exactly from a
+        draw without the candidates so far.
+        """
+        servers = draw.servers
+        rng = self.rng
+        d = min(self._d, len(servers))
+        first = draw.index(rng)
+        chosen = [first]
+        best = servers[first]
+        while len(chosen) < d:
+            for _ in range(8):
+                i = draw.index(rng)
+                if i not in chosen:
+                    break
+            else:
+                rest = draw.without([servers[j] for j in chosen])
+                i = servers.index(rest.servers[rest.index(rng)])
+            chosen.append(i)
+            s = servers[i]
+            if s.load.active * best.weight < best.load.active * s.weight:
+                best = s
+        return best

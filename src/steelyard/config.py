@@ -22,7 +22,7 @@ from __future__ import annotations
 import difflib
 import re
 import tomllib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -37,7 +37,7 @@ from pydantic import (
     model_validator,
 )
 
-from .config_base import Duration, Int, _Model
+from .config_base import ConfigError, Duration, Int, Loc, _check, _matching, _Model, _Problems
 from .config_pool import HealthConfig, OutlierConfig
 from .core.balancing import BalancerOptions, resolve_algorithm
 from .units import format_duration, split_host_port
@@ -47,48 +47,6 @@ __all__ = [
     "Config", "ConfigError", "Duration", "HeaderMatch", "ListenerConfig", "PoolConfig", "RouteConfig",
     "ServerConfig", "format_duration", "load_config", "parse_config", "split_host_port",
 ]
-
-Loc = tuple[str | int, ...]
-
-
-class ConfigError(Exception):
-    """Invalid configuration. ``errors`` lists every (key path, message) found."""
-
-    def __init__(self, source: str, errors: list[tuple[str, str]]) -> None:
-        self.source = source
-        self.errors = errors
-        super().__init__(str(self))
-
-    def __str__(self) -> str:
-        return "\n".join(f"{self.source}: {path}: {msg}" if path else f"{self.source}: {msg}"
-                         for path, msg in self.errors)
-
-
-class _Problems(ValueError):
-    """Several errors from one validator, each at a location relative to it."""
-
-    def __init__(self, problems: list[tuple[Loc, str]]) -> None:
-        self.problems = problems
-        super().__init__("; ".join(f"{'.'.join(map(str, loc))}: {msg}" for loc, msg in problems))
-
-
-def _check(check: Callable[[str], object]) -> AfterValidator:
-    """Run ``check`` (it raises ``ValueError`` with a user-facing message) and keep the text."""
-
-    def validate(text: str) -> str:
-        check(text)
-        return text
-
-    return AfterValidator(validate)
-
-
-def _matching(pattern: str, expected: str) -> AfterValidator:
-    def check(text: str) -> None:
-        if not re.fullmatch(pattern, text):
-            raise ValueError(f"{expected}; got {_show(text)}")
-
-    return _check(check)
-
 
 MODES = ("http", "tcp", "udp")
 

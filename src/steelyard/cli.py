@@ -63,9 +63,42 @@ def describe(config: Config) -> str:
                  f"connect {d(p.connect_timeout)}", f"timeout {d(p.timeout)}",
                  f"{p.max_idle} idle for {d(p.idle_timeout)}"]
         lines.append(f"  {p.name}  {p.algorithm}  ({', '.join(filter(None, notes))})")
+        lines += [f"    {line}" for line in _availability(p)]
         for s in p.servers:
-            lines.append(f"    {s.address if s.name == s.address else f'{s.name} {s.address}'}  weight {s.weight}")
+            extra = [f"weight {s.weight}", "backup" if s.backup else "", s.state if s.state != "ready" else "",
+                     f"max {s.max_conns} in flight" if s.max_conns else ""]
+            name = s.address if s.name == s.address else f"{s.name} {s.address}"
+            lines.append(f"    server {name}  {', '.join(filter(None, extra))}")
     return "\n".join(lines)
+
+
+def _availability(p) -> list[str]:
+    """Health checks, ejection, retries, slow start and limits of pool ``p``, one line each."""
+    d = format_duration
+    h, o = p.health, p.outlier
+    out = []
+    if h is None:
+        out.append("health: no active checks")
+    else:
+        what = f"GET {h.path} expecting {h.expect_status}" + (f" and {h.expect_body!r}" if h.expect_body else "")
+        out.append(f"health: {what if h.type == 'http' else 'TCP connect'} every {d(h.interval)} "
+                   f"({d(h.failing_interval)} while failing), timeout {d(h.timeout)}, rise {h.rise}, fall {h.fall}")
+    if o.consecutive_failures or o.consecutive_5xx:
+        after = [f"{o.consecutive_failures} failures" if o.consecutive_failures else "",
+                 f"{o.consecutive_5xx} failures or 5xx" if o.consecutive_5xx else ""]
+        out.append(f"ejection: after {' or '.join(filter(None, after))} in a row, for {d(o.base_ejection)} "
+                   f"growing to {d(o.max_ejection)}, at most {o.max_ejection_percent}% of the pool")
+    else:
+        out.append("ejection: off")
+    out.append(f"retries: {p.retries}" + (f" (budget {p.retry_budget:.0%} of requests" + (
+        f", {d(p.try_timeout)} per try)" if p.try_timeout else ")") if p.retries else ""))
+    if p.slow_start:
+        out.append(f"slow start: over {d(p.slow_start)} from {p.slow_start_floor:.0%}")
+    if p.max_conns or any(s.max_conns for s in p.servers):
+        out.append(f"queue: {p.max_queue} requests for {d(p.queue_timeout)} once servers reach max_conns")
+    if p.panic_threshold:
+        out.append(f"panic: every server when under {p.panic_threshold}% are usable")
+    return out
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -231,3 +231,33 @@ def test_overload_500_clients_against_max_conns_10_and_a_queue_of_50(backends, b
     print(f"\noverload: {len(ok)} served, {len(busy)} refused with 503 + Retry-After; "
           f"RSS {rss_before} KiB -> {rss_after} KiB")
     assert rss_after - rss_before < 64 * 1024  # bounded: not a copy of every refused request
+
+
+def test_slow_start_a_returning_servers_share_grows_over_the_window(backends, balancer):
+    a, b, fresh = backends(["a", "b", "fresh"])
+    lb = balancer(pool_config(servers_toml([a, b, fresh]), 'slow_start = "3s"\nslow_start_floor = 0.05\n'
+                              + FAST_CHECKS))
+    get(fresh.port, "/healthz/set/500")
+    until(lambda: "fresh" not in served_by(lb.port, 30), "fresh to leave the rotation")
+    get(fresh.port, "/healthz/set/200")
+    conn = http.client.HTTPConnection("127.0.0.1", lb.port, timeout=WAIT)
+    first = until(lambda: get(lb.port, conn=conn)[1]["x-served-by"] == "fresh" and time.monotonic(),
+                  "fresh to come back")
+    seen: list[tuple[float, str]] = []
+    for _ in range(100_000):  # bounded: about 4 s of sequential requests
+        now = time.monotonic() - first
+        if now > 4.0:
+            break
+        seen.append((now, get(lb.port, conn=conn)[1]["x-served-by"]))
+    conn.close()
+
+    def share(lo: float, hi: float) -> float:
+        names = [who for t, who in seen if lo <= t < hi]
+        assert len(names) > 50, f"too few requests in [{lo}, {hi}) s"
+        return names.count("fresh") / len(names)
+
+    early, middle, late = share(0.0, 1.0), share(1.0, 2.5), share(3.2, 4.0)
+    print(f"\nslow start: share of the returning server {early:.2f} -> {middle:.2f} -> {late:.2f} (fair 0.33)")
+    assert early < middle < late
+    assert early < 0.5 / 3  # well below its fair share at first
+    assert late > 0.8 / 3  # about its fair share once the window is over

@@ -9,6 +9,7 @@ shows every algorithm side by side. State is in memory; nothing else is needed.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 
 from ..config import parse_config
@@ -27,10 +28,11 @@ def demo_config(host: str, port: int, backend_ports: list[int]) -> dict:
         for p, (name, _), w in zip(backend_ports, BACKENDS, weights)
     ]
     bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    pools = [{"name": "app", "algorithm": "round_robin", "servers": servers}]
+    health = {"path": "/healthz", "interval": "1s", "timeout": "500ms", "rise": 2, "fall": 2}
+    pools = [{"name": "app", "algorithm": "round_robin", "servers": servers, "health": health, "slow_start": "10s"}]
     routes = []
     for algo in ALGORITHMS:
-        pool = {"name": algo, "algorithm": algo, "servers": servers}
+        pool = {"name": algo, "algorithm": algo, "servers": servers, "health": health}
         if algo == "consistent_hash":
             pool["hash_on"] = "uri"
         pools.append(pool)
@@ -42,7 +44,7 @@ def demo_config(host: str, port: int, backend_ports: list[int]) -> dict:
     }
 
 
-def _tips(host: str, port: int) -> str:
+def _tips(host: str, port: int, medium_port: int) -> str:
     base = f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
     lines = [
         f"steelyard demo: balancer on {base}, backends {', '.join(n for n, _ in BACKENDS)} (0, 20 and 80 ms)",
@@ -54,6 +56,8 @@ def _tips(host: str, port: int) -> str:
         f"  wrk -t2 -c32 -d5s --latency {base}/least_time/   # compare with {base}/ (round robin):",
         "      least_time and least_conn keep most requests off the slow backend",
         f"  curl -s {base}/bytes/1048576 | sha256sum           # streamed download",
+        f"  curl -s http://127.0.0.1:{medium_port}/healthz/set/500   # fail medium's health check: it leaves",
+        f"      kill -USR1 {os.getpid()} prints every server's state; /healthz/set/200 brings it back (slow start)",
         "Prefixes: /weighted/ /ip_hash/ /hash/ /least_conn/ /least_time/ /random/ /p2c/ ; Ctrl-C stops.",
     ]
     return "\n".join(lines)
@@ -71,7 +75,8 @@ async def _demo(host: str, port: int, first_backend_port: int) -> None:
     ports = [b.sockets[0].getsockname()[1] for b in backends]
     runtime = Runtime(parse_config(demo_config(host, port, ports), source="<demo>"))
     await runtime.start()
-    print(_tips(host, runtime.listeners["web"].port), flush=True)
+    loop.add_signal_handler(signal.SIGUSR1, lambda: print(runtime.status_text(), flush=True))
+    print(_tips(host, runtime.listeners["web"].port, ports[1]), flush=True)
     await stop.wait()
     await runtime.stop()
     for b in backends:

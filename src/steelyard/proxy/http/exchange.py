@@ -148,7 +148,8 @@ class Exchange:
         if ok:
             load.requests += 1
             if self.status < 500:
-                load.fail_streak = load.err_streak = 0
+                if load.err_streak:  # (never below fail_streak: zero means both are)
+                    load.fail_streak = load.err_streak = 0
             else:
                 load.fail_streak = 0
                 load.err_streak += 1

@@ -19,9 +19,6 @@ pydantic v2; ``parse_config(text_or_dict)`` does the same for text or a dict
 
 from __future__ import annotations
 
-import difflib
-import re
-import tomllib
 from collections.abc import Iterable, Mapping
 from functools import partial
 from pathlib import Path
@@ -32,12 +29,27 @@ from pydantic import (
     BeforeValidator,
     Field,
     PrivateAttr,
-    Strict,
     ValidationError,
     model_validator,
 )
 
-from .config_base import ConfigError, Duration, Int, Loc, _check, _matching, _Model, _Problems
+from .config_base import (
+    NAME_RULE,
+    Bool,
+    ConfigError,
+    Duration,
+    Float,
+    Int,
+    Loc,
+    _check,
+    _matching,
+    _Model,
+    _Problems,
+    key_path,
+    read_file,
+    read_toml,
+    translate,
+)
 from .config_pool import HealthConfig, OutlierConfig
 from .core.balancing import BalancerOptions, resolve_algorithm
 from .units import format_duration, split_host_port
@@ -61,8 +73,7 @@ _TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"  # RFC 9110 token: a header or cookie na
 
 Address = Annotated[str, _check(split_host_port)]
 Bind = Annotated[str, _check(partial(split_host_port, allow_port_zero=True))]
-Name = Annotated[str, _matching(r"[A-Za-z0-9][A-Za-z0-9_.-]*",
-                                "a name starts with a letter or digit; then letters, digits, '_', '.', '-'")]
+Name = Annotated[str, _matching(r"[A-Za-z0-9][A-Za-z0-9_.-]*", NAME_RULE)]
 RouteHost = Annotated[str, AfterValidator(lambda text: text.lower().rstrip(".")),  # as the router compares
                       _matching(r"(\*\.)?[^\s/:*]+", 'expected a host name, or "*.suffix" for any subdomain')]
 PathPrefix = Annotated[str, _matching(r"/\S*", 'expected a path prefix starting with "/"')]
@@ -80,7 +91,7 @@ class ServerConfig(_Model):
     address: Address
     weight: Annotated[Int, Field(ge=0, le=1000)] = 1
     name: Annotated[str, Field(min_length=1)] = ""  # "" only until _default_name fills it
-    backup: bool = False  # used only while no primary server is usable
+    backup: Bool = False  # used only while no primary server is usable
     max_conns: Annotated[Int, Field(ge=1)] | None = None  # default: the pool's max_conns
     state: Literal["ready", "drain", "maint"] = "ready"
 
@@ -137,8 +148,8 @@ class ListenerConfig(_Model):
     request_timeout: Duration = 30.0
     idle_timeout: Duration | None = None  # tcp: a connection, udp: a flow, with no traffic this long closes
     send_proxy: Literal["v1", "v2"] | None = None  # tcp: PROXY protocol header to servers
-    splice: Annotated[bool, Strict()] = True  # tcp: relay with os.splice (zero-copy) where Linux has it
-    per_datagram: Annotated[bool, Strict()] = False  # udp: balance each datagram, not each flow
+    splice: Bool = True  # tcp: relay with os.splice (zero-copy) where Linux has it
+    per_datagram: Bool = False  # udp: balance each datagram, not each flow
     max_flows: Annotated[Int, Field(ge=1)] = 65536  # udp: flow table bound (least recently used goes)
 
     @model_validator(mode="before")
@@ -157,7 +168,7 @@ class PoolConfig(_Model):
     name: Name
     algorithm: Algorithm = "round_robin"
     hash_on: HashOn = "client_ip"
-    hash_balance_factor: Annotated[float, Strict(), Field(gt=1.0)] | None = None
+    hash_balance_factor: Annotated[Float, Field(gt=1.0)] | None = None
     servers: tuple[ServerConfig, ...] = Field(min_length=1)
     connect_timeout: Duration = 2.0
     timeout: Duration = 30.0
@@ -167,11 +178,11 @@ class PoolConfig(_Model):
     health: HealthConfig | None = None
     outlier: OutlierConfig = OutlierConfig()  # passive health is on unless turned off
     retries: Annotated[Int, Field(ge=0, le=10)] = 2  # further tries, each on another server
-    retry_budget: Annotated[float, Field(ge=0.0, le=1.0)] = 0.2  # retries per request, over the last second
+    retry_budget: Annotated[Float, Field(ge=0.0, le=1.0)] = 0.2  # retries per request, over the last second
     try_timeout: Duration | None = None  # wait for a response head per try; default: timeout
-    retry_header: bool = False  # tell the client how many retries its response took (X-Steelyard-Retries)
+    retry_header: Bool = False  # tell the client how many retries its response took (X-Steelyard-Retries)
     slow_start: Duration | None = None  # a returning server's weight ramps up over this
-    slow_start_floor: Annotated[float, Field(gt=0.0, le=1.0)] = 0.1  # ... from this fraction of it
+    slow_start_floor: Annotated[Float, Field(gt=0.0, le=1.0)] = 0.1  # ... from this fraction of it
     max_conns: Annotated[Int, Field(ge=1)] | None = None  # per server, requests in flight
     max_queue: Annotated[Int, Field(ge=0)] = 100  # requests waiting for a server below max_conns
     queue_timeout: Duration = 5.0
@@ -293,77 +304,17 @@ _KEYS_OF = {"": Config, "listener": ListenerConfig, "route": RouteConfig, "heade
             "pool": PoolConfig, "servers": ServerConfig, "health": HealthConfig, "outlier": OutlierConfig}
 
 
-def _key_path(loc: Loc, data: Any) -> str:
-    """``("pool", 0, "servers", 1, "address")`` -> ``pool "app" → servers #2 → address``."""
-    parts: list[str] = []
-    node = data
-    for part in loc:
-        if isinstance(part, int) and isinstance(node, list | tuple) and parts:
-            node = node[part] if part < len(node) else None
-            name = node.get("name") if isinstance(node, Mapping) else None
-            parts[-1] += f" {_show(name)}" if isinstance(name, str) and name else f" #{part + 1}"
-        elif isinstance(node, Mapping):
-            parts.append(str(part))
-            node = node.get(part)
-        else:
-            break  # pydantic's own tags below a scalar (e.g. "function-after[...]")
-    return " → ".join(parts)
-
-
-def _message(err: Mapping[str, Any]) -> str:
-    kind, value, ctx = err["type"], err.get("input"), err.get("ctx") or {}
-    if kind == "missing":
-        return "missing required key"
-    if kind == "extra_forbidden":
-        parent = next((p for p in reversed(err["loc"][:-1]) if isinstance(p, str)), "")
-        model = _KEYS_OF.get(parent, Config)
-        keys = [f.alias or n for n, f in model.model_fields.items()]
-        close = difflib.get_close_matches(str(err["loc"][-1]), keys, n=1)
-        return "unknown key" + (f"; did you mean {close[0]!r}?" if close else f"; expected one of {', '.join(keys)}")
-    if kind == "value_error":
-        return str(ctx["error"])
-    if kind in ("tuple_type", "list_type"):
-        return f"expected an array; got {_show(value) if not isinstance(value, Mapping) else 'a table'}"
-    if kind in ("model_type", "model_attributes_type", "dict_type"):
-        return f"expected a table; got {_show(value)}"
-    if kind == "too_short":
-        return f"needs at least {ctx.get('min_length', 1)} entry"
-    msg = err["msg"][:1].lower() + err["msg"][1:]
-    return f"{msg}; got {_show(value)}" if not isinstance(value, Mapping | list) else msg
-
-
-def _translate(exc: ValidationError, data: Any) -> list[tuple[str, str]]:
-    errors: list[tuple[str, str]] = []
-    for err in exc.errors():
-        if err["type"] == "too_short" and len(err["input"]) >= err["ctx"]["min_length"]:
-            continue  # pydantic's echo of failed items ("not 0 after validation"), already reported
-        cause = (err.get("ctx") or {}).get("error")
-        if isinstance(cause, _Problems):
-            errors += [(_key_path((*err["loc"], *loc), data), msg) for loc, msg in cause.problems]
-        else:
-            errors.append((_key_path(err["loc"], data), _message(err)))
-    return errors
-
-
 # --- entry points ---------------------------------------------------------------
 
 def parse_config(text_or_dict: str | Mapping[str, Any], source: str = "<string>") -> Config:
     """Validate TOML text or an already-parsed dict; raise ``ConfigError`` listing every problem."""
-    data: Any = text_or_dict
-    if isinstance(text_or_dict, str):
-        try:
-            data = tomllib.loads(text_or_dict)
-        except tomllib.TOMLDecodeError as exc:
-            msg, where = str(exc), ""
-            if match := re.search(r"\s*\(at (line \d+, column \d+)\)$", msg):
-                msg, where = msg[: match.start()], match[1]
-            raise ConfigError(source, [(where, f"invalid TOML: {msg}")]) from None
+    data = read_toml(text_or_dict, source)
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        errors = _translate(exc, data)
+        errors = translate(exc, data, _KEYS_OF)
         if isinstance(data, Mapping):  # field errors stop Config's own cross check: run it on the raw input
-            cross = [(_key_path(loc, data), msg) for loc, msg in _cross_problems(data)]
+            cross = [(key_path(loc, data), msg) for loc, msg in _cross_problems(data)]
             errors += [e for e in cross if e not in errors]
         raise ConfigError(source, errors) from None
     config._source = source
@@ -372,9 +323,4 @@ def parse_config(text_or_dict: str | Mapping[str, Any], source: str = "<string>"
 
 def load_config(path: str | Path) -> Config:
     """Read and validate a TOML file; ``ConfigError`` names the file in every message."""
-    try:
-        text = Path(path).read_bytes().decode("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) else f"not UTF-8 text ({exc.reason} at byte {exc.start})"
-        raise ConfigError(str(path), [("", f"cannot read file: {why or exc}")]) from None
-    return parse_config(text, str(path))
+    return parse_config(read_file(path), str(path))

@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from .config_base import Duration, Int, _Model
+from .config_base import Duration, Float, Int, _Model
 from .units import show_value
 
 _STATUS_LIST = re.compile(r"\s*\d{3}(\s*-\s*\d{3})?\s*(,\s*\d{3}(\s*-\s*\d{3})?\s*)*")
@@ -53,7 +53,7 @@ class HealthConfig(_Model):
     timeout: Duration = 1.0
     rise: Annotated[Int, Field(ge=1, le=100)] = 2
     fall: Annotated[Int, Field(ge=1, le=100)] = 3
-    jitter: Annotated[float, Field(ge=0.0, le=0.5)] = 0.1  # each wait varies by up to ± this fraction
+    jitter: Annotated[Float, Field(ge=0.0, le=0.5)] = 0.1  # each wait varies by up to ± this fraction
 
     @model_validator(mode="after")
     def _tcp_has_no_http_keys(self) -> HealthConfig:

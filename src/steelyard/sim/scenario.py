@@ -14,29 +14,18 @@ Invariants (the style of ``steelyard.config``):
 
 from __future__ import annotations
 
-import difflib
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, ValidationError, model_validator
+from pydantic import AfterValidator, Field, ValidationError, model_validator
 
+from ..config_base import NAME_PATTERN, ConfigError, Int, _Model, read_file, read_toml, translate
 from ..core.balancing import BalancerOptions, resolve_algorithm
-from ..units import show_value as _show
 
 
-class ScenarioError(Exception):
+class ScenarioError(ConfigError):
     """Invalid scenario. ``errors`` lists every (key path, message) found."""
-
-    def __init__(self, source: str, errors: list[tuple[str, str]]) -> None:
-        self.source = source
-        self.errors = errors
-        super().__init__(str(self))
-
-    def __str__(self) -> str:
-        return "\n".join(f"{self.source}: {path}: {msg}" if path else f"{self.source}: {msg}"
-                         for path, msg in self.errors)
 
 
 def _algorithm(name: str) -> str:
@@ -44,17 +33,12 @@ def _algorithm(name: str) -> str:
     return name
 
 
-Int = Annotated[int, Strict()]  # TOML is typed: no "5" -> 5 or true -> 1
 Float = Annotated[float, Field(allow_inf_nan=False)]
 Positive = Annotated[Float, Field(gt=0)]
 NonNegative = Annotated[Float, Field(ge=0)]
 Share = Annotated[Float, Field(gt=0, lt=1)]
-Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 Algorithm = Annotated[str, AfterValidator(_algorithm)]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class ServerGroup(_Model):
@@ -167,65 +151,19 @@ class Scenario(_Model):
 
 # --- errors ---------------------------------------------------------------------
 
-_KEYS = {"servers": ServerGroup, "arrivals": ArrivalSpec, "service": ServiceSpec, "balancers": BalancerSpec,
-         "options": Options, "outage": Outage}
-
-
-def _key_path(loc: tuple[str | int, ...], data: Any) -> str:
-    """``("servers", 1, "speed")`` -> ``servers "slow" → speed`` (or ``servers #2``)."""
-    parts: list[str] = []
-    node = data
-    for part in loc:
-        if isinstance(part, int) and isinstance(node, list | tuple) and parts:
-            node = node[part] if part < len(node) else None
-            name = node.get("name") if isinstance(node, Mapping) else None
-            parts[-1] += f" {_show(name)}" if isinstance(name, str) and name else f" #{part + 1}"
-        elif isinstance(node, Mapping):
-            parts.append(str(part))
-            node = node.get(part)
-        else:
-            break  # pydantic's own tags below a value
-    return " → ".join(parts)
-
-
-def _message(err: Mapping[str, Any]) -> str:
-    kind, value, ctx = err["type"], err.get("input"), err.get("ctx") or {}
-    if kind == "missing":
-        return "missing required key"
-    if kind == "extra_forbidden":
-        parent = next((p for p in reversed(err["loc"][:-1]) if isinstance(p, str)), "")
-        model = _KEYS.get(parent, Scenario)
-        keys = [f.alias or n for n, f in model.model_fields.items()]
-        close = difflib.get_close_matches(str(err["loc"][-1]), keys, n=1)
-        return "unknown key" + (f"; did you mean {close[0]!r}?" if close else f"; expected one of {', '.join(keys)}")
-    if kind == "value_error":
-        return str(ctx["error"])
-    if kind == "string_pattern_mismatch":
-        return f"a name starts with a letter or digit; then letters, digits, '_', '.', '-'; got {_show(value)}"
-    msg = err["msg"][:1].lower() + err["msg"][1:]
-    return f"{msg}; got {_show(value)}" if not isinstance(value, Mapping | list) else msg
+_KEYS = {"": Scenario, "servers": ServerGroup, "arrivals": ArrivalSpec, "service": ServiceSpec,
+         "balancers": BalancerSpec, "options": Options, "outage": Outage}
 
 
 def parse_scenario(text_or_dict: str | Mapping[str, Any], source: str = "<string>") -> Scenario:
     """Validate TOML text or a dict; raise ``ScenarioError`` listing every problem."""
-    data: Any = text_or_dict
-    if isinstance(text_or_dict, str):
-        try:
-            data = tomllib.loads(text_or_dict)
-        except tomllib.TOMLDecodeError as exc:
-            raise ScenarioError(source, [("", f"invalid TOML: {exc}")]) from None
+    data = read_toml(text_or_dict, source, ScenarioError)
     try:
         return Scenario.model_validate(data)
     except ValidationError as exc:
-        errors = [(_key_path(e["loc"], data), _message(e)) for e in exc.errors()]
-        raise ScenarioError(source, errors) from None
+        raise ScenarioError(source, translate(exc, data, _KEYS)) from None
 
 
 def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a TOML scenario file."""
-    try:
-        text = Path(path).read_bytes().decode("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise ScenarioError(str(path), [("", f"cannot read file: {why or exc}")]) from None
-    return parse_scenario(text, str(path))
+    return parse_scenario(read_file(path, ScenarioError), str(path))

@@ -21,10 +21,10 @@ import uvloop
 
 from steelyard.core.balancing import BalancerOptions
 from steelyard.core.model import Server
+from steelyard.proxy.http.connpool import ConnPool
 from steelyard.proxy.http.downstream import DownstreamProtocol
 from steelyard.proxy.http.listener import HttpListener
 from steelyard.proxy.http.router import Router
-from steelyard.proxy.http.connpool import ConnPool
 from steelyard.proxy.http.upstream import UpstreamConnection
 from steelyard.proxy.pool import PoolRuntime
 

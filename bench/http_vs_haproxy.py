@@ -387,9 +387,9 @@ class Bench:
             raise BenchError(f"{exc}; its output:\n{tail.text()}") from None
         return proc, port, tail
 
-    def wrk(self, port: int, duration: float, connections: int) -> dict:
-        argv = [self.tools["wrk"], "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency",
-                "-s", str(self.lua), f"http://127.0.0.1:{port}/"]
+    def wrk(self, port: int, duration: float, connections: int, path: str = "/", extra: tuple = ()) -> dict:
+        argv = [self.tools["wrk"], "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency", *extra,
+                "-s", str(self.lua), f"http://127.0.0.1:{port}{path}"]
         if self.pin:
             argv = ["taskset", "-c", LOAD_CPU, *argv]
         proc = self.kids.start(argv, cpu=None, capture=True)

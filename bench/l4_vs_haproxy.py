@@ -113,20 +113,7 @@ class L4Bench(H.Bench):
 
     def wrk_l4(self, port: int, scenario: str, duration: float) -> dict:
         path, conns, extra, _ = SCENARIOS[scenario]
-        argv = [self.tools["wrk"], "-t1", f"-c{conns}", f"-d{duration:g}s", "--latency", *extra,
-                "-s", str(self.lua), f"http://127.0.0.1:{port}{path}"]
-        if self.pin:
-            argv = ["taskset", "-c", H.LOAD_CPU, *argv]
-        proc = self.kids.start(argv, cpu=None, capture=True)
-        try:
-            out, _ = proc.communicate(timeout=duration + 60)
-        finally:
-            self.kids.stop(proc)
-        text = out.decode(errors="replace")
-        m = re.search(r"^WRKJSON (\{.*\})$", text, re.M)
-        if proc.returncode != 0 or m is None:
-            raise H.BenchError(f"wrk failed (exit status {proc.returncode}):\n{text}")
-        return json.loads(m.group(1))
+        return self.wrk(port, duration, conns, path, tuple(extra))
 
     def measure_l4(self, name: str, scenario: str, run: int) -> dict:
         a = self.args

@@ -261,3 +261,24 @@ def test_slow_start_a_returning_servers_share_grows_over_the_window(backends, ba
     assert early < middle < late
     assert early < 0.5 / 3  # well below its fair share at first
     assert late > 0.8 / 3  # about its fair share once the window is over
+
+
+def test_a_server_that_never_answers_costs_a_get_one_try_timeout_not_a_failure(backends, balancer, inline):
+    (good,) = backends(["good"])
+    held: list[bytes] = []
+
+    def silent(peer, index, server) -> None:
+        held.append(peer.request()[0])
+        server.release.wait(WAIT)  # never answers (until the test ends)
+
+    mute = inline(silent)
+    lb = balancer(pool_config(
+        f'servers = [ {{ address = "{mute.address}", name = "mute" }}, {{ address = "{good.address}", name = "good" }} ]\n'
+        'try_timeout = "300ms"\nretry_header = true\noutlier = { consecutive_failures = 0 }'))
+    # (round robin goes on after the server that answered, so "mute" is always tried first)
+    results = [get(lb.port, "/x") for _ in range(4)]
+    assert [(s, h["x-served-by"], h.get("x-steelyard-retries")) for s, h, _ in results] == [(200, "good", "1")] * 4
+    assert len(held) == 4
+    status, _, body = get(lb.port, "/post", "POST", b"data")
+    assert (status, len(held)) == (504, 5)  # a POST that timed out is not replayed: it may have been done
+    assert b"did not answer in time" in body

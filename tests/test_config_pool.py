@@ -307,12 +307,6 @@ def test_bad_pool_values(tmp_path: Path, line: str, key: str, fragment: str) -> 
     assert f'pool "app" → {key}: ' in text
 
 
-TYPED_BUG = ("BUG: config.py PoolConfig.retry_header / retry_budget / slow_start_floor, ServerConfig.backup and "
-             "config_pool.py HealthConfig.jitter are not Strict() (unlike splice, per_datagram, Int): TOML strings "
-             "and booleans are coerced silently")
-
-
-@pytest.mark.xfail(strict=True, reason=TYPED_BUG)
 @pytest.mark.parametrize(("text", "path"), [
     (with_pool_keys('retry_header = "yes"'), 'pool "app" → retry_header'),
     (with_pool_keys("retry_header = 1"), 'pool "app" → retry_header'),
@@ -351,8 +345,32 @@ def test_health_config_is_usable_directly() -> None:
 def test_describe_runs_on_every_new_key() -> None:
     out = describe(parse_config(FULL))
     assert "app" in out and "least_conn" in out
-    for server in ("a 127.0.0.1:9001", "b 127.0.0.1:9002", "c 127.0.0.1:9003", "spare 127.0.0.1:9004"):
-        assert server in out
+    lines = {line.strip().split(":")[0]: line for line in out.splitlines() if ":" in line}
+    health = lines["health"]
+    for fragment in ("/status/live?full=1", "200-299, 404", "'ok'", "5s", "1s while failing", "300ms",
+                     "rise 4", "fall 6"):
+        assert fragment in health
+    for fragment in ("3 failures", "10 failures or 5xx", "10s", "2m", "34%"):
+        assert fragment in lines["ejection"]
+    for fragment in ("retries: 3", "50%", "800ms"):
+        assert fragment in lines["retries"]
+    assert "20s" in lines["slow start"] and "25%" in lines["slow start"]
+    assert "7 requests" in lines["queue"] and "1.5s" in lines["queue"]
+    assert "30%" in lines["panic"]
+    servers = {line.split()[1]: line for line in out.splitlines() if line.strip().startswith("server ")}
+    assert set(servers) == {"a", "b", "c", "spare"}
+    assert "127.0.0.1:9001" in servers["a"] and "max 5 in flight" in servers["a"]
+    assert "drain" in servers["b"] and "maint" in servers["c"] and "backup" in servers["spare"]
+    assert "backup" not in servers["a"] and "drain" not in servers["a"]
+
+
+def test_describe_without_checks_or_ejection() -> None:
+    out = describe(parse_config(with_table("outlier", "consecutive_failures = 0")))
+    assert "health: no active checks" in out
+    assert "ejection: off" in out
+    out = describe(parse_config(with_table("health", 'type = "tcp"\ninterval = "4s"')))
+    assert "health: TCP connect every 4s (2s while failing)" in out
+    assert "GET" not in out
 
 
 def test_check_command_accepts_every_new_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,14 +8,16 @@ An HTTP check sends ``GET path HTTP/1.1`` with ``Connection: close`` and reads a
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
-from httptools import HttpParserError, HttpResponseParser
+from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 from ..core.model import Server
 from ..units import format_duration
 
 MAX_RESPONSE = 64 * 1024
+log = logging.getLogger("steelyard.health")
 
 
 class _Response:
@@ -24,6 +26,11 @@ class _Response:
     def __init__(self) -> None:
         self.body: list[bytes] = []
         self.head = self.done = False
+        self.framed = False  # Content-Length or chunked: the body has a known end
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if name.lower() in (b"content-length", b"transfer-encoding"):
+            self.framed = True
 
     def on_headers_complete(self) -> None:
         self.head = True
@@ -36,6 +43,7 @@ class _Response:
 
 
 async def probe(server: Server, check: Any) -> tuple[bool, str]:
+    """Never raises (but for cancellation): every problem is a failed check with its reason."""
     try:
         return await asyncio.wait_for(_probe(server, check), check.timeout)
     except TimeoutError:
@@ -44,6 +52,9 @@ async def probe(server: Server, check: Any) -> tuple[bool, str]:
         return False, "connection refused"
     except OSError as exc:
         return False, exc.strerror or str(exc)
+    except Exception as exc:  # a check must never end its server's check loop
+        log.exception("health check of %s failed unexpectedly", server.name)
+        return False, f"check failed: {exc!r}"
 
 
 async def _probe(server: Server, check: Any) -> tuple[bool, str]:
@@ -66,11 +77,15 @@ async def _probe(server: Server, check: Any) -> tuple[bool, str]:
                 return False, f"response to {check.path} larger than {MAX_RESPONSE // 1024} KiB"
             try:
                 parser.feed_data(data)
+            except HttpParserUpgrade:
+                break  # a 101: its status says what is wrong below
             except HttpParserError as exc:
                 return False, f"malformed response to {check.path}: {exc}"
         if not got.head:
             return False, f"connection closed without a response to {check.path}"
         status = parser.get_status_code()
+        if not got.done and got.framed and status != 101:
+            return False, f"response to {check.path} cut short"
         if not any(lo <= status <= hi for lo, hi in check.status_ranges):
             return False, f"HTTP {status} on {check.path} (expected {check.expect_status})"
         if check.expect_body is not None and check.expect_body.encode() not in b"".join(got.body):

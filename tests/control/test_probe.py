@@ -106,13 +106,11 @@ async def test_expect_status_list_accepts_204_and_refuses_201() -> None:
 
 
 async def test_a_response_kept_open_by_the_server_still_completes() -> None:
-    """The server ignores Connection: close: the check ends at the end of the message, not at EOF."""
-    loop = asyncio.get_running_loop()
+    """The server ignores Connection: close: the check ends at the end of the message, not at EOF
+    (the server holds the connection open until the client leaves, so waiting for EOF would time out)."""
     for parts in ([response("200 OK", b"ok\n")], chunked(b"o", b"k")):
         async with serving(answering(*parts, close=False)) as server:
-            started = loop.time()
             assert await probe(server, http(timeout="5s")) == (True, "HTTP 200 on /healthz")
-            assert loop.time() - started < 2.5  # well before the 5s timeout
 
 
 # --- expect_body ------------------------------------------------------------------------

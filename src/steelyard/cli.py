@@ -128,6 +128,8 @@ def cmd_backend(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    if args.algorithm:  # `steelyard demo --algorithm NAME`: the side-by-side comparison
+        return cmd_lab(args)
     from .demo.lab import run_demo
 
     host, port = args.listen
@@ -186,7 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="three demo backends behind the balancer")
     p.add_argument("--listen", type=_address, default=("127.0.0.1", 8080), help="balancer address")
     p.add_argument("--backend-port", type=int, default=9001, help="first of three backend ports (0: ephemeral)")
-    p.set_defaults(func=cmd_demo)
+    p.add_argument("--algorithm", "-a", action="append",
+                   help="instead: drive a bounded load through these algorithms and compare them (as `lab`)")
+    p.set_defaults(func=cmd_demo, requests=300, concurrency=8, time_limit=60.0)
 
     from .sim.command import add_arguments as add_simulate_arguments
 

@@ -34,3 +34,14 @@ def test_algorithm_names_are_checked(capsys):
     err = capsys.readouterr().err
     assert err.startswith("steelyard lab: unknown algorithm 'fastest'") and "Traceback" not in err
     assert main(["lab", "--requests", "0"]) == 2
+
+
+def test_demo_with_an_algorithm_runs_the_comparison(capsys, monkeypatch):
+    import steelyard.demo.compare as lab
+
+    seen = {}
+    monkeypatch.setattr(lab, "run_lab", lambda algorithms, **kw: seen.update(algorithms=algorithms, **kw))
+    assert main(["demo", "--algorithm", "least_conn"]) == 0
+    assert seen == {"algorithms": ["least_conn"], "requests": 300, "concurrency": 8, "time_limit": 60.0}
+    assert main(["demo", "-a", "fastest"]) == 2
+    assert "unknown algorithm 'fastest'" in capsys.readouterr().err

@@ -33,6 +33,7 @@ from pydantic import (
     model_validator,
 )
 
+from .config_admin import AdminConfig
 from .config_base import (
     NAME_RULE,
     Bool,
@@ -214,11 +215,21 @@ class Config(_Model):
     shutdown_grace: Duration = 10.0
     listeners: tuple[ListenerConfig, ...] = Field(alias="listener", min_length=1)
     pools: tuple[PoolConfig, ...] = Field(alias="pool", min_length=1)
+    admin: AdminConfig | None = None
     _source: str | None = PrivateAttr(default=None)
 
     @property
     def source(self) -> str | None:
         return self._source
+
+    @property
+    def state_path(self) -> str | None:
+        """Where runtime changes are kept: ``[admin] state_file``, else next to the config file."""
+        if self.admin is None:
+            return None
+        if self.admin.state_file is not None:
+            return self.admin.state_file
+        return f"{self._source}.state.json" if self._source and self._source != "<string>" else None
 
     @model_validator(mode="after")
     def _cross_check(self) -> Config:
@@ -301,7 +312,8 @@ def _cross_problems(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
 # --- errors ---------------------------------------------------------------------
 
 _KEYS_OF = {"": Config, "listener": ListenerConfig, "route": RouteConfig, "header": HeaderMatch,
-            "pool": PoolConfig, "servers": ServerConfig, "health": HealthConfig, "outlier": OutlierConfig}
+            "pool": PoolConfig, "servers": ServerConfig, "health": HealthConfig, "outlier": OutlierConfig,
+            "admin": AdminConfig}
 
 
 # --- entry points ---------------------------------------------------------------

@@ -41,6 +41,7 @@ class PoolHealthKeeper:
         hashing = isinstance(pool.algorithm, type) and issubclass(pool.algorithm, ConsistentHash)
         self.slow_start = 0.0 if hashing or cfg.slow_start is None else cfg.slow_start
         self.ramping = False  # the published snapshot has servers in slow start
+        self.algorithm_name = cfg.algorithm
         pool.eject_after, pool.eject_5xx = outlier.consecutive_failures, outlier.consecutive_5xx
         pool.on_failing = self.on_failing
         self.tasks: list[asyncio.Task] = []
@@ -69,7 +70,7 @@ class PoolHealthKeeper:
     async def _check_loop(self, st: ServerState) -> None:
         check = self.cfg.health
         await asyncio.sleep(self.rng.uniform(0, check.jitter * check.interval))  # spread the first round
-        while True:
+        while st in self.health.states:  # (a removed server's checks end)
             ok, why = await probe(st.server, check)
             if self.health.check_result(st, ok, why, self.loop.time()):
                 self.publish()
@@ -88,6 +89,7 @@ class PoolHealthKeeper:
         if changed or (self.ramping and not self.health.ramping(now, self.slow_start)):
             self.publish()  # (also when the last slow-start window closed: the bare balancer again)
         self.health.drained_now()
+        self._forget_removed()
         self._log()
 
     # -- changes -----------------------------------------------------------------
@@ -102,14 +104,67 @@ class PoolHealthKeeper:
 
     def set_state(self, name: str, admin: str) -> ServerState:
         """ready / drain / maint for the server called ``name`` (drain: no new requests)."""
-        st = next((s for s in self.health.states if s.server.name == name), None)
-        if st is None:
-            raise KeyError(f"pool {self.pool.name} has no server {name!r}")
+        st = self.state(name)
+        st.removing = False  # (a server being removed that is set ready again stays)
         if self.health.set_admin(st, admin, self.loop.time()):
             self.publish()
         self.health.drained_now()
         self._log()
         return st
+
+    # -- runtime changes (admin API) -------------------------------------------
+
+    def state(self, name: str) -> ServerState:
+        st = next((s for s in self.health.states if s.server.name == name), None)
+        if st is None:
+            raise KeyError(f"pool {self.pool.name} has no server {name!r}")
+        return st
+
+    def add_server(self, server: Server, *, backup: bool = False, admin: str = "ready",
+                   origin: str = "runtime") -> ServerState:
+        """A new server, checked (when the pool has checks) from now on; usable at once unless
+        its first check fails."""
+        check = self.cfg.health
+        st = ServerState(server, backup=backup, admin=admin,
+                         check=Hysteresis(check.rise, check.fall) if check else None)
+        st.origin = origin
+        st.reason, st.changed_at = f"added ({origin})", self.loop.time()
+        self.health.states.append(st)
+        if check is not None and self.tasks:
+            self.tasks.append(self.loop.create_task(self._check_loop(st)))
+        self.publish()
+        self.health.events.append(f"server {server.name}: added at {server.address}")
+        self._log()
+        return st
+
+    def replace_server(self, st: ServerState, server: Server) -> None:
+        """Swap ``st``'s server for ``server`` (same name; e.g. another weight), keeping its load."""
+        st.server = server
+        self.publish()
+
+    def set_algorithm(self, name: str, cls: type) -> None:
+        self.pool.algorithm = cls
+        hashing = issubclass(cls, ConsistentHash)
+        self.slow_start = 0.0 if hashing or self.cfg.slow_start is None else self.cfg.slow_start
+        self.algorithm_name = name
+        self.publish()
+
+    def remove_server(self, name: str) -> None:
+        """Take a server out for good: it is drained first, then forgotten once idle (``tick``)."""
+        st = self.state(name)
+        st.removing = True
+        if st.admin != "drain":
+            self.health.set_admin(st, "drain", self.loop.time())
+            self.publish()
+        self.tick()
+
+    def _forget_removed(self) -> None:
+        gone = [st for st in self.health.states if st.removing and not st.server.load.active]
+        for st in gone:
+            self.health.states.remove(st)
+            self.health.events.append(f"server {st.server.name}: removed")
+        if gone:
+            self.publish()
 
     def publish(self) -> None:
         now = self.loop.time()
@@ -137,6 +192,7 @@ class PoolHealthKeeper:
                 "server": st.server.name, "address": st.server.address, "status": st.status,
                 "backup": st.backup, "weight": st.server.weight, "active": load.active,
                 "requests": load.requests, "failures": load.failures, "reason": st.reason,
+                "origin": st.origin, "removing": st.removing,
                 "since": format_duration(max(0.0, now - st.changed_at)) if st.changed_at else "start",
             })
         return rows

@@ -22,6 +22,8 @@ from ..proxy.http.router import build_router
 from ..proxy.l4listener import TcpListener
 from ..proxy.pool import PoolRuntime
 from ..proxy.udp import UdpListener
+from .admin import AdminApp, AdminServer
+from .changes import RuntimeChanges
 from .health import PoolHealthKeeper
 
 log = logging.getLogger("steelyard")
@@ -40,6 +42,7 @@ class Runtime:
         self.pools: dict[str, PoolRuntime] = {}
         self.listeners: dict[str, Any] = {}  # HttpListener | TcpListener | UdpListener (one stop interface)
         self.health: dict[str, PoolHealthKeeper] = {}
+        self.admin: AdminServer | None = None
         self._sweeper: asyncio.Task | None = None
 
     async def start(self) -> None:
@@ -73,6 +76,17 @@ class Runtime:
             await self.stop(grace=0)
             raise
         self._sweeper = loop.create_task(self._sweep_upstreams())
+        self.changes = RuntimeChanges(self, self.config.state_path)
+        self.changes.apply_saved()
+        admin = self.config.admin
+        if admin is not None:
+            try:
+                token = admin.read_token()
+                self.admin = AdminServer(AdminApp(self, self.changes, token), admin.host, admin.port)
+                await self.admin.start(loop)
+            except BaseException:
+                await self.stop(grace=0)
+                raise
 
     def _listener(self, lc: Any, loop: asyncio.AbstractEventLoop) -> Any:
         if lc.mode == "tcp":
@@ -111,6 +125,8 @@ class Runtime:
             grace = self.config.shutdown_grace
         if self._sweeper is not None:
             self._sweeper.cancel()
+        if self.admin is not None:
+            await self.admin.stop()
         for keeper in self.health.values():
             keeper.stop()
         for listener in self.listeners.values():
@@ -151,6 +167,8 @@ async def serve_forever(config: Any, *, ready: Any = None) -> None:
     runtime = Runtime(config)
     loop.add_signal_handler(signal.SIGUSR1, lambda: print(runtime.status_text(), flush=True))
     await runtime.start()
+    if runtime.admin is not None:
+        print(f"steelyard: admin API on http://{runtime.admin.host}:{runtime.admin.port}/api/v1/", flush=True)
     for name, lst in runtime.listeners.items():
         print(f"steelyard: listener {name} serving {lst.mode} on {lst.host}:{lst.port}", flush=True)
     if ready is not None:

@@ -72,7 +72,8 @@ class ServerState:
     """One server's standing in its pool; owned and changed by the control plane only."""
 
     __slots__ = ("server", "backup", "admin", "check", "ejected_until", "ejections", "returned_at",
-                 "usable_since", "reason", "changed_at", "was_usable", "drained", "check_failed")
+                 "usable_since", "reason", "changed_at", "was_usable", "drained", "check_failed", "origin",
+                 "removing", "ejected_total")
 
     def __init__(self, server: Server, *, backup: bool = False, admin: str = READY,
                  check: Hysteresis | None = None) -> None:
@@ -89,6 +90,9 @@ class ServerState:
         self.was_usable = self.healthy
         self.drained = admin != DRAIN
         self.check_failed = False  # an active check failed since the last ejection
+        self.origin = "config"  # or "runtime": added through the admin API
+        self.removing = False  # draining before it leaves the pool for good
+        self.ejected_total = 0  # ejections since start (metrics)
 
     @property
     def healthy(self) -> bool:
@@ -160,6 +164,7 @@ class PoolHealth:
         if st.returned_at and now - st.returned_at > self.ejection.maximum:
             st.ejections = 0  # a clean spell since the last return
         st.ejections += 1
+        st.ejected_total += 1
         length = min(self.ejection.base * st.ejections, self.ejection.maximum)
         st.ejected_until = now + length
         st.check_failed = False

@@ -4,9 +4,9 @@ Invariants:
 - ``Server`` is immutable apart from its ``load`` record. Identity is the object:
   a server that is unchanged across two snapshots is the *same* object, so load
   counters and EWMAs survive a snapshot swap.
-- ``ServerLoad`` is written only by the data plane (``active`` on start/finish) and
-  by balancers' ``on_done`` hooks (``ewma``/``ewma_stamp``); it is never locked
-  because one event loop owns it.
+- ``ServerLoad`` is written only by the data plane (``active`` on start/finish, the
+  counters and the latency histogram as requests end) and by balancers' ``on_done``
+  hooks (``ewma``/``ewma_stamp``); it is never locked because one event loop owns it.
 - ``PoolSnapshot`` is never mutated after it is built; publishing a new one is one
   reference assignment.
 """
@@ -20,10 +20,15 @@ if TYPE_CHECKING:
     from .balancing.base import Balancer
 
 
+# upper bounds (seconds) of the response-time histogram buckets (Prometheus' default ladder)
+LATENCY_BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+
+
 class ServerLoad:
     """Mutable load record of one server, shared by every snapshot that holds it."""
 
-    __slots__ = ("active", "ewma", "ewma_stamp", "requests", "failures", "fail_streak", "err_streak")
+    __slots__ = ("active", "ewma", "ewma_stamp", "requests", "failures", "fail_streak", "err_streak", "by_class",
+                 "latency", "latency_sum")
 
     def __init__(self) -> None:
         self.active = 0  # requests (or connections) in flight right now
@@ -35,6 +40,9 @@ class ServerLoad:
         # timeout), and those or 5xx responses; a good response resets both
         self.fail_streak = 0
         self.err_streak = 0
+        self.by_class = [0] * 6  # responses by status class (index status // 100)
+        self.latency = [0] * (len(LATENCY_BOUNDS) + 1)  # requests by duration bucket (the last: beyond)
+        self.latency_sum = 0.0  # seconds
 
     def __repr__(self) -> str:
         return f"ServerLoad(active={self.active}, ewma={self.ewma:.6f}, requests={self.requests})"

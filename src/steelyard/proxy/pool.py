@@ -21,7 +21,7 @@ Also here, because they are per pool and read on the request path:
 from __future__ import annotations
 
 import random
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
@@ -38,7 +38,7 @@ class PoolRuntime:
         "name", "algorithm", "options", "rng", "clock", "snapshot", "inner", "on_done", "upstreams",
         "make_upstream", "key_kind", "key_name", "timeout", "limited", "waiting", "max_queue",
         "queue_timeout", "retries", "retry_budget", "retry_header", "retried", "budget", "window_start",
-        "completed", "eject_after", "eject_5xx", "on_failing", "known",
+        "completed", "eject_after", "eject_5xx", "on_failing", "known", "retried_total", "answered",
     )  # fmt: skip
 
     def __init__(
@@ -74,6 +74,8 @@ class PoolRuntime:
         self.max_queue, self.queue_timeout = max_queue, queue_timeout
         self.retries, self.retry_budget, self.retry_header = retries, retry_budget, retry_header
         self.retried = 0  # retries in the current window
+        self.retried_total = 0  # retries since start (metrics)
+        self.answered: Counter[int] = Counter()  # error responses steelyard wrote itself, by status (metrics)
         self.budget = float(MIN_RETRIES)  # retries allowed in it
         self.window_start = clock()
         self.completed = 0  # requests completed up to the window's start (sum over servers)

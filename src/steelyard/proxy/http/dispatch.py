@@ -63,11 +63,10 @@ def send(down: DownstreamProtocol, ex: Exchange, pool: PoolRuntime, server: Serv
         down.exchange_failed(ex, 503, False)
         return
     ex.server = server
-    ex.on_done = on_done = pool.on_done  # (read with the snapshot: they change together)
+    ex.on_done = pool.on_done  # (read with the snapshot: they change together)
     ex.build_head(server, down.forwarded, down.ip, down.L.scheme)
     server.load.active += 1
-    if on_done is not None:
-        ex.t_start = down.clock()  # only a balancer that learns is told the elapsed time
+    ex.t_start = down.clock()
     cpool = pool.upstreams[server]
     conn = cpool.acquire()
     if conn is None:
@@ -96,6 +95,7 @@ def retry_elsewhere(down: DownstreamProtocol, ex: Exchange, how: int) -> bool:
     if server is None or server is FULL:
         return False
     ex.tries += 1
+    pool.retried_total += 1
     ex.conn = None
     ex.t_sent = 0.0
     send(down, ex, pool, server)

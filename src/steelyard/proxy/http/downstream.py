@@ -300,10 +300,13 @@ class DownstreamProtocol(asyncio.Protocol):
         if retry and not responded and dispatch.retry_elsewhere(self, ex, retry):
             return
         ex.settle(False, self.clock)
+        if ex.pool is not None:
+            ex.pool.answered[status] += 1
         self._answer_failure(ex, CANNED[(status, True)], CANNED[(status, False)], responded)
 
     def busy(self, ex: Exchange) -> None:
         """Every server is at its max_conns and the queue is full (or ``ex`` waited too long)."""
+        ex.pool.answered[503] += 1  # type: ignore[union-attr]
         self._answer_failure(ex, BUSY[True], BUSY[False], False)
 
     def _answer_failure(self, ex: Exchange, closing: bytes, keeping: bytes, responded: bool) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ...core.model import LATENCY_BOUNDS as _BOUNDS
 from . import headers as H
 
 if TYPE_CHECKING:
@@ -13,6 +15,7 @@ if TYPE_CHECKING:
     from .upstream import UpstreamConnection
 
 
+_bucket = bisect_right
 # RFC 9110 section 9.2.2: only these may be retried automatically
 IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"))
 
@@ -57,7 +60,7 @@ class Exchange:
         self.server: Server | None = None
         self.on_done: Callable[[Server, bool, float], None] | None = None  # the balancer's hook, if it learns
         self.t_begin = t_begin
-        self.t_start = 0.0  # request dispatched to a server (taken only when ``on_done`` is set)
+        self.t_start = 0.0  # request dispatched to a server
         self.t_sent = 0.0  # request fully written to the server (the response timeout starts)
         self.t_head = 0.0  # final response head received (taken only when ``on_done`` is set)
         self.early: list[bytes] | None = None  # bytes after an upgrade request, held back until the 101
@@ -144,9 +147,14 @@ class Exchange:
         self.server = None
         load = server.load
         load.active -= 1
+        now = clock()
+        elapsed = now - self.t_start
+        load.latency[_bucket(_BOUNDS, elapsed)] += 1
+        load.latency_sum += elapsed
         pool = self.pool
         if ok:
             load.requests += 1
+            load.by_class[self.status // 100] += 1
             if self.status < 500:
                 if load.err_streak:  # (never below fail_streak: zero means both are)
                     load.fail_streak = load.err_streak = 0
@@ -164,7 +172,7 @@ class Exchange:
             elif pool.eject_5xx and load.err_streak >= pool.eject_5xx:  # type: ignore[union-attr]
                 pool.failing(server, f"{load.err_streak} failures or 5xx responses in a row")  # type: ignore[union-attr]
         if self.on_done is not None:
-            self.on_done(server, ok, (self.t_head or clock()) - self.t_start)
+            self.on_done(server, ok, (self.t_head or now) - self.t_start)
         if pool.waiting:  # type: ignore[union-attr]
             pool.wake()  # type: ignore[union-attr]
 

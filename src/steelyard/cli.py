@@ -192,6 +192,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="instead: drive a bounded load through these algorithms and compare them (as `lab`)")
     p.set_defaults(func=cmd_demo, requests=300, concurrency=8, time_limit=60.0)
 
+    from .ctl import add_arguments as add_ctl_arguments
+    from .ctl import run as run_ctl
+
+    p = sub.add_parser("ctl", help="talk to a running balancer's admin API")
+    add_ctl_arguments(p)
+    p.set_defaults(func=run_ctl)
+
     from .sim.command import add_arguments as add_simulate_arguments
 
     p = sub.add_parser("simulate", help="simulate the balancing algorithms (discrete events, seeded)")

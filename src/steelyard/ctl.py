@@ -1,0 +1,146 @@
+"""``steelyard ctl``: a command-line client of the admin API (stdlib HTTP, rich tables, ``--json``).
+
+    steelyard ctl [--admin URL] [--token T | $STEELYARD_TOKEN] [--json] COMMAND
+      status | pools | servers POOL | add POOL ADDRESS [--name N] [--weight W] [--backup]
+      remove POOL SERVER | drain POOL SERVER | ready POOL SERVER | maint POOL SERVER
+      weight POOL SERVER W | algorithm POOL NAME
+
+Exit status: 0 on success, 1 when the API answered with an error (its message is printed),
+2 when the admin listener cannot be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+DEFAULT_URL = "http://127.0.0.1:9901"
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def call(base: str, method: str, path: str, body: Any = None, token: str | None = None, timeout: float = 10.0) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(base.rstrip("/") + path, data=data, method=method)
+    req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as err:
+        try:
+            detail = json.loads(err.read()).get("error", err.reason)
+        except ValueError:
+            detail = err.reason
+        raise ApiError(err.code, f"{err.code}: {detail}") from None
+
+
+def _servers_table(pool: dict) -> Table:
+    table = Table(title=f"pool {pool['name']} ({pool['algorithm']}; {pool['usable']} usable)")
+    for col in ("server", "address", "status", "weight", "active", "requests", "failures", "origin", "reason"):
+        table.add_column(col, justify="right" if col in ("weight", "active", "requests", "failures") else "left")
+    for s in pool["servers"]:
+        status = s["status"] + (" (backup)" if s["backup"] else "") + (" → removed" if s["removing"] else "")
+        table.add_row(s["server"], s["address"], status, str(s["weight"]), str(s["active"]), str(s["requests"]),
+                      str(s["failures"]), s["origin"], f"{s['reason']} ({s['since']} ago)")
+    return table
+
+
+def _pools_table(pools: list[dict]) -> Table:
+    table = Table(title="pools")
+    for col in ("pool", "algorithm", "servers", "usable", "queued", "panic"):
+        table.add_column(col)
+    for p in pools:
+        table.add_row(p["name"], p["algorithm"], str(p["servers"]), str(p["usable"]), str(p["queued"]),
+                      "yes" if p["panic"] else "")
+    return table
+
+
+def run(args: argparse.Namespace) -> int:
+    base, token = args.admin, args.token or os.environ.get("STEELYARD_TOKEN")
+    c = args.ctl
+    server_path = f"/api/v1/pools/{getattr(args, 'pool', '')}/servers/{getattr(args, 'server', '')}"
+    try:
+        if c == "status":
+            result = call(base, "GET", "/api/v1/status")
+            show = _pools_table(result["pools"])
+        elif c == "pools":
+            result = call(base, "GET", "/api/v1/pools")
+            show = _pools_table(result)
+        elif c == "servers":
+            result = call(base, "GET", f"/api/v1/pools/{args.pool}")
+            show = _servers_table(result)
+        elif c == "add":
+            body = {"address": args.address, "weight": args.weight, "backup": args.backup}
+            if args.name:
+                body["name"] = args.name
+            result = call(base, "POST", f"/api/v1/pools/{args.pool}/servers", body, token)
+            show = f"added {result['server']} ({result['address']}) to pool {args.pool}: {result['status']}"
+        elif c == "remove":
+            result = call(base, "DELETE", server_path, None, token)
+            show = (f"removed {args.server}" if result["removed"]
+                    else f"draining {args.server} ({result['active']} in flight); it leaves once idle")
+        elif c in ("drain", "ready", "maint"):
+            result = call(base, "PATCH", server_path, {"state": c}, token)
+            show = f"{args.server}: {result['status']}"
+        elif c == "weight":
+            result = call(base, "PATCH", server_path, {"weight": args.weight}, token)
+            show = f"{args.server}: weight {result['weight']}"
+        else:  # algorithm
+            result = call(base, "PATCH", f"/api/v1/pools/{args.pool}", {"algorithm": args.name}, token)
+            show = f"pool {args.pool}: {result['algorithm']}"
+    except ApiError as err:
+        print(f"steelyard ctl: {err}", file=sys.stderr)
+        return 1
+    except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        print(f"steelyard ctl: cannot reach the admin API at {base}: {reason}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        Console(width=None if sys.stdout.isatty() else 200).print(show)  # (piped: no wrapping at 80)
+    return 0
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--admin", default=os.environ.get("STEELYARD_ADMIN", DEFAULT_URL),
+                   help=f"admin API base URL (default {DEFAULT_URL}, or $STEELYARD_ADMIN)")
+    p.add_argument("--token", help="bearer token for changes (or $STEELYARD_TOKEN)")
+    p.add_argument("--json", action="store_true", help="print the API's JSON answer")
+    sub = p.add_subparsers(dest="ctl", required=True)
+    sub.add_parser("status", help="listeners, pools and servers")
+    sub.add_parser("pools", help="every pool")
+    s = sub.add_parser("servers", help="a pool's servers")
+    s.add_argument("pool")
+    s = sub.add_parser("add", help="add a server to a pool")
+    s.add_argument("pool")
+    s.add_argument("address", help="HOST:PORT")
+    s.add_argument("--name")
+    s.add_argument("--weight", type=int, default=1)
+    s.add_argument("--backup", action="store_true")
+    for verb, what in (("remove", "drain a server, then remove it"), ("drain", "no new requests"),
+                       ("ready", "back in service"), ("maint", "out of service at once")):
+        s = sub.add_parser(verb, help=what)
+        s.add_argument("pool")
+        s.add_argument("server")
+    s = sub.add_parser("weight", help="set a server's weight")
+    s.add_argument("pool")
+    s.add_argument("server")
+    s.add_argument("weight", type=int)
+    s = sub.add_parser("algorithm", help="set a pool's algorithm")
+    s.add_argument("pool")
+    s.add_argument("name")

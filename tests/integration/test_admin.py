@@ -1,0 +1,240 @@
+"""The admin API, `steelyard ctl`, runtime changes kept across restarts, and /metrics, against
+real `steelyard serve` and `steelyard backend` processes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import subprocess
+import threading
+import time
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from .conftest import STEELYARD, servers_toml
+
+WAIT = 15.0
+TOKEN = "test-token-0123456789"
+
+
+def admin_config(servers: str, extra: str = "") -> str:
+    return f"""
+        shutdown_grace = "5s"
+
+        [[listener]]
+        name = "web"
+        bind = "127.0.0.1:0"
+        pool = "app"
+
+        [[pool]]
+        name = "app"
+        {servers}
+        {extra}
+
+        [admin]
+        bind = "127.0.0.1:0"
+        token = "{TOKEN}"
+    """
+
+
+def admin_port(lb) -> int:
+    for line in lb.lines:
+        m = re.search(r"admin API on http://127\.0\.0\.1:(\d+)/", line)
+        if m:
+            return int(m.group(1))
+    raise AssertionError(f"no admin line in {lb.lines}")
+
+
+def api(port: int, method: str, path: str, body=None, token: str | None = TOKEN) -> tuple[int, object]:
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT)
+    try:
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        c.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
+        r = c.getresponse()
+        raw = r.read()
+        return r.status, (json.loads(raw) if r.getheader("content-type", "").startswith("application/json") else raw)
+    finally:
+        c.close()
+
+
+def served_by(port: int) -> str:
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT)
+    try:
+        c.request("GET", "/")
+        r = c.getresponse()
+        r.read()
+        assert r.status == 200, r.status
+        return r.getheader("x-served-by")
+    finally:
+        c.close()
+
+
+def ctl(port: int, *args: str, token: str | None = TOKEN) -> subprocess.CompletedProcess:
+    argv = [*STEELYARD, "ctl", "--admin", f"http://127.0.0.1:{port}", *(["--token", token] if token else []), *args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=WAIT)
+
+
+def test_scale_out_and_in_under_load_and_the_changes_survive_a_restart(backends, balancer):
+    a, b = backends(["a", "b"])
+    lb = balancer(admin_config(servers_toml([a])))
+    port = admin_port(lb)
+    stop = threading.Event()
+    failures: list[str] = []
+    seen: list[tuple[float, str]] = []
+
+    def client() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", lb.port, timeout=WAIT)
+        for _ in range(100_000):  # bounded in count and by the test's own end
+            if stop.is_set():
+                break
+            try:
+                sent = time.monotonic()
+                conn.request("GET", "/")
+                r = conn.getresponse()
+                r.read()
+                if r.status != 200:
+                    failures.append(f"status {r.status}")
+                seen.append((sent, r.getheader("x-served-by")))  # (when it was sent, who answered)
+            except (OSError, http.client.HTTPException) as exc:
+                failures.append(repr(exc))
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", lb.port, timeout=WAIT)
+        conn.close()
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        added_at = time.monotonic()
+        status, body = api(port, "POST", "/api/v1/pools/app/servers", {"address": b.address, "name": "b"})
+        assert status == 201 and body["origin"] == "runtime", body
+        deadline = time.monotonic() + WAIT
+        while not any(who == "b" and t > added_at for t, who in list(seen)) and time.monotonic() < deadline:
+            time.sleep(0.01)  # polling what the clients observe
+        first_b = next(t for t, who in list(seen) if who == "b" and t > added_at)
+        status, body = api(port, "DELETE", "/api/v1/pools/app/servers/a")
+        assert status == 202
+        removed_at = time.monotonic()
+        deadline = time.monotonic() + WAIT
+        while sum(1 for t, who in list(seen) if t > removed_at) < 200 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(WAIT)
+    assert failures == []
+    after = [who for t, who in seen if t > removed_at]  # sent once the API had answered
+    assert len(after) >= 200 and set(after) == {"b"}
+    print(f"\nscale-out: first request on the added server {1000 * (first_b - added_at):.0f} ms after the API call")
+
+    lb.terminate()
+    again = balancer(admin_config(servers_toml([a])))  # same config file: its state file comes back
+    status, body = api(admin_port(again), "GET", "/api/v1/status", token=None)
+    assert [(s["server"], s["origin"]) for s in body["servers"]] == [("b", "runtime")]
+    assert {served_by(again.port) for _ in range(4)} == {"b"}
+
+
+def test_api_errors_name_the_field_and_writes_need_the_token(backends, balancer):
+    (a,) = backends(["a"])
+    lb = balancer(admin_config(servers_toml([a])))
+    port = admin_port(lb)
+    assert api(port, "POST", "/api/v1/pools/app/servers", {"address": "127.0.0.1:1"}, token=None)[0] == 401
+    assert api(port, "POST", "/api/v1/pools/app/servers", {"address": "127.0.0.1:1"}, token="wrong" * 4)[0] == 401
+    cases = [
+        ("POST", "/api/v1/pools/app/servers", {"address": "nohost"}, 400, "address"),
+        ("POST", "/api/v1/pools/app/servers", {"address": "127.0.0.1:9", "weight": 5000}, 400, "weight"),
+        ("POST", "/api/v1/pools/app/servers", {"address": "127.0.0.1:9", "colour": "red"}, 400, "colour"),
+        ("POST", "/api/v1/pools/app/servers", {"address": a.address, "name": "x"}, 409, "address"),
+        ("POST", "/api/v1/pools/app/servers", {"address": "127.0.0.1:9", "name": "a"}, 409, "name"),
+        ("POST", "/api/v1/pools/nope/servers", {"address": "127.0.0.1:9"}, 404, "pool"),
+        ("PATCH", "/api/v1/pools/app/servers/a", {"state": "asleep"}, 400, "state"),
+        ("PATCH", "/api/v1/pools/app/servers/zz", {"weight": 2}, 404, "server"),
+        ("PATCH", "/api/v1/pools/app", {"algorithm": "fastest"}, 400, "algorithm"),
+    ]
+    for method, path, body, want, field in cases:
+        status, answer = api(port, method, path, body)
+        assert (status, answer["field"]) == (want, field), (method, path, body, answer)
+    status, answer = api(port, "POST", "/api/v1/pools/app/servers", None)
+    assert status == 400 and "address is required" in answer["error"]
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT)
+    c.request("PATCH", "/api/v1/pools/app", body=b"{not json", headers={"Authorization": f"Bearer {TOKEN}"})
+    r = c.getresponse()
+    assert r.status == 400 and b"not JSON" in r.read()
+    c.close()
+    assert served_by(lb.port) == "a"  # nothing of that changed the pool
+    status, doc = api(port, "GET", "/api/v1/openapi.json", token=None)
+    assert status == 200 and doc["openapi"].startswith("3.") and "/api/v1/pools/{pool}/servers" in doc["paths"]
+
+
+def test_metrics_count_exactly_the_requests_clients_sent(backends, balancer):
+    a, b = backends(["a", "b"])
+    lb = balancer(admin_config(servers_toml([a, b])))
+    port = admin_port(lb)
+    conn = http.client.HTTPConnection("127.0.0.1", lb.port, timeout=WAIT)
+    sent = {"200": 37, "404": 5, "503": 3}
+    for code, n in sent.items():
+        for _ in range(n):
+            conn.request("GET", f"/status/{code}")
+            conn.getresponse().read()
+    conn.close()
+    status, text = api(port, "GET", "/metrics", token=None)
+    assert status == 200
+    families = {f.name: f for f in text_string_to_metric_families(text.decode())}
+    by_class: dict[str, float] = {}
+    for s in families["steelyard_requests"].samples:
+        if s.name == "steelyard_requests_total":
+            by_class[s.labels["class"]] = by_class.get(s.labels["class"], 0) + s.value
+    assert by_class == {"1xx": 0, "2xx": 37, "3xx": 0, "4xx": 5, "5xx": 3}
+    counts = [s for s in families["steelyard_response_seconds"].samples if s.name.endswith("_count")]
+    assert sum(s.value for s in counts) == 45
+    usable = {s.labels["server"]: s.value for s in families["steelyard_server_usable"].samples}
+    assert usable == {"a": 1.0, "b": 1.0}
+
+
+def test_ctl_lists_drains_reweights_and_switches_the_algorithm(backends, balancer):
+    a, b = backends(["a", "b"])
+    lb = balancer(admin_config(servers_toml([a, b])))
+    port = admin_port(lb)
+    out = ctl(port, "servers", "app")
+    assert out.returncode == 0 and "127.0.0.1" in out.stdout and "up" in out.stdout, out
+    assert ctl(port, "drain", "app", "a").returncode == 0
+    assert {served_by(lb.port) for _ in range(6)} == {"b"}
+    assert ctl(port, "ready", "app", "a").returncode == 0
+    assert ctl(port, "weight", "app", "a", "5").returncode == 0
+    assert ctl(port, "algorithm", "app", "weighted_round_robin").returncode == 0
+    picks = [served_by(lb.port) for _ in range(12)]
+    assert picks.count("a") == 10 and picks.count("b") == 2
+    listed = json.loads(ctl(port, "--json", "servers", "app").stdout)
+    assert listed["algorithm"] == "weighted_round_robin"
+    assert {s["server"]: s["weight"] for s in listed["servers"]} == {"a": 5, "b": 1}
+    denied = ctl(port, "drain", "app", "a", token=None)
+    assert denied.returncode == 1 and "401" in denied.stderr
+    unknown = ctl(port, "drain", "app", "zz")
+    assert unknown.returncode == 1 and "no server 'zz'" in unknown.stderr
+    gone = ctl(1, "pools")
+    assert gone.returncode == 2 and "cannot reach" in gone.stderr
+
+
+@pytest.mark.parametrize("bind", ["0.0.0.0:9901", "[::]:9901", "192.0.2.1:9901"])
+def test_an_admin_listener_reachable_from_elsewhere_needs_a_token(tmp_path, bind):
+    cfg = tmp_path / "open.toml"
+    cfg.write_text(f"""
+        [[listener]]
+        name = "web"
+        bind = "127.0.0.1:0"
+        pool = "app"
+
+        [[pool]]
+        name = "app"
+        servers = [ {{ address = "127.0.0.1:9" }} ]
+
+        [admin]
+        bind = "{bind}"
+    """)
+    out = subprocess.run([*STEELYARD, "check", "--config", str(cfg)], capture_output=True, text=True, timeout=WAIT)
+    assert out.returncode == 2, out
+    assert f"admin: the admin listener on {bind} is reachable from other hosts" in out.stderr

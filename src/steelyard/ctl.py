@@ -3,7 +3,7 @@
     steelyard ctl [--admin URL] [--token T | $STEELYARD_TOKEN] [--json] COMMAND
       status | pools | servers POOL | add POOL ADDRESS [--name N] [--weight W] [--backup]
       remove POOL SERVER | drain POOL SERVER | ready POOL SERVER | maint POOL SERVER
-      weight POOL SERVER W | algorithm POOL NAME
+      weight POOL SERVER W | algorithm POOL NAME | reload
 
 Exit status: 0 on success, 1 when the API answered with an error (its message is printed),
 2 when the admin listener cannot be reached.
@@ -99,6 +99,9 @@ def run(args: argparse.Namespace) -> int:
         elif c == "weight":
             result = call(base, "PATCH", server_path, {"weight": args.weight}, token)
             show = f"{args.server}: weight {result['weight']}"
+        elif c == "reload":
+            result = call(base, "POST", "/api/v1/reload", {}, token, timeout=60.0)
+            show = "reloaded"
         else:  # algorithm
             result = call(base, "PATCH", f"/api/v1/pools/{args.pool}", {"algorithm": args.name}, token)
             show = f"pool {args.pool}: {result['algorithm']}"
@@ -124,6 +127,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="ctl", required=True)
     sub.add_parser("status", help="listeners, pools and servers")
     sub.add_parser("pools", help="every pool")
+    sub.add_parser("reload", help="read the configuration file again (refused if invalid)")
     s = sub.add_parser("servers", help="a pool's servers")
     s.add_argument("pool")
     s = sub.add_parser("add", help="add a server to a pool")

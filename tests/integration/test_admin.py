@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import signal
 import subprocess
 import threading
 import time
@@ -238,3 +239,58 @@ def test_an_admin_listener_reachable_from_elsewhere_needs_a_token(tmp_path, bind
     out = subprocess.run([*STEELYARD, "check", "--config", str(cfg)], capture_output=True, text=True, timeout=WAIT)
     assert out.returncode == 2, out
     assert f"admin: the admin listener on {bind} is reachable from other hosts" in out.stderr
+
+
+def test_twenty_reloads_under_load_drop_nothing_and_an_invalid_one_is_refused(backends, balancer, tmp_path):
+    a, b = backends(["a", "b"])
+    text = admin_config(servers_toml([a]))
+    lb = balancer(text)
+    port = admin_port(lb)
+    config_file = tmp_path / "steelyard.toml"
+    stop = threading.Event()
+    failures: list[str] = []
+    answered = []
+
+    def client(keep_alive: bool) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", lb.port, timeout=WAIT)
+        for _ in range(100_000):  # bounded in count and by the test's own end
+            if stop.is_set():
+                break
+            try:
+                conn.request("GET", "/", headers={} if keep_alive else {"Connection": "close"})
+                r = conn.getresponse()
+                r.read()
+                (answered if r.status == 200 else failures).append(r.getheader("x-served-by") or r.status)
+            except (OSError, http.client.HTTPException) as exc:  # a refused connection lands here
+                failures.append(repr(exc))
+            if not keep_alive or failures:
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", lb.port, timeout=WAIT)
+        conn.close()
+
+    threads = [threading.Thread(target=client, args=(i % 2 == 0,), daemon=True) for i in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        for i in range(20):
+            servers = servers_toml([a] if i % 2 else [a, b])  # every other reload adds b, the next takes it away
+            config_file.write_text(admin_config(servers))
+            lb.proc.send_signal(signal.SIGHUP)
+            lb.wait_for(r"steelyard: reloaded")
+        config_file.write_text(text.replace('name = "app"\n        servers', 'name = "app"\n        algorithm = 7\n        servers'))
+        lb.proc.send_signal(signal.SIGHUP)
+        lb.wait_for(r"steelyard: reload refused: .*algorithm")
+        status, answer = api(port, "POST", "/api/v1/reload")
+        assert status == 400 and answer["field"] == "config" and "algorithm" in answer["error"]
+        config_file.write_text(admin_config(servers_toml([b])))
+        assert ctl(port, "reload").returncode == 0
+        before = len(answered)
+        deadline = time.monotonic() + WAIT
+        while len(answered) < before + 50 and time.monotonic() < deadline:
+            time.sleep(0.01)  # polling what the clients observe
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(WAIT)
+    assert failures == []
+    assert len(answered) > 100 and set(answered[-20:]) == {"b"}  # the last reload moved everything to b

@@ -4,7 +4,7 @@ its own socket, its own connections).
 
 Routes (``/api/v1``): ``GET status``, ``GET pools``, ``GET pools/{pool}``,
 ``POST pools/{pool}/servers``, ``PATCH|DELETE pools/{pool}/servers/{server}``,
-``PATCH pools/{pool}``, ``GET openapi.json``; ``GET /metrics``.
+``PATCH pools/{pool}``, ``POST reload``, ``GET openapi.json``; ``GET /metrics``.
 Rules:
 - Writes need ``Authorization: Bearer TOKEN`` when a token is configured (compared in
   constant time); reads are open on the admin listener (bind it to loopback).
@@ -48,6 +48,7 @@ class AdminApp:
             Route(f"{api}/pools/{{pool}}", self.pool, methods=["GET", "PATCH"]),
             Route(f"{api}/pools/{{pool}}/servers", self.add_server, methods=["POST"]),
             Route(f"{api}/pools/{{pool}}/servers/{{server}}", self.server, methods=["GET", "PATCH", "DELETE"]),
+            Route(f"{api}/reload", self.reload, methods=["POST"]),
             Route(f"{api}/openapi.json", self.openapi),
             Route("/metrics", self.metrics),
         ])
@@ -115,6 +116,10 @@ class AdminApp:
         return Response(metrics_text(self.runtime), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     # -- writes --------------------------------------------------------------------
+
+    async def reload(self, request: Request) -> JSONResponse:
+        ok, why = await self.runtime.reload_from_file()
+        return JSONResponse({"reloaded": True}) if ok else _error(400, why, "config")
 
     async def add_server(self, request: Request) -> JSONResponse:
         pool = request.path_params["pool"]

@@ -41,6 +41,9 @@ OPENAPI = {
             "delete": {"summary": "drain, then remove once idle", "security": _AUTH,
                        "responses": {"202": _OK, "401": _ERROR, "404": _ERROR}},
         },
+        "/api/v1/reload": {"post": {"summary": "read the configuration file again and switch to it without dropping "
+                                              "anything; an invalid file is refused", "security": _AUTH,
+                                   "responses": {"200": _OK, "400": _ERROR, "401": _ERROR}}},
         "/metrics": {"get": {"summary": "Prometheus text format", "responses": {"200": {"description": "metrics"}}}},
     },
     "components": {

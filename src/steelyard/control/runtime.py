@@ -15,6 +15,7 @@ import random
 import signal
 from typing import Any
 
+from ..config import ConfigError, load_config
 from ..core.model import Server
 from ..proxy.http.connpool import ConnPool
 from ..proxy.http.listener import HttpListener
@@ -25,6 +26,7 @@ from ..proxy.udp import UdpListener
 from .admin import AdminApp, AdminServer
 from .changes import RuntimeChanges
 from .health import PoolHealthKeeper
+from .reload import reload
 
 log = logging.getLogger("steelyard")
 
@@ -44,31 +46,16 @@ class Runtime:
         self.health: dict[str, PoolHealthKeeper] = {}
         self.admin: AdminServer | None = None
         self._sweeper: asyncio.Task | None = None
+        self._reloading = asyncio.Lock()
+        self.changes: RuntimeChanges | None = None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        for pc in self.config.pools:
-            servers = servers_from_config(pc)
-            pool = self.pools[pc.name] = PoolRuntime(
-                pc.name,
-                pc.algorithm,
-                pc.balancer_options(),
-                (),  # the health keeper publishes the usable ones
-                make_upstream=_upstream_factory(loop, pc),
-                rng=self.rng,
-                clock=loop.time,
-                timeout=pc.timeout,
-                retries=pc.retries,
-                retry_budget=pc.retry_budget,
-                retry_header=pc.retry_header,
-                max_queue=pc.max_queue,
-                queue_timeout=pc.queue_timeout,
-            )
-            keeper = self.health[pc.name] = PoolHealthKeeper.from_config(pool, pc, servers, loop=loop, rng=self.rng)
-            keeper.start()
+        self.build_pools(loop)
         try:
             for lc in self.config.listeners:
-                listener = self._listener(lc, loop)
+                listener = self.make_listener(lc, loop)
+                listener.requested_port = lc.port  # (a reload keeps a listener whose bind is unchanged)
                 await listener.start()
                 self.listeners[lc.name] = listener
                 log.info("listener %s on %s:%d (%s) -> pool %s", lc.name, lc.host, listener.port, lc.mode, lc.pool)
@@ -88,7 +75,54 @@ class Runtime:
                 await self.stop(grace=0)
                 raise
 
-    def _listener(self, lc: Any, loop: asyncio.AbstractEventLoop) -> Any:
+    def build_pools(self, loop: asyncio.AbstractEventLoop, reuse: dict | None = None) -> None:
+        """A ``PoolRuntime`` and its health keeper per configured pool; ``reuse`` maps (pool, server
+        name) to a running ``Server`` kept when its settings are unchanged (a reload)."""
+        for pc in self.config.pools:
+            servers = [_reused(s, reuse, pc.name) for s in servers_from_config(pc)]
+            pool = self.pools[pc.name] = PoolRuntime(
+                pc.name,
+                pc.algorithm,
+                pc.balancer_options(),
+                (),  # the health keeper publishes the usable ones
+                make_upstream=_upstream_factory(loop, pc),
+                rng=self.rng,
+                clock=loop.time,
+                timeout=pc.timeout,
+                retries=pc.retries,
+                retry_budget=pc.retry_budget,
+                retry_header=pc.retry_header,
+                max_queue=pc.max_queue,
+                queue_timeout=pc.queue_timeout,
+            )
+            keeper = self.health[pc.name] = PoolHealthKeeper.from_config(pool, pc, servers, loop=loop, rng=self.rng)
+            keeper.start()
+
+    async def reload(self, config: Any) -> None:
+        """Switch to ``config`` (already validated) without dropping anything (``reload``)."""
+        async with self._reloading:
+            await reload(self, config)
+
+    async def reload_from_file(self) -> tuple[bool, str]:
+        """Read the configuration file again and switch to it; an invalid one is refused (the
+        running configuration stays) and the reason returned."""
+        path = self.config.source
+        try:
+            new = load_config(path)
+        except ConfigError as err:
+            log.error("reload refused, still serving the previous configuration:\n%s", err)
+            print(f"steelyard: reload refused: {err}", flush=True)
+            return False, str(err)
+        try:
+            await self.reload(new)
+        except OSError as exc:  # a new listener's address is taken
+            log.error("reload failed: %s", exc)
+            print(f"steelyard: reload failed: {exc}", flush=True)
+            return False, str(exc)
+        print(f"steelyard: reloaded {path}", flush=True)
+        return True, ""
+
+    def make_listener(self, lc: Any, loop: asyncio.AbstractEventLoop) -> Any:
         if lc.mode == "tcp":
             return TcpListener(lc.name, lc.host, lc.port, self.pools[lc.pool], loop=loop,
                                connect_timeout=self.config.pool(lc.pool).connect_timeout,
@@ -143,6 +177,14 @@ class Runtime:
             pool.close()
 
 
+def _reused(server: Server, reuse: dict | None, pool: str) -> Server:
+    old = reuse.get((pool, server.name)) if reuse else None
+    if old is not None and (old.host, old.port, old.weight, old.max_conns) == (
+            server.host, server.port, server.weight, server.max_conns):
+        return old
+    return server
+
+
 def _upstream_factory(loop: asyncio.AbstractEventLoop, pc: Any):
     def make(server: Server) -> ConnPool:
         return ConnPool(
@@ -166,6 +208,7 @@ async def serve_forever(config: Any, *, ready: Any = None) -> None:
         loop.add_signal_handler(sig, stop.set)
     runtime = Runtime(config)
     loop.add_signal_handler(signal.SIGUSR1, lambda: print(runtime.status_text(), flush=True))
+    loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(runtime.reload_from_file()))
     await runtime.start()
     if runtime.admin is not None:
         print(f"steelyard: admin API on http://{runtime.admin.host}:{runtime.admin.port}/api/v1/", flush=True)

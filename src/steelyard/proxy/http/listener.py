@@ -40,6 +40,11 @@ class HttpListener(StreamListener):
         self.keepalive_timeout = keepalive_timeout
         self.request_timeout = request_timeout
         self.scheme = scheme
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Derive what depends on the router and timeouts (again, after a reload changed them)."""
+        router = self.router
         # Requests keep a list of their headers only when something reads it: a route
         # matching on a header, or a pool hashing on a header or a cookie.
         pools = {router.default, *(r.target for r in router.routes)}

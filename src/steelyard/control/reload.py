@@ -1,0 +1,97 @@
+"""Zero-downtime reload: a new configuration replaces the running one without refusing a
+connection or failing a request.
+
+Order (``reload``):
+1. The new configuration was validated before this is called (an invalid one never gets here;
+   the old one keeps running).
+2. New pools and health keepers are built; a server whose name, address, weight and limit are
+   unchanged keeps its ``Server`` object, so its in-flight count and learned latency carry over.
+3. Listeners whose name, mode and bind are unchanged stay bound (no socket closes): their routes
+   and settings are switched to the new pools in one synchronous step. New listeners start;
+   listeners no longer configured, or bound elsewhere now, stop gracefully in the background
+   (stop accepting, finish what is in flight within ``shutdown_grace``).
+4. Requests already in flight finish on the pools they started with; keep-alive connections
+   send their next request to the new pools. Requests waiting in an old pool's queue move to
+   the new pool of the same name. Old pools close their idle server connections at once and
+   their busy ones as their requests end.
+5. Runtime changes (the state file) are applied again over the new configuration.
+The admin listener itself is not rebound by a reload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+log = logging.getLogger("steelyard")
+
+
+async def reload(rt: Any, new: Any) -> None:
+    loop = asyncio.get_running_loop()
+    old_pools, old_keepers, old_listeners = rt.pools, rt.health, rt.listeners
+    keep = {(pool, s.name): s for pool, k in old_keepers.items() for s in (st.server for st in k.health.states)}
+    rt.config = new
+    rt.pools, rt.health = {}, {}
+    rt.build_pools(loop, reuse=keep)
+    kept, started, retired = {}, [], []
+    for lc in new.listeners:
+        old = old_listeners.get(lc.name)
+        if old is not None and old.mode == lc.mode and (old.host, old.requested_port) == (lc.host, lc.port):
+            _retarget(rt, old, lc)
+            kept[lc.name] = old
+        else:
+            listener = rt.make_listener(lc, loop)
+            listener.requested_port = lc.port
+            await listener.start()
+            started.append(lc.name)
+            kept[lc.name] = listener
+    retired = [lst for name, lst in old_listeners.items() if kept.get(name) is not lst]
+    rt.listeners = kept
+    for name, pool in old_pools.items():
+        if name in rt.pools:
+            _move_waiting(pool, rt.pools[name])
+        old_keepers[name].stop()
+        pool.close()
+    rt.changes.record = {"version": 1, "pools": {}}
+    rt.changes.apply_saved()
+    for lst in retired:
+        loop.create_task(_retire(lst, new.shutdown_grace))
+    log.warning("reloaded %s: %d listener(s) kept, %d started, %d stopping; %d pool(s)",
+                new.source, len(kept) - len(started), len(started), len(retired), len(rt.pools))
+
+
+def _retarget(rt: Any, listener: Any, lc: Any) -> None:
+    if lc.mode == "http":
+        from ..proxy.http.router import build_router
+
+        listener.router = build_router(lc, rt.pools)
+        listener.keepalive_timeout, listener.request_timeout = lc.keepalive_timeout, lc.request_timeout
+        listener.refresh()
+        for conn in listener.connections:  # (each connection caches whether it keeps header lists)
+            conn.keep_headers = listener.keep_headers
+    elif lc.mode == "tcp":
+        listener.pool = rt.pools[lc.pool]
+        listener.connect_timeout = rt.config.pool(lc.pool).connect_timeout
+        listener.idle_timeout, listener.send_proxy = lc.idle_timeout, lc.send_proxy
+    else:
+        listener.pool = rt.pools[lc.pool]
+        listener.idle_timeout, listener.per_datagram, listener.max_flows = (
+            lc.idle_timeout, lc.per_datagram, lc.max_flows)
+
+
+def _move_waiting(old: Any, new: Any) -> None:
+    while old.waiting:
+        ex, down, since = old.waiting.popleft()
+        ex.pool = new
+        new.waiting.append((ex, down, since))
+    if new.waiting:
+        new.wake()
+
+
+async def _retire(listener: Any, grace: float) -> None:
+    listener.stop_accepting()
+    listener.shutdown_connections()
+    if not await listener.wait_idle(grace):
+        listener.abort_connections()
+    await listener.close()

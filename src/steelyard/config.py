@@ -131,7 +131,7 @@ class RouteConfig(_Model):
 _MODE_KEYS = {
     "route": ("http",), "keepalive_timeout": ("http",), "request_timeout": ("http",),
     "idle_timeout": ("tcp", "udp"), "send_proxy": ("tcp",), "splice": ("tcp",),
-    "per_datagram": ("udp",), "max_flows": ("udp",),
+    "per_datagram": ("udp",), "max_flows": ("udp",), "access_log": ("http",),
 }
 IDLE_DEFAULT = {"tcp": 3600.0, "udp": 30.0}  # a tunnel's idle limit (HAProxy's `timeout tunnel` style)
 
@@ -152,6 +152,7 @@ class ListenerConfig(_Model):
     splice: Bool = True  # tcp: relay with os.splice (zero-copy) where Linux has it
     per_datagram: Bool = False  # udp: balance each datagram, not each flow
     max_flows: Annotated[Int, Field(ge=1)] = 65536  # udp: flow table bound (least recently used goes)
+    access_log: Annotated[str, Field(min_length=1)] | None = None  # http: JSON lines to this file ("-": stdout)
 
     @model_validator(mode="before")
     @classmethod

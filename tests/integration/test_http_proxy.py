@@ -13,7 +13,7 @@ import pytest
 
 from steelyard.demo.backend import expected_bytes_sha256
 
-from .conftest import address_config, servers_toml, simple_config
+from .conftest import address_config, pool_config, servers_toml, simple_config
 from .rawhttp import RawConnection, get
 
 MiB = 1024 * 1024
@@ -247,3 +247,17 @@ def test_curl_sees_the_backends(backends, balancer):
         ).stdout
         served |= {line.split(":", 1)[1].strip() for line in out.splitlines() if line.lower().startswith("x-served-by")}
     assert served == {"s1", "s2"}
+
+
+def test_access_log_writes_one_json_line_per_answered_request(backends, balancer, tmp_path):
+    (a,) = backends(["a"])
+    log_file = tmp_path / "access.jsonl"
+    lb = balancer(pool_config(servers_toml([a])).replace(
+        'pool = "app"\n', f'pool = "app"\n        access_log = "{log_file}"\n', 1))
+    for path in ("/hello?x=1", "/status/404"):
+        assert httpx.get(lb.url + path).status_code in (200, 404)
+    assert lb.terminate() == 0  # the log is flushed on stop
+    lines = [json.loads(line) for line in log_file.read_text().splitlines()]
+    assert [(x["method"], x["path"], x["status"], x["server"], x["pool"], x["retries"]) for x in lines] == [
+        ("GET", "/hello?x=1", 200, "a", "app", 0), ("GET", "/status/404", 404, "a", "app", 0)]
+    assert all(x["client"] == "127.0.0.1" and x["duration_ms"] >= 0 and x["time"] > 1e9 for x in lines)

@@ -70,6 +70,12 @@ def _retarget(rt: Any, listener: Any, lc: Any) -> None:
         listener.refresh()
         for conn in listener.connections:  # (each connection caches whether it keeps header lists)
             conn.keep_headers = listener.keep_headers
+        if lc.access_log != (listener.access.path if listener.access else None):
+            from ..proxy.http.access import AccessLog
+
+            if listener.access is not None:
+                listener.loop.create_task(listener.access.close())
+            listener.access = AccessLog(lc.access_log, listener.loop) if lc.access_log else None
     elif lc.mode == "tcp":
         listener.pool = rt.pools[lc.pool]
         listener.connect_timeout = rt.config.pool(lc.pool).connect_timeout

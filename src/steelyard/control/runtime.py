@@ -132,7 +132,8 @@ class Runtime:
             return UdpListener(lc.name, lc.host, lc.port, self.pools[lc.pool], loop=loop,
                                idle_timeout=lc.idle_timeout, per_datagram=lc.per_datagram, max_flows=lc.max_flows)
         return HttpListener(lc.name, lc.host, lc.port, build_router(lc, self.pools), loop=loop,
-                            keepalive_timeout=lc.keepalive_timeout, request_timeout=lc.request_timeout)
+                            keepalive_timeout=lc.keepalive_timeout, request_timeout=lc.request_timeout,
+                            access_log=lc.access_log)
 
     async def _sweep_upstreams(self) -> None:
         loop = asyncio.get_running_loop()

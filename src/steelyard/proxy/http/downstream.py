@@ -282,6 +282,8 @@ class DownstreamProtocol(asyncio.Protocol):
     # -- endings -------------------------------------------------------------------
 
     def exchange_done(self, ex: Exchange, ok: bool) -> None:
+        if self.L.access is not None:
+            self.L.access.record(self, ex, ex.status, ex.server)
         ex.settle(ok, self.clock)
         self.current = None
         self.served = True
@@ -302,11 +304,15 @@ class DownstreamProtocol(asyncio.Protocol):
         ex.settle(False, self.clock)
         if ex.pool is not None:
             ex.pool.answered[status] += 1
+        if self.L.access is not None:
+            self.L.access.record(self, ex, status, None)
         self._answer_failure(ex, CANNED[(status, True)], CANNED[(status, False)], responded)
 
     def busy(self, ex: Exchange) -> None:
         """Every server is at its max_conns and the queue is full (or ``ex`` waited too long)."""
         ex.pool.answered[503] += 1  # type: ignore[union-attr]
+        if self.L.access is not None:
+            self.L.access.record(self, ex, 503, None)
         self._answer_failure(ex, BUSY[True], BUSY[False], False)
 
     def _answer_failure(self, ex: Exchange, closing: bytes, keeping: bytes, responded: bool) -> None:

@@ -11,6 +11,7 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from ..listening import StreamListener
+from .access import AccessLog
 from .downstream import DownstreamProtocol
 from .router import Router
 from .timeouts import check_timeouts
@@ -34,8 +35,10 @@ class HttpListener(StreamListener):
         request_timeout: float,
         scheme: bytes = b"http",
         backlog: int = 1024,
+        access_log: str | None = None,
     ) -> None:
         super().__init__(name, host, port, loop=loop, backlog=backlog)
+        self.access: AccessLog | None = AccessLog(access_log, loop) if access_log else None
         self.router = router
         self.keepalive_timeout = keepalive_timeout
         self.request_timeout = request_timeout
@@ -70,6 +73,11 @@ class HttpListener(StreamListener):
 
     def abort(self, conn: DownstreamProtocol) -> None:
         conn.transport.abort()
+
+    async def close(self) -> None:
+        await super().close()
+        if self.access is not None:
+            await self.access.close()
 
     def shutdown_connections(self) -> None:
         for conn in list(self.connections):

@@ -1,0 +1,68 @@
+"""The access log: one JSON line per answered request, off unless a listener sets
+``access_log``. The request path only appends a tuple to a list; a task formats the lines and
+writes them from a worker thread every ``FLUSH`` seconds (or sooner once ``BATCH`` wait), so
+neither formatting nor disk waits happen per request on the event loop's critical path.
+
+Fields: ``time`` (Unix seconds), ``client``, ``method``, ``path``, ``status``, ``duration_ms``
+(from the request head to the end of the answer), ``pool``, ``server`` (none when steelyard
+answered itself), ``retries``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from typing import Any
+
+FLUSH = 0.5
+BATCH = 4096
+
+
+class AccessLog:
+    def __init__(self, path: str, loop: asyncio.AbstractEventLoop) -> None:
+        self.path, self.loop = path, loop
+        self.pending: list[tuple] = []
+        self.offset = time.time() - loop.time()  # loop clock -> Unix time
+        self.file: Any = sys.stdout if path == "-" else open(path, "a", encoding="utf-8")  # noqa: SIM115
+        self.task = loop.create_task(self._run())
+        self.writing: asyncio.Future | None = None
+
+    def record(self, down: Any, ex: Any, status: int, server: Any) -> None:
+        self.pending.append((ex.t_begin, self.loop.time(), down.ip, ex.method, ex.url, status, ex.pool, server,
+                             ex.tries))
+        if len(self.pending) >= BATCH and self.writing is None:
+            self._flush()
+
+    def _flush(self) -> None:
+        batch, self.pending = self.pending, []
+        if batch:
+            self.writing = self.loop.run_in_executor(None, self._write, batch)
+            self.writing.add_done_callback(lambda _: setattr(self, "writing", None))
+
+    def _write(self, batch: list[tuple]) -> None:
+        off = self.offset
+        lines = [json.dumps({
+            "time": round(t + off, 6), "client": ip.decode("latin-1"), "method": method.decode("latin-1"),
+            "path": url.decode("latin-1"), "status": status, "duration_ms": round((end - t) * 1000, 3),
+            "pool": pool.name if pool is not None else None, "server": server.name if server is not None else None,
+            "retries": tries}, separators=(",", ":")) for t, end, ip, method, url, status, pool, server, tries in batch]
+        self.file.write("\n".join(lines) + "\n")
+        self.file.flush()
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH)
+            if self.writing is None:
+                self._flush()
+
+    async def close(self) -> None:
+        self.task.cancel()
+        if self.writing is not None:
+            await self.writing
+        batch, self.pending = self.pending, []
+        if batch:
+            await self.loop.run_in_executor(None, self._write, batch)
+        if self.file is not sys.stdout:
+            self.file.close()

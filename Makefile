@@ -19,6 +19,7 @@ demo: $(STAMP)
 	$(BIN)/steelyard demo
 
 test: $(STAMP)
+	bash scripts/os-deps.sh
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

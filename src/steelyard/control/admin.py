@@ -4,7 +4,8 @@ its own socket, its own connections).
 
 Routes (``/api/v1``): ``GET status``, ``GET pools``, ``GET pools/{pool}``,
 ``POST pools/{pool}/servers``, ``PATCH|DELETE pools/{pool}/servers/{server}``,
-``PATCH pools/{pool}``, ``POST reload``, ``GET openapi.json``; ``GET /metrics``.
+``PATCH pools/{pool}``, ``POST reload``, ``GET openapi.json``; ``GET /metrics``; ``GET /``: the
+dashboard (one static page polling the API every second).
 Rules:
 - Writes need ``Authorization: Bearer TOKEN`` when a token is configured (compared in
   constant time); reads are open on the admin listener (bind it to loopback).
@@ -18,12 +19,13 @@ import hmac
 import json
 import socket
 import time
+from pathlib import Path
 from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from .changes import ChangeError, RuntimeChanges
@@ -31,6 +33,7 @@ from .metrics import metrics_text
 from .openapi import OPENAPI
 
 WRITE_METHODS = ("POST", "PATCH", "DELETE", "PUT")
+DASHBOARD = (Path(__file__).parent / "static" / "dashboard.html").read_text(encoding="utf-8")
 
 
 def _error(status: int, message: str, field: str | None = None) -> JSONResponse:
@@ -43,6 +46,7 @@ class AdminApp:
         self.started = time.time()
         api = "/api/v1"
         self.app = Starlette(routes=[
+            Route("/", self.dashboard),
             Route(f"{api}/status", self.status),
             Route(f"{api}/pools", self.pools),
             Route(f"{api}/pools/{{pool}}", self.pool, methods=["GET", "PATCH"]),
@@ -108,6 +112,9 @@ class AdminApp:
             return _error(exc.status, exc.message, exc.field)
         except StopIteration:
             return _error(404, f"pool {pool} has no server {name!r}", "server")
+
+    async def dashboard(self, request: Request) -> Response:
+        return HTMLResponse(DASHBOARD)
 
     async def openapi(self, request: Request) -> JSONResponse:
         return JSONResponse(OPENAPI)

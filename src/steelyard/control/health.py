@@ -193,6 +193,7 @@ class PoolHealthKeeper:
                 "backup": st.backup, "weight": st.server.weight, "active": load.active,
                 "requests": load.requests, "failures": load.failures, "reason": st.reason,
                 "origin": st.origin, "removing": st.removing,
+                "latency_sum_s": round(load.latency_sum, 6), "latency_count": sum(load.latency),
                 "since": format_duration(max(0.0, now - st.changed_at)) if st.changed_at else "start",
             })
         return rows

@@ -160,6 +160,8 @@ def proxy_header_server(found: list):
                 break
             except ValueError:
                 peer._fill()
+        while len(peer.buf) < n + len(b"payload"):  # the payload may come in a later segment
+            peer._fill()
         found.append((src, dst, peer.buf[n:]))
         peer.sock.sendall(b"ok")
 

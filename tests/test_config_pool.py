@@ -3,19 +3,15 @@ valid values and defaults, status ranges, and errors that name file + key path."
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from steelyard.cli import describe, main
-from steelyard.config import ConfigError, load_config, parse_config
+from steelyard.config import parse_config
 from steelyard.config_pool import HealthConfig, OutlierConfig, status_ranges
 
-
-def toml(text: str) -> str:
-    return textwrap.dedent(text)
-
+from .test_config import errors_of, toml
 
 MINIMAL = toml("""
     [[listener]]
@@ -84,18 +80,6 @@ def with_pool_keys(lines: str) -> str:
 def with_table(table: str, lines: str) -> str:
     """MINIMAL with ``[pool.<table>]`` holding ``lines``."""
     return MINIMAL + f"\n[pool.{table}]\n{lines}\n"
-
-
-def errors_of(text: str, tmp_path: Path, name: str = "bad.toml") -> tuple[str, list[tuple[str, str]]]:
-    path = tmp_path / name
-    path.write_text(text)
-    with pytest.raises(ConfigError) as info:
-        load_config(path)
-    err = info.value
-    assert err.source == str(path)
-    for line in str(err).splitlines():
-        assert line.startswith(f"{path}: ")
-    return str(err), err.errors
 
 
 # --- valid configurations ---------------------------------------------------------

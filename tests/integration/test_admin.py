@@ -14,26 +14,15 @@ import time
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from .conftest import STEELYARD, servers_toml
+from .conftest import STEELYARD, pool_config, servers_toml
 
 WAIT = 15.0
 TOKEN = "test-token-0123456789"
 
 
 def admin_config(servers: str, extra: str = "") -> str:
-    return f"""
-        shutdown_grace = "5s"
-
-        [[listener]]
-        name = "web"
-        bind = "127.0.0.1:0"
-        pool = "app"
-
-        [[pool]]
-        name = "app"
-        {servers}
-        {extra}
-
+    """``pool_config`` (one listener, pool "app") with an admin listener on an ephemeral port."""
+    return pool_config(servers, extra) + f"""
         [admin]
         bind = "127.0.0.1:0"
         token = "{TOKEN}"

@@ -291,3 +291,29 @@ async def test_a_check_meeting_an_upgrade_answer_keeps_running(backends: dict[st
     finally:
         odd.close()
         await asyncio.wait_for(odd.wait_closed(), BOUND)
+
+
+async def test_status_rows_carry_the_last_seconds_rate_and_latency(backends: dict[str, int]) -> None:
+    rt = Runtime(parse_config(f"""
+        [[listener]]
+        name = "web"
+        bind = "127.0.0.1:0"
+        pool = "app"
+        [[pool]]
+        name = "app"
+        servers = [ {{ address = "127.0.0.1:{backends['a']}", name = "a" }} ]
+    """))
+    await rt.start()
+    try:
+        keeper = rt.health["app"]
+        load = keeper.health.states[0].server.load
+        keeper._measure(keeper.sampled_at + 1.0)  # the first sample: nothing to compare yet
+        assert keeper.status()[0]["rate"] == 0.0 and keeper.status()[0]["latency_ms"] is None
+        load.requests += 30
+        load.latency[0] += 30
+        load.latency_sum += 0.06
+        keeper._measure(keeper.sampled_at + 2.0)  # two seconds later
+        row = keeper.status()[0]
+        assert (row["rate"], row["latency_ms"]) == (15.0, 2.0)
+    finally:
+        await rt.stop(grace=0)

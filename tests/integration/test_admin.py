@@ -181,6 +181,8 @@ def test_metrics_count_exactly_the_requests_clients_sent(backends, balancer):
     assert by_class == {"1xx": 0, "2xx": 37, "3xx": 0, "4xx": 5, "5xx": 3}
     counts = [s for s in families["steelyard_response_seconds"].samples if s.name.endswith("_count")]
     assert sum(s.value for s in counts) == 45
+    sizes = sum(s.value for s in families["steelyard_response_bytes"].samples if s.name.endswith("_total"))
+    assert sizes > 45 * len("HTTP/1.1 200 OK\r\n")  # every response, head and body, as servers sent it
     usable = {s.labels["server"]: s.value for s in families["steelyard_server_usable"].samples}
     assert usable == {"a": 1.0, "b": 1.0}
 

@@ -261,3 +261,4 @@ def test_access_log_writes_one_json_line_per_answered_request(backends, balancer
     assert [(x["method"], x["path"], x["status"], x["server"], x["pool"], x["retries"]) for x in lines] == [
         ("GET", "/hello?x=1", 200, "a", "app", 0), ("GET", "/status/404", 404, "a", "app", 0)]
     assert all(x["client"] == "127.0.0.1" and x["duration_ms"] >= 0 and x["time"] > 1e9 for x in lines)
+    assert lines[1]["bytes"] > len("404 Not Found\n") and lines[0]["bytes"] > lines[1]["bytes"]  # (heads included)

@@ -42,6 +42,9 @@ class PoolHealthKeeper:
         self.slow_start = 0.0 if hashing or cfg.slow_start is None else cfg.slow_start
         self.ramping = False  # the published snapshot has servers in slow start
         self.algorithm_name = cfg.algorithm
+        self.sampled_at = loop.time()
+        self.samples: dict[str, tuple[int, float, int]] = {}  # server -> (completed, latency sum, count)
+        self.rates: dict[str, tuple[float, float | None]] = {}  # server -> (req/s, mean latency ms)
         pool.eject_after, pool.eject_5xx = outlier.consecutive_failures, outlier.consecutive_5xx
         pool.on_failing = self.on_failing
         self.tasks: list[asyncio.Task] = []
@@ -83,8 +86,24 @@ class PoolHealthKeeper:
             await asyncio.sleep(TICK)
             self.tick()
 
+    def _measure(self, now: float) -> None:
+        """Once a second: each server's request rate and mean latency over the last second."""
+        if now - self.sampled_at < 1.0:
+            return
+        span, self.sampled_at = now - self.sampled_at, now
+        for st in self.health.states:
+            load = st.server.load
+            done, total = load.requests + load.failures, load.latency_sum
+            count = sum(load.latency)
+            was = self.samples.get(st.server.name)
+            self.samples[st.server.name] = (done, total, count)
+            if was is not None:
+                n = count - was[2]
+                self.rates[st.server.name] = ((done - was[0]) / span, (total - was[1]) / n * 1000 if n else None)
+
     def tick(self) -> None:
         now = self.loop.time()
+        self._measure(now)
         changed = self.health.tick(now)
         if changed or (self.ramping and not self.health.ramping(now, self.slow_start)):
             self.publish()  # (also when the last slow-start window closed: the bare balancer again)
@@ -194,6 +213,12 @@ class PoolHealthKeeper:
                 "requests": load.requests, "failures": load.failures, "reason": st.reason,
                 "origin": st.origin, "removing": st.removing,
                 "latency_sum_s": round(load.latency_sum, 6), "latency_count": sum(load.latency),
+                "rate": round(self.rates.get(st.server.name, (0.0, None))[0], 2),
+                "latency_ms": _round(self.rates.get(st.server.name, (0.0, None))[1]),
                 "since": format_duration(max(0.0, now - st.changed_at)) if st.changed_at else "start",
             })
         return rows
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)

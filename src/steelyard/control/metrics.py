@@ -7,7 +7,8 @@ gave), ``steelyard_failures_total`` (pool, server: connect failures, resets, tim
 in the published set), ``steelyard_server_up`` (pool, server: the checks' view),
 ``steelyard_ejections_total`` (pool, server), ``steelyard_retries_total`` (pool),
 ``steelyard_queue_depth`` (pool), ``steelyard_responses_total`` (pool, code: answers steelyard
-wrote itself: 502, 503, 504, ...), ``steelyard_response_seconds`` (pool, server: histogram of
+wrote itself: 502, 503, 504, ...), ``steelyard_response_bytes_total`` (pool, server: bytes of
+responses as servers sent them), ``steelyard_response_seconds`` (pool, server: histogram of
 the time from sending a request to its end).
 """
 
@@ -43,6 +44,8 @@ class _Collector:
                                    labels=["pool"])
         answers = CounterMetricFamily("steelyard_responses", "Error responses steelyard wrote itself",
                                       labels=["pool", "code"])
+        sizes = CounterMetricFamily("steelyard_response_bytes", "Bytes of responses received from servers",
+                                    labels=["pool", "server"])
         latency = HistogramMetricFamily("steelyard_response_seconds", "Time from sending a request to its end",
                                         labels=["pool", "server"])
         for pool_name, keeper in rt.health.items():
@@ -54,6 +57,7 @@ class _Collector:
                 for i, cls in enumerate(CLASSES, 1):
                     requests.add_metric([*labels, cls], load.by_class[i])
                 failures.add_metric(labels, load.failures)
+                sizes.add_metric(labels, load.resp_bytes)
                 active.add_metric(labels, load.active)
                 usable.add_metric(labels, 1 if s in published else 0)
                 up.add_metric(labels, 1 if st.check is None or st.check.up else 0)
@@ -68,7 +72,7 @@ class _Collector:
             queued.add_metric([pool_name], len(pool.waiting))
             for code, count in sorted(pool.answered.items()):
                 answers.add_metric([pool_name, str(code)], count)
-        yield from (requests, failures, active, usable, up, ejections, retries, queued, answers, latency)
+        yield from (requests, failures, active, usable, up, ejections, retries, queued, answers, sizes, latency)
 
 
 def metrics_text(runtime: Any) -> bytes:

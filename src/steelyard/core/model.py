@@ -28,7 +28,7 @@ class ServerLoad:
     """Mutable load record of one server, shared by every snapshot that holds it."""
 
     __slots__ = ("active", "ewma", "ewma_stamp", "requests", "failures", "fail_streak", "err_streak", "by_class",
-                 "latency", "latency_sum")
+                 "latency", "latency_sum", "resp_bytes")
 
     def __init__(self) -> None:
         self.active = 0  # requests (or connections) in flight right now
@@ -43,6 +43,7 @@ class ServerLoad:
         self.by_class = [0] * 6  # responses by status class (index status // 100)
         self.latency = [0] * (len(LATENCY_BOUNDS) + 1)  # requests by duration bucket (the last: beyond)
         self.latency_sum = 0.0  # seconds
+        self.resp_bytes = 0  # bytes of responses received from the server
 
     def __repr__(self) -> str:
         return f"ServerLoad(active={self.active}, ewma={self.ewma:.6f}, requests={self.requests})"

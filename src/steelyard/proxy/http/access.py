@@ -3,7 +3,8 @@
 writes them from a worker thread every ``FLUSH`` seconds (or sooner once ``BATCH`` wait), so
 neither formatting nor disk waits happen per request on the event loop's critical path.
 
-Fields: ``time`` (Unix seconds), ``client``, ``method``, ``path``, ``status``, ``duration_ms``
+Fields: ``time`` (Unix seconds), ``client``, ``method``, ``path``, ``status``, ``bytes`` (of the
+response as the server sent it; 0 when steelyard answered itself), ``duration_ms``
 (from the request head to the end of the answer), ``pool``, ``server`` (none when steelyard
 answered itself), ``retries``.
 """
@@ -30,8 +31,8 @@ class AccessLog:
         self.writing: asyncio.Future | None = None
 
     def record(self, down: Any, ex: Any, status: int, server: Any) -> None:
-        self.pending.append((ex.t_begin, self.loop.time(), down.ip, ex.method, ex.url, status, ex.pool, server,
-                             ex.tries))
+        self.pending.append((ex.t_begin, self.loop.time(), down.ip, ex.method, ex.url, status, ex.resp_bytes,
+                             ex.pool, server, ex.tries))
         if len(self.pending) >= BATCH and self.writing is None:
             self._flush()
 
@@ -42,12 +43,13 @@ class AccessLog:
             self.writing.add_done_callback(lambda _: setattr(self, "writing", None))
 
     def _write(self, batch: list[tuple]) -> None:
-        off = self.offset
-        lines = [json.dumps({
-            "time": round(t + off, 6), "client": ip.decode("latin-1"), "method": method.decode("latin-1"),
-            "path": url.decode("latin-1"), "status": status, "duration_ms": round((end - t) * 1000, 3),
-            "pool": pool.name if pool is not None else None, "server": server.name if server is not None else None,
-            "retries": tries}, separators=(",", ":")) for t, end, ip, method, url, status, pool, server, tries in batch]
+        off, lines = self.offset, []
+        for t, end, ip, method, url, status, size, pool, server, tries in batch:
+            lines.append(json.dumps({
+                "time": round(t + off, 6), "client": ip.decode("latin-1"), "method": method.decode("latin-1"),
+                "path": url.decode("latin-1"), "status": status, "bytes": size,
+                "duration_ms": round((end - t) * 1000, 3), "pool": pool.name if pool is not None else None,
+                "server": server.name if server is not None else None, "retries": tries}, separators=(",", ":")))
         self.file.write("\n".join(lines) + "\n")
         self.file.flush()
 

@@ -32,7 +32,7 @@ class Exchange:
         "method", "url", "http11", "keep_alive", "host", "headers", "parts", "tokens", "connection_header",
         "upgrade", "chunked", "clen", "xff", "refuse", "head", "pending", "pending_size",
         "request_done", "conn", "server", "on_done", "t_begin", "t_start", "t_sent", "t_head",
-        "early", "early_size", "pool", "status", "tries", "tried",
+        "early", "early_size", "pool", "status", "tries", "tried", "resp_bytes",
     )  # fmt: skip
 
     def __init__(self, t_begin: float) -> None:
@@ -69,6 +69,7 @@ class Exchange:
         self.status = 0  # the final response's status, once its head came
         self.tries = 0  # retries so far (0 on the first try)
         self.tried: tuple[Server, ...] = ()  # servers that failed it
+        self.resp_bytes = 0  # bytes of the response as the server sent them
 
     def special_header(self, code: int, value: bytes) -> None:
         """Take in a request header ``headers.REQUEST_SPECIAL`` names, other than Host
@@ -155,6 +156,7 @@ class Exchange:
         if ok:
             load.requests += 1
             load.by_class[self.status // 100] += 1
+            load.resp_bytes += self.resp_bytes
             if self.status < 500:
                 if load.err_streak:  # (never below fail_streak: zero means both are)
                     load.fail_streak = load.err_streak = 0

@@ -51,7 +51,7 @@ class UpstreamConnection(asyncio.Protocol):
         "pool", "transport", "parser", "ex", "down", "reused", "tunnel",
         "parts", "tokens", "clen", "chunked", "upgrade", "reason", "mode", "out",
         "complete", "interim", "responded", "idle_since", "closed", "keep", "until_close",
-        "head_bytes", "reads", "swept_reads", "stall_since",
+        "head_bytes", "nread", "swept_nread", "stall_since", "mark",
     )  # fmt: skip
 
     def __init__(self, pool: "ConnPool") -> None:
@@ -65,7 +65,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.out: list[bytes] = []
         self.idle_since = 0.0
         self.closed = False
-        self.reads = self.swept_reads = 0
+        self.nread = self.swept_nread = 0  # bytes read on this connection (progress, and per response)
+        self.mark = 0  # ``nread`` when the current exchange began
         self.stall_since = 0.0
         # the response being read (the module docstring says when each is reset):
         # its head so far (flat forwarded headers, reason phrase, special header values),
@@ -90,6 +91,7 @@ class UpstreamConnection(asyncio.Protocol):
         """Send ``ex``'s request head (and whatever body is buffered) on this connection."""
         self.ex, self.down = ex, down
         ex.conn = self
+        self.mark = self.nread
         self.complete = self.responded = False
         self.head_bytes = 0
         pending = ex.pending
@@ -156,7 +158,7 @@ class UpstreamConnection(asyncio.Protocol):
         if self.ex is None:
             self.transport.close()  # type: ignore[union-attr]  # unsolicited bytes: not reusable
             return
-        self.reads += 1  # progress, for the stall check of the listener's sweep
+        self.nread += len(data)  # progress (the sweep's stall check) and the response's size
         try:
             self.parser.feed_data(data)
         except HttpParserUpgrade as upg:
@@ -309,6 +311,7 @@ class UpstreamConnection(asyncio.Protocol):
     def _finish(self, reusable: bool) -> None:
         ex, down = self.ex, self.down
         self.ex = self.down = None
+        ex.resp_bytes = self.nread - self.mark  # type: ignore[union-attr]
         reusable = reusable and ex.request_done and not self.closed  # type: ignore[union-attr]
         if reusable:
             if down.write_paused:  # type: ignore[union-attr]
@@ -331,8 +334,8 @@ class UpstreamConnection(asyncio.Protocol):
     def stalled(self, now: float) -> bool:
         """Whether a response in progress made no progress for the pool's timeout (reads
         are counted per sweep; a client that does not read is not the server's stall)."""
-        if self.reads != self.swept_reads or self.down is None or self.down.write_paused:
-            self.swept_reads = self.reads
+        if self.nread != self.swept_nread or self.down is None or self.down.write_paused:
+            self.swept_nread = self.nread
             self.stall_since = now
             return False
         return now - self.stall_since > self.pool.timeout

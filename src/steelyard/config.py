@@ -51,6 +51,7 @@ from .config_base import (
     read_toml,
     translate,
 )
+from .config_dns import DnsConfig, RecordConfig
 from .config_pool import HealthConfig, OutlierConfig
 from .core.balancing import BalancerOptions, resolve_algorithm
 from .units import format_duration, split_host_port
@@ -217,6 +218,7 @@ class Config(_Model):
     listeners: tuple[ListenerConfig, ...] = Field(alias="listener", min_length=1)
     pools: tuple[PoolConfig, ...] = Field(alias="pool", min_length=1)
     admin: AdminConfig | None = None
+    dns: tuple[DnsConfig, ...] = ()
     _source: str | None = PrivateAttr(default=None)
 
     @property
@@ -305,6 +307,8 @@ def _cross_problems(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
     if pools and all(isinstance(n, str) for n in names):  # else "no pool named" could be a false alarm
         refs = [(("listener", i), x) for i, x in listeners]
         refs += [(("listener", i, "route", j), r) for i, x in listeners for j, r in _items(x, "route")]
+        refs += [(("dns", i, "record", j), r) for i, d in _items(data, "dns") for j, r in _items(d, "record")
+                 if "pool" in r]
         problems += [((*loc, "pool"), f"no pool named {_show(ref)}; pools are: {', '.join(names)}")
                      for loc, x in refs if isinstance(ref := x.get("pool"), str) and ref not in names]
     return problems
@@ -314,7 +318,7 @@ def _cross_problems(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
 
 _KEYS_OF = {"": Config, "listener": ListenerConfig, "route": RouteConfig, "header": HeaderMatch,
             "pool": PoolConfig, "servers": ServerConfig, "health": HealthConfig, "outlier": OutlierConfig,
-            "admin": AdminConfig}
+            "admin": AdminConfig, "dns": DnsConfig, "record": RecordConfig}
 
 
 # --- entry points ---------------------------------------------------------------

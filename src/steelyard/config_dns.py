@@ -1,0 +1,91 @@
+"""``[[dns]]``: authoritative DNS for one zone, answering from the pools' health.
+
+Invariants:
+- Names are absolute (ending in "."); a record name without the dot is taken relative to the
+  zone ("app" in "example.test." is "app.example.test."). Every record lies inside its zone.
+- A record either points at a pool (``pool``, with a ``policy``) or holds static ``values``
+  of one ``type``; never both.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from .config_base import Bool, Int, _Model
+
+POLICIES = ("round_robin", "weighted", "all_healthy", "first_healthy", "p2c")
+STATIC_TYPES = ("A", "AAAA", "CNAME", "TXT", "NS", "MX")
+_LABELS = r"^([A-Za-z0-9_*]([A-Za-z0-9_-]{0,62})?\.?)+$|^@$"  # host-name labels (and "@": the zone itself)
+DnsName = Annotated[str, Field(min_length=1, max_length=253, pattern=_LABELS)]
+Ttl = Annotated[Int, Field(ge=0, le=604800)]
+
+
+def absolute(name: str, zone: str) -> str:
+    """``app`` -> ``app.example.test.``; ``@`` -> the zone; absolute names stay (lower-cased)."""
+    if name == "@":
+        return zone
+    return name.lower() if name.endswith(".") else f"{name.lower()}.{zone}"
+
+
+class RecordConfig(_Model):
+    name: DnsName
+    pool: Annotated[str, Field(min_length=1)] | None = None
+    policy: Literal["round_robin", "weighted", "all_healthy", "first_healthy", "p2c"] = "all_healthy"
+    max_answers: Annotated[Int, Field(ge=1, le=64)] | None = None
+    type: Literal["A", "AAAA", "CNAME", "TXT", "NS", "MX"] | None = None  # a static record's type
+    values: tuple[Annotated[str, Field(min_length=1)], ...] = ()
+    ttl: Ttl | None = None  # default: the zone's ttl
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> RecordConfig:
+        if (self.pool is None) == (not self.values):
+            raise ValueError("a record has either pool (answers from its healthy servers) or type and values")
+        if self.values:
+            if self.type is None:
+                raise ValueError("a static record needs type (A, AAAA, CNAME, TXT, NS or MX)")
+            for v in self.values:
+                _check_value(self.type, v)
+        return self
+
+
+def _check_value(kind: str, value: str) -> None:
+    if kind in ("A", "AAAA"):
+        try:
+            addr = ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError(f"{kind} value {value!r} is not an IP address") from None
+        if (addr.version == 4) != (kind == "A"):
+            raise ValueError(f"{value!r} is not an IPv{4 if kind == 'A' else 6} address ({kind})")
+    elif kind == "MX" and not (len(value.split()) == 2 and value.split()[0].isdigit()):
+        raise ValueError(f'MX value {value!r} must be "PREFERENCE NAME", e.g. "10 mail.example.test."')
+
+
+class DnsConfig(_Model):
+    name: Annotated[str, Field(min_length=1)] = "dns"
+    bind: str = "127.0.0.1:5353"  # UDP and TCP on the same port
+    zone: DnsName
+    ttl: Ttl = 30
+    ns: tuple[DnsName, ...] = ()  # default: ns1.<zone>
+    hostmaster: DnsName | None = None  # SOA RNAME; default: hostmaster.<zone>
+    serial: Annotated[Int, Field(ge=0, le=4294967295)] = 1
+    negative_ttl: Ttl = 5  # SOA minimum: how long resolvers keep NXDOMAIN / NODATA
+    fallback: Literal["all", "servfail"] = "all"  # when a pool has no healthy server
+    tcp: Bool = True
+    records: tuple[RecordConfig, ...] = Field(default=(), alias="record")
+
+    @model_validator(mode="after")
+    def _in_zone(self) -> DnsConfig:
+        zone = self.origin
+        for i, r in enumerate(self.records, 1):
+            full = absolute(r.name, zone)
+            if full != zone and not full.endswith("." + zone):
+                raise ValueError(f"record #{i} {r.name!r} is outside the zone {zone}")
+        return self
+
+    @property
+    def origin(self) -> str:
+        z = self.zone.lower()
+        return z if z.endswith(".") else z + "."

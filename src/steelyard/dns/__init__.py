@@ -1,0 +1,1 @@
+"""Authoritative DNS answering from the pools' health (``[[dns]]``): zone data, answers, servers."""

@@ -51,6 +51,7 @@ from .config_base import (
     translate,
 )
 from .config_pool import HealthConfig, OutlierConfig
+from .config_sticky import StickyConfig
 from .core.balancing import BalancerOptions, resolve_algorithm
 from .units import format_duration, split_host_port
 from .units import show_value as _show
@@ -187,6 +188,7 @@ class PoolConfig(_Model):
     max_queue: Annotated[Int, Field(ge=0)] = 100  # requests waiting for a server below max_conns
     queue_timeout: Duration = 5.0
     panic_threshold: Annotated[Int, Field(ge=0, le=100)] = 0  # % usable below which all servers are used
+    sticky: StickyConfig | None = None  # session persistence (config_sticky)
 
     @model_validator(mode="after")
     def _unique_servers(self) -> PoolConfig:
@@ -301,7 +303,8 @@ def _cross_problems(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
 # --- errors ---------------------------------------------------------------------
 
 _KEYS_OF = {"": Config, "listener": ListenerConfig, "route": RouteConfig, "header": HeaderMatch,
-            "pool": PoolConfig, "servers": ServerConfig, "health": HealthConfig, "outlier": OutlierConfig}
+            "pool": PoolConfig, "servers": ServerConfig, "health": HealthConfig, "outlier": OutlierConfig,
+            "sticky": StickyConfig}
 
 
 # --- entry points ---------------------------------------------------------------

@@ -64,7 +64,7 @@ def test_source_address_keeps_each_of_50_clients_on_one_server(backends, balance
     bs = backends(3)
     lb = balancer(simple_config(bs, extra_pool='[pool.sticky]\nmode = "source"\n'))
     seen: dict[str, set[str]] = {}
-    for rnd in range(3):
+    for _ in range(3):
         for n in range(2, 52):
             source = f"127.0.0.{n}"
             conn = http.client.HTTPConnection("127.0.0.1", lb.port, timeout=10, source_address=(source, 0))

@@ -28,8 +28,9 @@ class SessionsApp:
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":  # the middleware starts and stops the store
-            while (message := await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
+            await receive()  # startup
+            await send({"type": "lifespan.startup.complete"})
+            await receive()  # shutdown
             await send({"type": "lifespan.shutdown.complete"})
             return
         path = scope["path"]

@@ -17,7 +17,10 @@ object per line. Invariants:
   loss of any one node loses no session.
 - Per peer, changes wait in a queue of at most ``QUEUE`` (the oldest dropped beyond: a peer
   that was away that long catches up by snapshot when it returns); a sender task delivers them,
-  reconnecting with a bounded back-off. Nothing blocks a request on a peer.
+  reconnecting with a bounded back-off, and reads one acknowledgement per change.
+- Synchronous replication: a write returns once every peer that is connected has acknowledged
+  it (applied it), or after ``sync_timeout`` at most; a peer that is down is not waited for.
+  So the next request, on any live node, sees the change (round robin works without stickiness).
 """
 
 from __future__ import annotations
@@ -53,11 +56,16 @@ class Entry:
 
 class ReplicatedStore(Store):
     def __init__(self, node: str, listen: tuple[str, int], peers: tuple[tuple[str, int], ...] | list, *,
-                 ttl: float = DEFAULT_TTL, clock: Callable[[], float] = time.time) -> None:
+                 ttl: float = DEFAULT_TTL, clock: Callable[[], float] = time.time, sync_timeout: float = 0.5) -> None:
         self.node, self.listen, self.peers = node, listen, [tuple(p) for p in peers]
         self.ttl, self.clock = ttl, clock
         self.entries: dict[str, Entry] = {}
-        self.queues: dict[tuple, deque[bytes]] = {p: deque(maxlen=QUEUE) for p in self.peers}
+        self.queues: dict[tuple, deque[tuple[int, bytes]]] = {p: deque(maxlen=QUEUE) for p in self.peers}
+        self.seq = 0  # local writes so far
+        self.acked: dict[tuple, int] = {p: 0 for p in self.peers}  # last local write each peer applied
+        self.connected: set[tuple] = set()
+        self.acks = asyncio.Event()
+        self.sync_timeout = sync_timeout
         self.wakeups: dict[tuple, asyncio.Event] = {}
         self.tasks: list[asyncio.Task] = []
         self.server: asyncio.Server | None = None
@@ -104,7 +112,7 @@ class ReplicatedStore(Store):
 
     async def create(self, data: Data) -> str:
         sid = new_id()
-        self._write(sid, dict(data))
+        await self._synced(self._write(sid, dict(data)))
         return sid
 
     async def update(self, sid: str, fn: Update) -> Data | None:
@@ -112,25 +120,40 @@ class ReplicatedStore(Store):
         if current is None:
             return None
         data = fn(current)
-        self._write(sid, data)
+        await self._synced(self._write(sid, data))
         return dict(data)
 
     async def delete(self, sid: str) -> None:
         if sid in self.entries:
-            self._write(sid, None)
+            await self._synced(self._write(sid, None))
+
+    async def _synced(self, seq: int) -> None:
+        """Wait until every connected peer applied local write ``seq`` (at most ``sync_timeout``)."""
+        def done() -> bool:
+            return all(self.acked[p] >= seq for p in self.connected)
+
+        try:
+            async with asyncio.timeout(self.sync_timeout):
+                while not done():
+                    self.acks.clear()
+                    await self.acks.wait()
+        except TimeoutError:
+            pass  # a slow peer gets the change later; this request does not wait for it
 
     # -- replication -------------------------------------------------------------------
 
-    def _write(self, sid: str, data: Data | None) -> None:
+    def _write(self, sid: str, data: Data | None) -> int:
         held = self.entries.get(sid)
         entry = Entry((held.version if held else 0) + 1, self.node, data, self.clock() + self.ttl)
         self.entries[sid] = entry
         line = entry.wire(sid)
+        self.seq += 1
         for peer, queue in self.queues.items():
-            queue.append(line)
+            queue.append((self.seq, line))
             event = self.wakeups.get(peer)
             if event is not None:
                 event.set()
+        return self.seq
 
     def apply(self, sid: str, entry: Entry) -> bool:
         """Keep ``entry`` when it is newer than what this node holds (see the module docstring)."""
@@ -165,6 +188,8 @@ class ReplicatedStore(Store):
                 msg = json.loads(line)
                 if msg.get("op") == "put":
                     self._apply_line(msg)
+                    if msg.get("ack"):
+                        writer.write(b"+\n")
                 elif msg.get("op") == "snap":
                     now = self.clock()
                     live = [e.wire(k) for k, e in list(self.entries.items()) if e.expires > now]
@@ -206,14 +231,23 @@ class ReplicatedStore(Store):
             try:
                 if writer is None:
                     async with asyncio.timeout(1.0):
-                        _, writer = await asyncio.open_connection(*peer)
+                        reader, writer = await asyncio.open_connection(*peer)
+                    self.connected.add(peer)
                     wait = BACKOFF[0]
                 batch = list(queue)
-                writer.write(b"".join(batch))
-                await writer.drain()
+                writer.write(b"".join(line[:-2] + b', "ack": 1}\n' for _, line in batch))
+                async with asyncio.timeout(2.0):
+                    await writer.drain()
+                    for _ in batch:  # one acknowledgement per change, in order
+                        if await reader.readline() != b"+\n":
+                            raise OSError("the peer closed the connection")
                 for _ in batch:
                     queue.popleft()  # (only what was written: new lines may have come meanwhile)
+                self.acked[peer] = batch[-1][0]
+                self.acks.set()
             except (OSError, TimeoutError):
+                self.connected.discard(peer)
+                self.acks.set()  # writers waiting for this peer wait no more
                 if writer is not None:
                     writer.close()
                 writer = None

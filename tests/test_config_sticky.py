@@ -37,3 +37,10 @@ def test_errors_name_the_key(table: str, fragment: str) -> None:
     with pytest.raises(ConfigError) as err:
         parse_config(BASE + "[pool.sticky]\n" + table + "\n")
     assert 'pool "app"' in str(err.value) and "sticky" in str(err.value) and fragment in str(err.value)
+
+
+def test_sticky_pool_behind_an_l4_listener_is_refused() -> None:
+    text = BASE.replace('pool = "app"', 'pool = "app"\nmode = "tcp"', 1) + '[pool.sticky]\nmode = "source"\n'
+    with pytest.raises(ConfigError) as err:
+        parse_config(text)
+    assert "only http listeners honour" in str(err.value)

@@ -292,6 +292,9 @@ def _cross_problems(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
             problems.append((("listener", i, "pool"),
                              f"pool {_show(pool['name'])} hashes on {pool['hash_on']}, which a {x['mode']} listener "
                              "cannot see; use hash_on = \"client_ip\" (or another pool)"))
+        if x.get("mode") in ("tcp", "udp") and pool is not None and "sticky" in pool:
+            problems.append((("listener", i, "pool"), f"pool {_show(pool['name'])} has [pool.sticky], which only "
+                                                      "http listeners honour"))
     if pools and all(isinstance(n, str) for n in names):  # else "no pool named" could be a false alarm
         refs = [(("listener", i), x) for i, x in listeners]
         refs += [(("listener", i, "route", j), r) for i, x in listeners for j, r in _items(x, "route")]

@@ -18,8 +18,9 @@ object per line. Invariants:
 - Per peer, changes wait in a queue of at most ``QUEUE`` (the oldest dropped beyond: a peer
   that was away that long catches up by snapshot when it returns); a sender task delivers them,
   reconnecting with a bounded back-off, and reads one acknowledgement per change.
-- Synchronous replication: a write returns once every peer that is connected has acknowledged
-  it (applied it), or after ``sync_timeout`` at most; a peer that is down is not waited for.
+- Synchronous replication: a write returns once every peer has acknowledged it (applied it)
+  or failed to take it (a connect or delivery attempt after the write failed), and after
+  ``sync_timeout`` at most.
   So the next request, on any live node, sees the change (round robin works without stickiness).
 """
 
@@ -56,14 +57,14 @@ class Entry:
 
 class ReplicatedStore(Store):
     def __init__(self, node: str, listen: tuple[str, int], peers: tuple[tuple[str, int], ...] | list, *,
-                 ttl: float = DEFAULT_TTL, clock: Callable[[], float] = time.time, sync_timeout: float = 0.5) -> None:
+                 ttl: float = DEFAULT_TTL, clock: Callable[[], float] = time.time, sync_timeout: float = 1.0) -> None:
         self.node, self.listen, self.peers = node, listen, [tuple(p) for p in peers]
         self.ttl, self.clock = ttl, clock
         self.entries: dict[str, Entry] = {}
         self.queues: dict[tuple, deque[tuple[int, bytes]]] = {p: deque(maxlen=QUEUE) for p in self.peers}
         self.seq = 0  # local writes so far
         self.acked: dict[tuple, int] = {p: 0 for p in self.peers}  # last local write each peer applied
-        self.connected: set[tuple] = set()
+        self.failed: dict[tuple, int] = {p: 0 for p in self.peers}  # local writes so far when delivery last failed
         self.acks = asyncio.Event()
         self.sync_timeout = sync_timeout
         self.wakeups: dict[tuple, asyncio.Event] = {}
@@ -128,9 +129,9 @@ class ReplicatedStore(Store):
             await self._synced(self._write(sid, None))
 
     async def _synced(self, seq: int) -> None:
-        """Wait until every connected peer applied local write ``seq`` (at most ``sync_timeout``)."""
+        """Wait until every peer applied local write ``seq``, or failed to take it (at most ``sync_timeout``)."""
         def done() -> bool:
-            return all(self.acked[p] >= seq for p in self.connected)
+            return all(self.acked[p] >= seq or self.failed[p] >= seq for p in self.peers)
 
         try:
             async with asyncio.timeout(self.sync_timeout):
@@ -221,19 +222,22 @@ class ReplicatedStore(Store):
         return False
 
     async def _sender(self, peer: tuple) -> None:
+        """Connect at once, then deliver queued changes and read their acknowledgements. On a
+        failure, the writes so far stop waiting for this peer; a new write ends the back-off
+        (its writer waits for one fresh attempt)."""
         queue, event = self.queues[peer], self.wakeups[peer]
         writer = None
         wait = BACKOFF[0]
         while True:
-            if not queue:
-                event.clear()
-                await event.wait()
             try:
                 if writer is None:
                     async with asyncio.timeout(1.0):
                         reader, writer = await asyncio.open_connection(*peer)
-                    self.connected.add(peer)
                     wait = BACKOFF[0]
+                if not queue:
+                    event.clear()
+                    await event.wait()
+                    continue
                 batch = list(queue)
                 writer.write(b"".join(line[:-2] + b', "ack": 1}\n' for _, line in batch))
                 async with asyncio.timeout(2.0):
@@ -246,12 +250,15 @@ class ReplicatedStore(Store):
                 self.acked[peer] = batch[-1][0]
                 self.acks.set()
             except (OSError, TimeoutError):
-                self.connected.discard(peer)
-                self.acks.set()  # writers waiting for this peer wait no more
+                self.failed[peer] = self.seq  # every write so far: not waited for on this peer
+                self.acks.set()
                 if writer is not None:
                     writer.close()
                 writer = None
-                await asyncio.sleep(wait)  # a back-off between reconnects, not a synchronisation
+                event.clear()
+                with contextlib.suppress(TimeoutError):  # back-off; a new write retries at once
+                    async with asyncio.timeout(wait):
+                        await event.wait()
                 wait = min(wait * 2, BACKOFF[1])
 
     async def _purge_loop(self) -> None:

@@ -123,11 +123,20 @@ def cmd_backend(args: argparse.Namespace) -> int:
     from .demo.lab import run_backend
 
     host, port = args.listen
+    if args.sessions:  # the session routes (steelyard.sessions behind uvicorn)
+        from .demo.sessions_app import run_sessions_backend
+
+        run_sessions_backend(args.name, host, port, args.sessions, args.peer or [], args.replicate_on)
+        return 0
     run_backend(args.name, host, port, delay=args.delay)
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    if args.scenario == "sessions":  # `steelyard demo sessions`: what survives a server's death
+        from .demo.sessions_demo import run_sessions_demo
+
+        return run_sessions_demo()
     if args.algorithm:  # `steelyard demo --algorithm NAME`: the side-by-side comparison
         return cmd_lab(args)
     from .demo.lab import run_demo
@@ -183,9 +192,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", required=True, help="name reported in X-Served-By")
     p.add_argument("--listen", required=True, type=_address, help="HOST:PORT to listen on")
     p.add_argument("--delay", type=_duration, default=0.0, help="latency added to every answer, e.g. 20ms")
+    p.add_argument("--sessions", help="serve /login, /me, /logout on a session store: "
+                                      "memory, redis://HOST:PORT/DB or replicated")
+    p.add_argument("--peer", type=_address, action="append", help="replicated: a peer's replication HOST:PORT")
+    p.add_argument("--replicate-on", type=_address, help="replicated: this node's replication HOST:PORT")
     p.set_defaults(func=cmd_backend)
 
     p = sub.add_parser("demo", help="three demo backends behind the balancer")
+    p.add_argument("scenario", nargs="?", choices=["sessions"], help="sessions: what survives a server's death")
     p.add_argument("--listen", type=_address, default=("127.0.0.1", 8080), help="balancer address")
     p.add_argument("--backend-port", type=int, default=9001, help="first of three backend ports (0: ephemeral)")
     p.add_argument("--algorithm", "-a", action="append",

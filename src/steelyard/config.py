@@ -53,6 +53,7 @@ from .config_base import (
 )
 from .config_dns import DnsConfig, RecordConfig
 from .config_pool import HealthConfig, OutlierConfig
+from .config_sticky import StickyConfig
 from .core.balancing import BalancerOptions, resolve_algorithm
 from .units import format_duration, split_host_port
 from .units import show_value as _show
@@ -190,6 +191,7 @@ class PoolConfig(_Model):
     max_queue: Annotated[Int, Field(ge=0)] = 100  # requests waiting for a server below max_conns
     queue_timeout: Duration = 5.0
     panic_threshold: Annotated[Int, Field(ge=0, le=100)] = 0  # % usable below which all servers are used
+    sticky: StickyConfig | None = None  # session persistence (config_sticky)
 
     @model_validator(mode="after")
     def _unique_servers(self) -> PoolConfig:
@@ -304,6 +306,9 @@ def _cross_problems(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
             problems.append((("listener", i, "pool"),
                              f"pool {_show(pool['name'])} hashes on {pool['hash_on']}, which a {x['mode']} listener "
                              "cannot see; use hash_on = \"client_ip\" (or another pool)"))
+        if x.get("mode") in ("tcp", "udp") and pool is not None and "sticky" in pool:
+            problems.append((("listener", i, "pool"), f"pool {_show(pool['name'])} has [pool.sticky], which only "
+                                                      "http listeners honour"))
     if pools and all(isinstance(n, str) for n in names):  # else "no pool named" could be a false alarm
         refs = [(("listener", i), x) for i, x in listeners]
         refs += [(("listener", i, "route", j), r) for i, x in listeners for j, r in _items(x, "route")]
@@ -318,7 +323,7 @@ def _cross_problems(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
 
 _KEYS_OF = {"": Config, "listener": ListenerConfig, "route": RouteConfig, "header": HeaderMatch,
             "pool": PoolConfig, "servers": ServerConfig, "health": HealthConfig, "outlier": OutlierConfig,
-            "admin": AdminConfig, "dns": DnsConfig, "record": RecordConfig}
+            "admin": AdminConfig, "dns": DnsConfig, "record": RecordConfig, "sticky": StickyConfig}
 
 
 # --- entry points ---------------------------------------------------------------

@@ -17,7 +17,7 @@ import random
 from typing import Any
 
 from ..core.balancing.consistent_hash import ConsistentHash
-from ..core.health import EjectionPolicy, Hysteresis, PoolHealth, ServerState
+from ..core.health import DRAIN, EjectionPolicy, Hysteresis, PoolHealth, ServerState
 from ..core.model import Server
 from ..proxy.pool import PoolRuntime
 from ..units import format_duration
@@ -48,6 +48,9 @@ class PoolHealthKeeper:
         pool.eject_after, pool.eject_5xx = outlier.consecutive_failures, outlier.consecutive_5xx
         pool.on_failing = self.on_failing
         self.tasks: list[asyncio.Task] = []
+        sticky = getattr(cfg, "sticky", None)
+        self.drain_grace = sticky.drain_grace if sticky is not None else 0.0  # sticky clients stay this long
+        self.drain_since: dict[str, float] = {}  # server name -> when its drain began
 
     @classmethod
     def from_config(cls, pool: PoolRuntime, cfg: Any, servers: list[Server], **kw: Any) -> PoolHealthKeeper:
@@ -60,6 +63,8 @@ class PoolHealthKeeper:
     # -- running ---------------------------------------------------------------
 
     def start(self) -> None:
+        now = self.loop.time()
+        self.drain_since = {st.server.name: now for st in self.health.states if st.admin == DRAIN}
         self.publish()
         if self.cfg.health is not None:
             self.tasks += [self.loop.create_task(self._check_loop(st)) for st in self.health.states]
@@ -105,7 +110,8 @@ class PoolHealthKeeper:
         now = self.loop.time()
         self._measure(now)
         changed = self.health.tick(now)
-        if changed or (self.ramping and not self.health.ramping(now, self.slow_start)):
+        grace_over = any(now - since >= self.drain_grace for _, since in self.pool.draining.values())
+        if changed or grace_over or (self.ramping and not self.health.ramping(now, self.slow_start)):
             self.publish()  # (also when the last slow-start window closed: the bare balancer again)
         self.health.drained_now()
         self._forget_removed()
@@ -125,7 +131,10 @@ class PoolHealthKeeper:
         """ready / drain / maint for the server called ``name`` (drain: no new requests)."""
         st = self.state(name)
         st.removing = False  # (a server being removed that is set ready again stays)
-        if self.health.set_admin(st, admin, self.loop.time()):
+        now = self.loop.time()
+        if admin == DRAIN and st.admin != DRAIN:
+            self.drain_since[name] = now
+        if self.health.set_admin(st, admin, now):
             self.publish()
         self.health.drained_now()
         self._log()
@@ -172,8 +181,10 @@ class PoolHealthKeeper:
         """Take a server out for good: it is drained first, then forgotten once idle (``tick``)."""
         st = self.state(name)
         st.removing = True
-        if st.admin != "drain":
-            self.health.set_admin(st, "drain", self.loop.time())
+        if st.admin != DRAIN:
+            now = self.loop.time()
+            self.drain_since[name] = now  # (sticky clients get the drain grace here too)
+            self.health.set_admin(st, DRAIN, now)
             self.publish()
         self.tick()
 
@@ -189,7 +200,12 @@ class PoolHealthKeeper:
         now = self.loop.time()
         servers = self.health.usable()
         ramping = self.health.ramping(now, self.slow_start) if self.slow_start else {}
-        self.pool.publish(servers, ramping, self.slow_start, self.cfg.slow_start_floor)
+        draining = None
+        if self.drain_grace:  # sticky clients of a draining server stay for the grace (proxy.sticky)
+            draining = {st.server.name: (st.server, since) for st in self.health.states
+                        if st.admin == DRAIN and st.healthy
+                        and now - (since := self.drain_since.get(st.server.name, now)) < self.drain_grace}
+        self.pool.publish(servers, ramping, self.slow_start, self.cfg.slow_start_floor, draining)
         self.ramping = bool(ramping)
         if not servers:
             self.health.events.append("no server is usable: requests get 503")

@@ -21,7 +21,8 @@ from ..proxy.http.connpool import ConnPool
 from ..proxy.http.listener import HttpListener
 from ..proxy.http.router import build_router
 from ..proxy.l4listener import TcpListener
-from ..proxy.pool import PoolRuntime
+from ..proxy.pool import FULL, PoolRuntime
+from ..proxy.sticky import Sticky
 from ..proxy.udp import UdpListener
 from .admin import AdminApp, AdminServer
 from .changes import RuntimeChanges
@@ -95,6 +96,8 @@ class Runtime:
                 max_queue=pc.max_queue,
                 queue_timeout=pc.queue_timeout,
             )
+            if getattr(pc, "sticky", None) is not None:
+                pool.sticky = Sticky(pc.sticky, clock=loop.time, full=FULL)
             keeper = self.health[pc.name] = PoolHealthKeeper.from_config(pool, pc, servers, loop=loop, rng=self.rng)
             keeper.start()
 

@@ -38,7 +38,8 @@ class PoolRuntime:
         "name", "algorithm", "options", "rng", "clock", "snapshot", "inner", "on_done", "upstreams",
         "make_upstream", "key_kind", "key_name", "timeout", "limited", "waiting", "max_queue",
         "queue_timeout", "retries", "retry_budget", "retry_header", "retried", "budget", "window_start",
-        "completed", "eject_after", "eject_5xx", "on_failing", "known", "retried_total", "answered",
+        "completed", "eject_after", "eject_5xx", "on_failing", "known", "retried_total", "answered", "sticky",
+        "draining",
     )  # fmt: skip
 
     def __init__(
@@ -82,17 +83,24 @@ class PoolRuntime:
         self.eject_after = self.eject_5xx = 0  # passive health thresholds; 0: off
         self.on_failing: Callable[[Server, str], None] | None = None
         self.known: set[Server] = set()  # every server ever published (their counters make the budget)
+        self.sticky: Any = None  # proxy.sticky.Sticky for pools with [pool.sticky]; None: plain picks
+        self.draining: dict[str, tuple[Server, float]] = {}  # draining servers sticky clients may still use
         self.publish(servers)
 
     def publish(self, servers: Sequence[Server], ramping: dict[Server, float] | None = None,
-                window: float = 0.0, floor: float = 1.0) -> None:
+                window: float = 0.0, floor: float = 1.0,
+                draining: dict[str, tuple[Server, float]] | None = None) -> None:
         """Swap in a snapshot of ``servers`` (the usable ones) with a fresh balancer; servers
-        in ``ramping`` (server -> when it became usable) are in slow start over ``window``."""
+        in ``ramping`` (server -> when it became usable) are in slow start over ``window``.
+        ``draining`` (name -> (server, drain start)): servers no new client gets that sticky
+        clients may still reach (their connection pools stay)."""
         balancer = self.algorithm(servers, rng=self.rng, clock=self.clock, options=self.options)
-        for s in servers:
+        self.draining = draining or {}
+        extra = [d[0] for d in self.draining.values()]
+        for s in (*servers, *extra):
             if s not in self.upstreams:
                 self.upstreams[s] = self.make_upstream(s)
-        keep = set(servers)
+        keep = set(servers).union(extra)
         self.known |= keep
         for s in [s for s in self.upstreams if s not in keep]:
             self.upstreams.pop(s).close()
@@ -112,7 +120,21 @@ class PoolRuntime:
 
     def pick(self, ctx: Any, ex: Any, exclude: Collection[Server] = ()) -> Server | None:
         """The server for request ``ex`` (its hash key extracted when the pool hashes on one):
-        None when no server is left, ``FULL`` when every one left is at its ``max_conns``."""
+        None when no server is left, ``FULL`` when every one left is at its ``max_conns``.
+        A sticky pool asks its ``Sticky`` first (which calls ``plain_pick`` for new clients)."""
+        if self.sticky is not None:
+            return self.sticky.pick(self, ctx, ex, exclude)
+        ctx.key = ex.hash_key(self.key_kind, self.key_name) if self.key_kind is not None else None
+        balancer = self.snapshot.balancer
+        server = balancer.pick(ctx, exclude)
+        if server is None or not self.limited or not server.max_conns or server.load.active < server.max_conns:
+            return server
+        full = {s for s in self.snapshot.servers if s.max_conns and s.load.active >= s.max_conns}
+        server = balancer.pick(ctx, full.union(exclude))
+        return FULL if server is None else server
+
+    def plain_pick(self, ctx: Any, ex: Any, exclude: Collection[Server] = ()) -> Server | None:
+        """``pick`` without stickiness (the same lines: ``pick`` keeps them inline for speed)."""
         ctx.key = ex.hash_key(self.key_kind, self.key_name) if self.key_kind is not None else None
         balancer = self.snapshot.balancer
         server = balancer.pick(ctx, exclude)

@@ -32,7 +32,7 @@ class Exchange:
         "method", "url", "http11", "keep_alive", "host", "headers", "parts", "tokens", "connection_header",
         "upgrade", "chunked", "clen", "xff", "refuse", "head", "pending", "pending_size",
         "request_done", "conn", "server", "on_done", "t_begin", "t_start", "t_sent", "t_head",
-        "early", "early_size", "pool", "status", "tries", "tried", "resp_bytes",
+        "early", "early_size", "pool", "status", "tries", "tried", "resp_bytes", "set_cookie", "sticky",
     )  # fmt: skip
 
     def __init__(self, t_begin: float) -> None:
@@ -70,6 +70,8 @@ class Exchange:
         self.tries = 0  # retries so far (0 on the first try)
         self.tried: tuple[Server, ...] = ()  # servers that failed it
         self.resp_bytes = 0  # bytes of the response as the server sent them
+        self.set_cookie: bytes | None = None  # a Set-Cookie line the response gets (sticky pools)
+        self.sticky: bytes | None = None  # the sticky cookie's value, once taken from the request
 
     def special_header(self, code: int, value: bytes) -> None:
         """Take in a request header ``headers.REQUEST_SPECIAL`` names, other than Host

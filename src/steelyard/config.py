@@ -50,6 +50,7 @@ from .config_base import (
     read_toml,
     translate,
 )
+from .config_listener import CertificateConfig, RateLimitConfig, Size, TlsConfig
 from .config_pool import HealthConfig, OutlierConfig
 from .core.balancing import BalancerOptions, resolve_algorithm
 from .units import format_duration, split_host_port
@@ -131,6 +132,10 @@ _MODE_KEYS = {
     "route": ("http",), "keepalive_timeout": ("http",), "request_timeout": ("http",),
     "idle_timeout": ("tcp", "udp"), "send_proxy": ("tcp",), "splice": ("tcp",),
     "per_datagram": ("udp",), "max_flows": ("udp",),
+    # hardening (config_listener.py, docs/security.md)
+    "max_connections": ("http", "tcp"), "max_connections_per_client": ("http", "tcp"),
+    "max_body_size": ("http",), "max_uri_length": ("http",), "max_header_count": ("http",),
+    "min_body_rate": ("http",), "rate_limit": ("http",), "tls": ("http",), "redirect_https": ("http",),
 }
 IDLE_DEFAULT = {"tcp": 3600.0, "udp": 30.0}  # a tunnel's idle limit (HAProxy's `timeout tunnel` style)
 
@@ -151,6 +156,16 @@ class ListenerConfig(_Model):
     splice: Bool = True  # tcp: relay with os.splice (zero-copy) where Linux has it
     per_datagram: Bool = False  # udp: balance each datagram, not each flow
     max_flows: Annotated[Int, Field(ge=1)] = 65536  # udp: flow table bound (least recently used goes)
+    # hardening (docs/security.md): limits, rate limit, TLS termination
+    max_connections: Annotated[Int, Field(ge=1)] | None = None  # open client connections; more are closed
+    max_connections_per_client: Annotated[Int, Field(ge=1)] | None = None  # ... per client address
+    max_body_size: Size | None = None  # request body bytes; more: 413
+    max_uri_length: Annotated[Int, Field(ge=16)] = 8192  # request target bytes; more: 414
+    max_header_count: Annotated[Int, Field(ge=1)] = 100  # request header fields; more: 431
+    min_body_rate: Size | None = None  # bytes/s a request body must average (after 1s); else 408
+    rate_limit: RateLimitConfig | None = None  # requests per client address: 429 with Retry-After
+    tls: TlsConfig | None = None  # terminate TLS (certificates chosen by SNI)
+    redirect_https: Bool = False  # answer every request with a 308 to the https:// URL
 
     @model_validator(mode="before")
     @classmethod
@@ -301,7 +316,8 @@ def _cross_problems(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
 # --- errors ---------------------------------------------------------------------
 
 _KEYS_OF = {"": Config, "listener": ListenerConfig, "route": RouteConfig, "header": HeaderMatch,
-            "pool": PoolConfig, "servers": ServerConfig, "health": HealthConfig, "outlier": OutlierConfig}
+            "pool": PoolConfig, "servers": ServerConfig, "health": HealthConfig, "outlier": OutlierConfig,
+            "rate_limit": RateLimitConfig, "tls": TlsConfig, "certificate": CertificateConfig}
 
 
 # --- entry points ---------------------------------------------------------------

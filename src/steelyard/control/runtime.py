@@ -79,12 +79,12 @@ class Runtime:
             return TcpListener(lc.name, lc.host, lc.port, self.pools[lc.pool], loop=loop,
                                connect_timeout=self.config.pool(lc.pool).connect_timeout,
                                idle_timeout=lc.idle_timeout, send_proxy=lc.send_proxy,
-                               splice=lc.splice)
+                               splice=lc.splice).harden(lc)
         if lc.mode == "udp":
             return UdpListener(lc.name, lc.host, lc.port, self.pools[lc.pool], loop=loop,
                                idle_timeout=lc.idle_timeout, per_datagram=lc.per_datagram, max_flows=lc.max_flows)
         return HttpListener(lc.name, lc.host, lc.port, build_router(lc, self.pools), loop=loop,
-                            keepalive_timeout=lc.keepalive_timeout, request_timeout=lc.request_timeout)
+                            keepalive_timeout=lc.keepalive_timeout, request_timeout=lc.request_timeout).harden(lc)
 
     async def _sweep_upstreams(self) -> None:
         loop = asyncio.get_running_loop()

@@ -40,6 +40,7 @@ from . import dispatch
 from . import headers as H
 from .errors import BUSY, CANNED, Closed
 from .exchange import Exchange
+from .guard import Refused, parse_status, version_ok  # (a long target is a 414 once the head is in)
 from .tunnel import Tunnel
 
 if TYPE_CHECKING:
@@ -92,7 +93,9 @@ class DownstreamProtocol(asyncio.Protocol):
         self.forwarded = b"X-Forwarded-For: %b\r\nX-Forwarded-Proto: %b\r\n" % (self.ip, self.L.scheme)
         self.ctx = PickContext(ip)
         self.last_active = self.L.now
-        self.L.connections.add(self)
+        if not self.L.admit(self, ip):  # over max_connections (per listener or per client): closed at once
+            self.dead = True
+            transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.dead = True
@@ -181,9 +184,9 @@ class DownstreamProtocol(asyncio.Protocol):
             if self.upgrading is not None:
                 self.upgrading.early = []
                 self._hold_early(data[upg.args[0] :])
-        except HttpParserError:
+        except HttpParserError as exc:
             if not self.dead:
-                self._refuse_malformed(400)
+                self._refuse_malformed(parse_status(exc))  # 400, or a limit's 413 / 414
             return
         ex = self.ex
         if ex is not None and ex is before and not ex.method:
@@ -245,6 +248,11 @@ class DownstreamProtocol(asyncio.Protocol):
             ex.upgrade = None  # type: ignore[union-attr]  # Upgrade without "Connection: upgrade" is ignored
         if ex.chunked and ex.clen is not None:  # type: ignore[union-attr]
             ex.refuse = 400  # type: ignore[union-attr]  # both Content-Length and Transfer-Encoding
+        if not ex.http11 and not version_ok(p.get_http_version()):  # type: ignore[union-attr]
+            ex.refuse = 505  # type: ignore[union-attr]  # HTTP/2.0 or 0.9 in an HTTP/1 request line
+        L = self.L
+        if len(ex.parts) + ex.specials > L.max_parts or len(ex.url) > L.max_uri_length:  # type: ignore[union-attr]
+            ex.refuse = 431 if len(ex.parts) + ex.specials > L.max_parts else 414  # type: ignore[union-attr]
         if self.current is None:
             self.current = ex
             self._dispatch(ex)  # type: ignore[arg-type]
@@ -253,6 +261,9 @@ class DownstreamProtocol(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         ex = self.ex
+        ex.body_size += len(body)  # type: ignore[union-attr]
+        if ex.body_size > self.L.max_body:  # type: ignore[union-attr]
+            raise Refused(413)
         ex.pending.append(H.chunk(body) if ex.chunked else body)  # type: ignore[union-attr]
         ex.pending_size += len(body)  # type: ignore[union-attr]
 

@@ -40,7 +40,7 @@ from . import dispatch
 from . import headers as H
 from .errors import BUSY, CANNED, Closed
 from .exchange import Exchange
-from .guard import Refused, parse_status, version_ok  # (a long target is a 414 once the head is in)
+from .guard import HEAD_STEP, Refused, in_slices, parse_status, version_ok  # (a long target is a 414 once the head is in)
 from .tunnel import Tunnel
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 
 PIPELINE, UPSTREAM_FULL, PENDING_FULL = 1, 2, 4
 PENDING_LIMIT = 256 * 1024  # body bytes buffered per request while no connection is ready
-MAX_HEAD = 64 * 1024  # request line + headers; more is refused with 431
+MAX_HEAD = 64 * 1024  # request line + headers; more is refused with 431 (measured within HEAD_STEP)
 _request_code = H.REQUEST_CODES.get  # bound once: one C call per header, no lookups
 
 
@@ -175,6 +175,8 @@ class DownstreamProtocol(asyncio.Protocol):
             return
         if self.dead or self.refusal:
             return
+        if len(data) > HEAD_STEP and in_slices(self, data):  # (so that every head's size is measured)
+            return
         before = self.ex
         try:
             self.parser.feed_data(data)
@@ -189,8 +191,9 @@ class DownstreamProtocol(asyncio.Protocol):
                 self._refuse_malformed(parse_status(exc))  # 400, or a limit's 413 / 414
             return
         ex = self.ex
-        if ex is not None and ex is before and not ex.method:
+        if ex is not None and not ex.method and (ex is before or self.current is None):
             # a head begun in an earlier read and still not finished: all of this read is head
+            # (so is all of a read that began it when no other request is in flight)
             self.head_bytes += len(data)
             if self.head_bytes > MAX_HEAD:
                 self._refuse_malformed(431)

@@ -124,6 +124,28 @@ def refuse(down: DownstreamProtocol, ex: Exchange, status: int) -> None:
         down._refuse(status)
 
 
+HEAD_STEP = 4096  # a read this big or bigger may hold a head that must be measured: fed in slices
+
+
+def in_slices(down: DownstreamProtocol, data: bytes) -> bool:
+    """Feed a big read to ``down`` in slices when that is needed to measure a head (True: done).
+
+    ``data_received`` counts a read towards the head limit only when the head is still
+    unfinished after it, so a head that ends inside a big read would go unmeasured. Slices
+    bound that: while a head is in progress, ``HEAD_STEP``; otherwise ``MAX_HEAD`` (a head
+    that begins in one of those and is not done at its end has its size counted in full).
+    The limit is thus enforced within ``HEAD_STEP`` bytes."""
+    from .downstream import MAX_HEAD
+
+    ex = down.ex
+    step = HEAD_STEP if ex is not None and not ex.method else MAX_HEAD
+    if len(data) <= step:
+        return False
+    for i in range(0, len(data), step):
+        down.data_received(data[i : i + step])
+    return True
+
+
 def too_slow(ex: Exchange, now: float, min_rate: int, grace: float) -> bool:
     """A request body that averages less than ``min_rate`` bytes/s since its head came
     (after ``grace`` seconds, in which any rate is fine)."""

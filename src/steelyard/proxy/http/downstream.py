@@ -40,7 +40,13 @@ from . import dispatch
 from . import headers as H
 from .errors import BUSY, CANNED, Closed
 from .exchange import Exchange
-from .guard import HEAD_STEP, Refused, in_slices, parse_status, version_ok  # (a long target is a 414 once the head is in)
+from .guard import (  # (a long target is a 414 once the head is in)
+    HEAD_STEP,
+    Refused,
+    in_slices,
+    parse_status,
+    version_ok,
+)
 from .tunnel import Tunnel
 
 if TYPE_CHECKING:

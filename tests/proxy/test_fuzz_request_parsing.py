@@ -104,22 +104,26 @@ def feed(down, data: bytes, cuts: list[int]) -> None:
             last = cut
 
 
+class Sink:
+    def __init__(self) -> None:
+        self.names: list[bytes] = []
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.names.append(name.lower())
+
+
 def forwarded_heads_parse_back(conn) -> None:
     """Every head steelyard wrote upstream parses with llhttp, with at most one framing header."""
     for chunk in conn.transport.out:
         if not chunk[:1].isalpha():
             continue  # body bytes
         head = chunk.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
-        names: list[bytes] = []
-
-        class Sink:
-            def on_header(self, name, value):
-                names.append(name.lower())
-
+        sink = Sink()
         try:
-            HttpRequestParser(Sink()).feed_data(head)
+            HttpRequestParser(sink).feed_data(head)
         except HttpParserError as exc:
             pytest.fail(f"forwarded head does not parse ({exc}): {head!r}")
+        names = sink.names
         assert names.count(b"content-length") + names.count(b"transfer-encoding") <= 1, head
 
 

@@ -106,3 +106,27 @@ def test_connections_over_the_per_client_limit_are_closed(inline, balancer):
             break
     assert status_of(answer) == 200
     assert wait_fds(bal.pid(), base) <= base
+
+
+def test_malformed_response_is_a_502_and_its_connection_is_not_reused(inline, balancer):
+    """A response with obsolete line folding (or both framing headers) is a 502; the next request
+    goes on a new server connection."""
+
+    def handler(peer, index, server):
+        head = peer.head()
+        server.record(index, head)
+        if index == 0:
+            peer.sock.sendall(b"HTTP/1.1 200 OK\r\nX: a\r\n b\r\nContent-Length: 2\r\n\r\nok")
+        elif index == 1:
+            peer.sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+        else:
+            peer.sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        peer.read_all_until_eof()
+
+    server = inline(handler)
+    bal = balancer(limits_config(server.port, "").replace("max_idle = 0", "max_idle = 4\nretries = 0"))
+    for expected in (502, 502, 200):
+        with RawConnection(bal.port) as c:
+            c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            assert c.response()[0] == expected
+    assert server.accepted == 3  # each malformed response's connection was dropped

@@ -50,7 +50,7 @@ from .config_base import (
     read_toml,
     translate,
 )
-from .config_listener import CertificateConfig, RateLimitConfig, Size, TlsConfig
+from .config_listener import CertificateConfig, FilePath, RateLimitConfig, Size, TlsConfig
 from .config_pool import HealthConfig, OutlierConfig
 from .core.balancing import BalancerOptions, resolve_algorithm
 from .units import format_duration, split_host_port
@@ -202,6 +202,10 @@ class PoolConfig(_Model):
     max_queue: Annotated[Int, Field(ge=0)] = 100  # requests waiting for a server below max_conns
     queue_timeout: Duration = 5.0
     panic_threshold: Annotated[Int, Field(ge=0, le=100)] = 0  # % usable below which all servers are used
+    tls: Bool = False  # HTTP pools: talk TLS to the servers (docs/security.md)
+    tls_verify: Bool = True  # ... checking their certificate (against tls_ca, else the system's CAs)
+    tls_ca: FilePath | None = None
+    tls_server_name: str | None = None  # SNI and the name checked; default: the server's host
 
     @model_validator(mode="after")
     def _unique_servers(self) -> PoolConfig:

@@ -11,9 +11,11 @@ import subprocess
 
 import pytest
 
+from .conftest import pool_config
 from .hardening import fd_count, wait_fds
 from .inline import WAIT
-from .testca import TestCA
+from .rawhttp import RawConnection
+from .testca import TestCA, TlsServer
 
 pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 
@@ -104,3 +106,30 @@ def test_plain_http_on_the_tls_port_is_closed_cleanly(tls_proxy):
     assert r.returncode == 0, r.stderr
     assert wait_fds(bal.pid(), base) <= base
     assert bal.proc.poll() is None
+
+
+def test_tls_to_servers_verifies_their_certificate(tmp_path, balancer):
+    ca = TestCA(tmp_path)
+    cert, key = ca.leaf("backend.test")
+    backend = TlsServer("tls-backend", cert, key)
+    try:
+        pool = f"""
+            servers = [ {{ address = "127.0.0.1:{backend.port}" }} ]
+            tls = true
+            tls_ca = "{ca.ca}"
+            tls_server_name = "backend.test"
+        """
+        bal = balancer(pool_config("", pool))
+        with RawConnection(bal.port) as c:
+            c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            status, _, body = c.response()
+        assert (status, body) == (200, b"tls-backend")
+        assert backend.sni == ["backend.test"]
+        # the wrong name fails verification: no request goes out, the client gets a 502
+        bad = balancer(pool_config("", pool.replace('"backend.test"', '"other.test"')),
+                       name="bad.toml")
+        with RawConnection(bad.port) as c:
+            c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            assert c.response()[0] == 502
+    finally:
+        backend.close()

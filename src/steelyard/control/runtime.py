@@ -21,6 +21,7 @@ from ..proxy.http.listener import HttpListener
 from ..proxy.http.router import build_router
 from ..proxy.l4listener import TcpListener
 from ..proxy.pool import PoolRuntime
+from ..proxy.tls import client_context
 from ..proxy.udp import UdpListener
 from .health import PoolHealthKeeper
 
@@ -128,6 +129,8 @@ class Runtime:
 
 
 def _upstream_factory(loop: asyncio.AbstractEventLoop, pc: Any):
+    ssl_ctx = client_context(pc.tls_verify, pc.tls_ca) if pc.tls else None
+
     def make(server: Server) -> ConnPool:
         return ConnPool(
             server,
@@ -137,6 +140,8 @@ def _upstream_factory(loop: asyncio.AbstractEventLoop, pc: Any):
             connect_timeout=pc.connect_timeout,
             timeout=pc.timeout,
             try_timeout=pc.try_timeout,
+            ssl=ssl_ctx,
+            server_name=pc.tls_server_name,
         )
 
     return make

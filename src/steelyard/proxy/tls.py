@@ -30,6 +30,17 @@ def server_context(cert: str, key: str, min_version: str = "1.2") -> ssl.SSLCont
     return ctx
 
 
+def client_context(verify: bool, cafile: str | None) -> ssl.SSLContext:
+    """For TLS to servers: TLS 1.2+, ALPN http/1.1, the certificate checked unless ``verify`` is off."""
+    ctx = ssl.create_default_context(cafile=cafile)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_alpn_protocols(ALPN)
+    if not verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
 class SniContexts:
     """The listener's SSL context (``default``) and the per-name contexts its SNI callback picks."""
 

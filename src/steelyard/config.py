@@ -52,6 +52,7 @@ from .config_base import (
     translate,
 )
 from .config_dns import DnsConfig, RecordConfig
+from .config_listener import CertificateConfig, FilePath, RateLimitConfig, Size, TlsConfig
 from .config_pool import HealthConfig, OutlierConfig
 from .config_sticky import StickyConfig
 from .core.balancing import BalancerOptions, resolve_algorithm
@@ -134,6 +135,10 @@ _MODE_KEYS = {
     "route": ("http",), "keepalive_timeout": ("http",), "request_timeout": ("http",),
     "idle_timeout": ("tcp", "udp"), "send_proxy": ("tcp",), "splice": ("tcp",),
     "per_datagram": ("udp",), "max_flows": ("udp",), "access_log": ("http",),
+    # hardening (config_listener.py, docs/security.md)
+    "max_connections": ("http", "tcp"), "max_connections_per_client": ("http", "tcp"),
+    "max_body_size": ("http",), "max_uri_length": ("http",), "max_header_count": ("http",),
+    "min_body_rate": ("http",), "rate_limit": ("http",), "tls": ("http",), "redirect_https": ("http",),
 }
 IDLE_DEFAULT = {"tcp": 3600.0, "udp": 30.0}  # a tunnel's idle limit (HAProxy's `timeout tunnel` style)
 
@@ -155,6 +160,16 @@ class ListenerConfig(_Model):
     per_datagram: Bool = False  # udp: balance each datagram, not each flow
     max_flows: Annotated[Int, Field(ge=1)] = 65536  # udp: flow table bound (least recently used goes)
     access_log: Annotated[str, Field(min_length=1)] | None = None  # http: JSON lines to this file ("-": stdout)
+    # hardening (docs/security.md): limits, rate limit, TLS termination
+    max_connections: Annotated[Int, Field(ge=1)] | None = None  # open client connections; more are closed
+    max_connections_per_client: Annotated[Int, Field(ge=1)] | None = None  # ... per client address
+    max_body_size: Size | None = None  # request body bytes; more: 413
+    max_uri_length: Annotated[Int, Field(ge=16)] = 8192  # request target bytes; more: 414
+    max_header_count: Annotated[Int, Field(ge=1)] = 100  # request header fields; more: 431
+    min_body_rate: Size | None = None  # bytes/s a request body must average (after 1s); else 408
+    rate_limit: RateLimitConfig | None = None  # requests per client address: 429 with Retry-After
+    tls: TlsConfig | None = None  # terminate TLS (certificates chosen by SNI)
+    redirect_https: Bool = False  # answer every request with a 308 to the https:// URL
 
     @model_validator(mode="before")
     @classmethod
@@ -192,6 +207,10 @@ class PoolConfig(_Model):
     queue_timeout: Duration = 5.0
     panic_threshold: Annotated[Int, Field(ge=0, le=100)] = 0  # % usable below which all servers are used
     sticky: StickyConfig | None = None  # session persistence (config_sticky)
+    tls: Bool = False  # HTTP pools: talk TLS to the servers (docs/security.md)
+    tls_verify: Bool = True  # ... checking their certificate (against tls_ca, else the system's CAs)
+    tls_ca: FilePath | None = None
+    tls_server_name: str | None = None  # SNI and the name checked; default: the server's host
 
     @model_validator(mode="after")
     def _unique_servers(self) -> PoolConfig:
@@ -323,7 +342,8 @@ def _cross_problems(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
 
 _KEYS_OF = {"": Config, "listener": ListenerConfig, "route": RouteConfig, "header": HeaderMatch,
             "pool": PoolConfig, "servers": ServerConfig, "health": HealthConfig, "outlier": OutlierConfig,
-            "admin": AdminConfig, "dns": DnsConfig, "record": RecordConfig, "sticky": StickyConfig}
+            "admin": AdminConfig, "dns": DnsConfig, "record": RecordConfig, "sticky": StickyConfig,
+            "rate_limit": RateLimitConfig, "tls": TlsConfig, "certificate": CertificateConfig}
 
 
 # --- entry points ---------------------------------------------------------------

@@ -79,7 +79,7 @@ def test_http10_without_host_gets_the_servers_address_and_no_forwarded_host():
 )
 def test_one_canonical_framing_header(framing, expected):
     ex = request(b"POST", headers=[(b"Host", b"h"), *framing])
-    assert not ex.refuse
+    assert ex.refuse <= 0  # (CHECK: the guard looks at framing headers, nothing refused)
     assert head(ex) == b"POST / HTTP/1.1\r\nHost: h\r\nX-Forwarded-Host: h\r\n" + FORWARDED + expected + b"\r\n"
 
 

@@ -23,6 +23,7 @@ from ..proxy.http.router import build_router
 from ..proxy.l4listener import TcpListener
 from ..proxy.pool import FULL, PoolRuntime
 from ..proxy.sticky import Sticky
+from ..proxy.tls import client_context
 from ..proxy.udp import UdpListener
 from .admin import AdminApp, AdminServer
 from .changes import RuntimeChanges
@@ -130,13 +131,13 @@ class Runtime:
             return TcpListener(lc.name, lc.host, lc.port, self.pools[lc.pool], loop=loop,
                                connect_timeout=self.config.pool(lc.pool).connect_timeout,
                                idle_timeout=lc.idle_timeout, send_proxy=lc.send_proxy,
-                               splice=lc.splice)
+                               splice=lc.splice).harden(lc)
         if lc.mode == "udp":
             return UdpListener(lc.name, lc.host, lc.port, self.pools[lc.pool], loop=loop,
                                idle_timeout=lc.idle_timeout, per_datagram=lc.per_datagram, max_flows=lc.max_flows)
         return HttpListener(lc.name, lc.host, lc.port, build_router(lc, self.pools), loop=loop,
                             keepalive_timeout=lc.keepalive_timeout, request_timeout=lc.request_timeout,
-                            access_log=lc.access_log)
+                            access_log=lc.access_log).harden(lc)
 
     async def _sweep_upstreams(self) -> None:
         loop = asyncio.get_running_loop()
@@ -190,6 +191,8 @@ def _reused(server: Server, reuse: dict | None, pool: str) -> Server:
 
 
 def _upstream_factory(loop: asyncio.AbstractEventLoop, pc: Any):
+    ssl_ctx = client_context(pc.tls_verify, pc.tls_ca) if pc.tls else None
+
     def make(server: Server) -> ConnPool:
         return ConnPool(
             server,
@@ -199,6 +202,8 @@ def _upstream_factory(loop: asyncio.AbstractEventLoop, pc: Any):
             connect_timeout=pc.connect_timeout,
             timeout=pc.timeout,
             try_timeout=pc.try_timeout,
+            ssl=ssl_ctx,
+            server_name=pc.tls_server_name,
         )
 
     return make

@@ -5,6 +5,12 @@ grace period, abort the rest, close).
 
 A subclass sets ``protocol`` (called with the listener for each accepted connection) and
 implements ``sweep(now)``, ``sweep_interval`` and ``abort(conn)``.
+
+Connection limits (``harden``): a connection is counted by ``admit`` (called from its
+``connection_made``) and uncounted by ``forget`` (from its ``connection_lost``). One over
+``max_connections`` (open on this listener) or ``max_connections_per_client`` (open from one
+client address) is closed at once, before a byte is read: the cheapest answer under a flood,
+and the one HAProxy's and nginx's connection limits give at the TCP level as well.
 """
 
 from __future__ import annotations
@@ -15,6 +21,10 @@ from typing import Any
 
 class StreamListener:
     mode = "?"
+    max_connections: int | None = None
+    max_per_client: int | None = None
+    ssl: Any = None  # an ssl.SSLContext when the listener terminates TLS
+    handshake_timeout = 10.0  # a TLS handshake not done by then is dropped
 
     def __init__(self, name: str, host: str, port: int, *, loop: asyncio.AbstractEventLoop, backlog: int) -> None:
         self.name = name
@@ -27,6 +37,30 @@ class StreamListener:
         self.server: asyncio.base_events.Server | None = None
         self._sweeper: asyncio.Task | None = None
         self._all_gone: asyncio.Event | None = None
+        self.per_client: dict[Any, int] = {}  # open connections per client address (with a per-client limit)
+        self.client_of: dict[Any, Any] = {}
+        self.turned_away = 0  # connections closed by the limits, since the start
+
+    def harden(self, lc: Any) -> StreamListener:
+        """Take the connection limits of listener config ``lc``; returns self."""
+        self.max_connections = lc.max_connections
+        self.max_per_client = lc.max_connections_per_client
+        return self
+
+    def admit(self, conn: Any, client: Any) -> bool:
+        """Count ``conn`` in (True), or refuse it (False: the caller closes it) over a limit."""
+        if self.max_connections is not None and len(self.connections) >= self.max_connections:
+            self.turned_away += 1
+            return False
+        if self.max_per_client is not None:
+            n = self.per_client.get(client, 0)
+            if n >= self.max_per_client:
+                self.turned_away += 1
+                return False
+            self.per_client[client] = n + 1
+            self.client_of[conn] = client
+        self.connections.add(conn)
+        return True
 
     def protocol(self) -> asyncio.Protocol:
         raise NotImplementedError
@@ -43,7 +77,8 @@ class StreamListener:
 
     async def start(self) -> None:
         self.server = await self.loop.create_server(
-            self.protocol, self.host, self.port, backlog=self.backlog, reuse_address=True
+            self.protocol, self.host, self.port, backlog=self.backlog, reuse_address=True,
+            **({"ssl": self.ssl, "ssl_handshake_timeout": self.handshake_timeout} if self.ssl is not None else {}),
         )
         self.port = self.server.sockets[0].getsockname()[1]
         self._sweeper = self.loop.create_task(self._sweep())
@@ -61,6 +96,14 @@ class StreamListener:
 
     def forget(self, conn: Any) -> None:
         self.connections.discard(conn)
+        if self.client_of:
+            client = self.client_of.pop(conn, None)
+            if client is not None:
+                n = self.per_client[client] - 1
+                if n:
+                    self.per_client[client] = n
+                else:
+                    del self.per_client[client]
         if not self.connections and self._all_gone is not None:
             self._all_gone.set()
 

@@ -115,7 +115,11 @@ class TcpRelay(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         self.opened = 1
         transport.pause_reading()  # type: ignore[attr-defined]
-        self.L.connections.add(self)
+        peer = transport.get_extra_info("peername")
+        if not self.L.admit(self, peer[0] if isinstance(peer, tuple) else ""):  # over max_connections
+            self.done = True
+            transport.close()
+            return
         self.task = self.L.loop.create_task(self._connect())
 
     async def _connect(self) -> None:

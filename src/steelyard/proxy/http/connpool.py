@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ...core.model import Server
 from .dispatch import UNSENT
@@ -24,7 +24,7 @@ class ConnPool:
     """Idle keep-alive connections to one server (LIFO, capped, expired by ``sweep``)."""
 
     __slots__ = ("server", "loop", "idle", "max_idle", "idle_timeout", "connect_timeout", "timeout", "try_timeout",
-                 "closed")
+                 "closed", "ssl", "server_name")
 
     def __init__(
         self,
@@ -36,6 +36,8 @@ class ConnPool:
         connect_timeout: float,
         timeout: float,
         try_timeout: float | None = None,
+        ssl: Any = None,
+        server_name: str | None = None,
     ) -> None:
         self.server = server
         self.loop = loop
@@ -46,6 +48,8 @@ class ConnPool:
         self.timeout = timeout  # a response that stalls this long is cut (504)
         self.try_timeout = timeout if try_timeout is None else try_timeout  # wait for a response head
         self.closed = False  # the server left its pool: connections close when they finish
+        self.ssl = ssl  # an ssl.SSLContext: TLS to the server (SNI and name check: server_name or its host)
+        self.server_name = server_name
 
     def acquire(self) -> UpstreamConnection | None:
         idle = self.idle
@@ -59,7 +63,8 @@ class ConnPool:
     async def connect(self) -> UpstreamConnection:
         s = self.server
         _, conn = await asyncio.wait_for(
-            self.loop.create_connection(lambda: UpstreamConnection(self), s.host, s.port),
+            self.loop.create_connection(lambda: UpstreamConnection(self), s.host, s.port, **(
+                {"ssl": self.ssl, "server_hostname": self.server_name or s.host} if self.ssl is not None else {})),
             self.connect_timeout,
         )
         return conn  # type: ignore[return-value]

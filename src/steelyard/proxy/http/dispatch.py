@@ -20,6 +20,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from ..pool import FULL
+from .guard import GOOD_HOSTS, refuse, verdict
 
 if TYPE_CHECKING:
     from ...core.model import Server
@@ -33,15 +34,13 @@ NO_RETRY, SENT, UNSENT = 0, 1, 2  # may a failed request go to another server, a
 
 def dispatch(down: DownstreamProtocol, ex: Exchange) -> None:
     """A request head is complete and it is this connection's turn: refuse it, or route and pick."""
-    if ex.url[:1] != b"/":
-        if ex.method == b"CONNECT":
-            down._refuse(405)
+    L = down.L
+    if ex.refuse or ex.host not in GOOD_HOSTS or L.guarded or ex.url[:1] != b"/" or b"#" in ex.url:
+        status = verdict(down, ex)  # (the rules are in ``guard``; the common path stops at the line above)
+        if status:
+            refuse(down, ex, status)
             return
-        ex.to_origin_form()
-    if ex.refuse or (ex.http11 and ex.host is None):
-        down._refuse(ex.refuse or 400)
-        return
-    router = down.L.router
+    router = L.router
     pool = router.route(ex.host or b"", ex.url, ex.headers) if router.routes else router.default
     ex.pool = pool
     try:

@@ -40,6 +40,13 @@ from . import dispatch
 from . import headers as H
 from .errors import BUSY, CANNED, Closed
 from .exchange import Exchange
+from .guard import (  # (a long target is a 414 once the head is in)
+    HEAD_STEP,
+    Refused,
+    in_slices,
+    parse_status,
+    version_ok,
+)
 from .tunnel import Tunnel
 
 if TYPE_CHECKING:
@@ -49,7 +56,7 @@ if TYPE_CHECKING:
 
 PIPELINE, UPSTREAM_FULL, PENDING_FULL = 1, 2, 4
 PENDING_LIMIT = 256 * 1024  # body bytes buffered per request while no connection is ready
-MAX_HEAD = 64 * 1024  # request line + headers; more is refused with 431
+MAX_HEAD = 64 * 1024  # request line + headers; more is refused with 431 (measured within HEAD_STEP)
 _request_code = H.REQUEST_CODES.get  # bound once: one C call per header, no lookups
 
 
@@ -92,7 +99,9 @@ class DownstreamProtocol(asyncio.Protocol):
         self.forwarded = b"X-Forwarded-For: %b\r\nX-Forwarded-Proto: %b\r\n" % (self.ip, self.L.scheme)
         self.ctx = PickContext(ip)
         self.last_active = self.L.now
-        self.L.connections.add(self)
+        if not self.L.admit(self, ip):  # over max_connections (per listener or per client): closed at once
+            self.dead = True
+            transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.dead = True
@@ -172,6 +181,8 @@ class DownstreamProtocol(asyncio.Protocol):
             return
         if self.dead or self.refusal:
             return
+        if len(data) > HEAD_STEP and in_slices(self, data):  # (so that every head's size is measured)
+            return
         before = self.ex
         try:
             self.parser.feed_data(data)
@@ -181,13 +192,14 @@ class DownstreamProtocol(asyncio.Protocol):
             if self.upgrading is not None:
                 self.upgrading.early = []
                 self._hold_early(data[upg.args[0] :])
-        except HttpParserError:
+        except HttpParserError as exc:
             if not self.dead:
-                self._refuse_malformed(400)
+                self._refuse_malformed(parse_status(exc))  # 400, or a limit's 413 / 414
             return
         ex = self.ex
-        if ex is not None and ex is before and not ex.method:
+        if ex is not None and not ex.method and (ex is before or self.current is None):
             # a head begun in an earlier read and still not finished: all of this read is head
+            # (so is all of a read that began it when no other request is in flight)
             self.head_bytes += len(data)
             if self.head_bytes > MAX_HEAD:
                 self._refuse_malformed(431)
@@ -245,6 +257,11 @@ class DownstreamProtocol(asyncio.Protocol):
             ex.upgrade = None  # type: ignore[union-attr]  # Upgrade without "Connection: upgrade" is ignored
         if ex.chunked and ex.clen is not None:  # type: ignore[union-attr]
             ex.refuse = 400  # type: ignore[union-attr]  # both Content-Length and Transfer-Encoding
+        if not ex.http11 and not version_ok(p.get_http_version()):  # type: ignore[union-attr]
+            ex.refuse = 505  # type: ignore[union-attr]  # HTTP/2.0 or 0.9 in an HTTP/1 request line
+        L = self.L
+        if len(ex.parts) + ex.specials > L.max_parts or len(ex.url) > L.max_uri_length:  # type: ignore[union-attr]
+            ex.refuse = 431 if len(ex.parts) + ex.specials > L.max_parts else 414  # type: ignore[union-attr]
         if self.current is None:
             self.current = ex
             self._dispatch(ex)  # type: ignore[arg-type]
@@ -253,6 +270,9 @@ class DownstreamProtocol(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         ex = self.ex
+        ex.body_size += len(body)  # type: ignore[union-attr]
+        if ex.body_size > self.L.max_body:  # type: ignore[union-attr]
+            raise Refused(413)
         ex.pending.append(H.chunk(body) if ex.chunked else body)  # type: ignore[union-attr]
         ex.pending_size += len(body)  # type: ignore[union-attr]
 

@@ -9,29 +9,38 @@ class Closed(HttpParserError):
     """Raised from a parser callback once its connection is closing: stops the parser."""
 
 _REASONS = {
+    308: "Permanent Redirect",
     400: "Bad Request",
     404: "Not Found",
     405: "Method Not Allowed",
     408: "Request Timeout",
     413: "Content Too Large",
+    414: "URI Too Long",
+    429: "Too Many Requests",
     431: "Request Header Fields Too Large",
     501: "Not Implemented",
     500: "Internal Server Error",
     502: "Bad Gateway",
     503: "Service Unavailable",
     504: "Gateway Timeout",
+    505: "HTTP Version Not Supported",
 }
 
 _DETAILS = {
     400: "steelyard: the request could not be parsed.",
     405: "steelyard: this method is not supported here.",
     408: "steelyard: the request did not arrive in time.",
-    431: "steelyard: the request head is too large.",
+    308: "steelyard: this listener serves https only.",
+    413: "steelyard: the request body is too large.",
+    414: "steelyard: the request target is too long.",
+    429: "steelyard: too many requests; try again later.",
+    431: "steelyard: the request head is too large, or has too many header fields.",
     500: "steelyard: internal error while handling the request.",
     501: "steelyard: this transfer coding is not supported (only chunked).",
     502: "steelyard: the upstream server refused, reset or broke the connection.",
     503: "steelyard: no server is available in this pool.",
     504: "steelyard: the upstream server did not answer in time.",
+    505: "steelyard: only HTTP/1.0 and HTTP/1.1 are supported.",
 }
 
 

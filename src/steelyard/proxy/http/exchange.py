@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from ...core.model import LATENCY_BOUNDS as _BOUNDS
 from . import headers as H
+from .guard import CHECK
 
 if TYPE_CHECKING:
     from ...core.model import Server
@@ -33,6 +34,7 @@ class Exchange:
         "upgrade", "chunked", "clen", "xff", "refuse", "head", "pending", "pending_size",
         "request_done", "conn", "server", "on_done", "t_begin", "t_start", "t_sent", "t_head",
         "early", "early_size", "pool", "status", "tries", "tried", "resp_bytes", "set_cookie", "sticky",
+        "body_size", "specials",
     )  # fmt: skip
 
     def __init__(self, t_begin: float) -> None:
@@ -72,20 +74,28 @@ class Exchange:
         self.resp_bytes = 0  # bytes of the response as the server sent them
         self.set_cookie: bytes | None = None  # a Set-Cookie line the response gets (sticky pools)
         self.sticky: bytes | None = None  # the sticky cookie's value, once taken from the request
+        self.body_size = 0  # request body bytes received so far (max_body_size, min_body_rate)
+        self.specials = 0  # 4 per special header field other than Host (towards max_header_count)
 
     def special_header(self, code: int, value: bytes) -> None:
         """Take in a request header ``headers.REQUEST_SPECIAL`` names, other than Host
         (the parser's callback forwards ordinary headers and handles Host itself)."""
+        self.specials += 4  # (as many as one header takes in ``parts``)
         if code == H.CONTENT_LENGTH:
             if self.clen is not None and self.clen != value:
                 self.refuse = 400  # conflicting Content-Length headers
-            self.clen = value
+            # (llhttp accepts only digits here) forwarded canonically: "007" -> "7"
+            self.clen = value if value[:1] != b"0" or value == b"0" else b"%d" % int(value)
+            self.refuse = self.refuse or CHECK  # the guard compares it to max_body_size
         elif code == H.TRANSFER_ENCODING:
-            # llhttp rejects a coding list that does not end in chunked; steelyard forwards
-            # only plain chunked and answers other codings (gzip, chunked) with 501
+            # steelyard forwards only plain chunked and answers other codings that end in
+            # chunked (gzip, chunked) with 501
             self.chunked = True
-            if value.strip().lower() != b"chunked":
-                self.refuse = self.refuse or 501
+            coding = value.strip().lower()
+            if coding != b"chunked":  # not final chunked: no length (RFC 9112 section 6.3), 400
+                status = 501 if coding.rpartition(b",")[2].strip() == b"chunked" else 400
+                self.refuse = self.refuse if self.refuse > 0 else status
+            self.refuse = self.refuse or CHECK  # the guard refuses it in an HTTP/1.0 request
         elif code == H.XFF:
             self.xff = value if self.xff is None else self.xff + b", " + value
         elif code == H.CONNECTION:

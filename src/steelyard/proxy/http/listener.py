@@ -8,9 +8,11 @@ per-request path only stores timestamps, it never creates or cancels a timer.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from ...core.ratelimit import TokenBuckets
 from ..listening import StreamListener
+from ..tls import SniContexts
 from .access import AccessLog
 from .downstream import DownstreamProtocol
 from .router import Router
@@ -22,6 +24,17 @@ if TYPE_CHECKING:
 
 class HttpListener(StreamListener):
     mode = "http"
+    # limits (``harden`` takes them from the config; these are the defaults, docs/security.md)
+    max_uri_length = 8192  # 414 past it
+    max_parts = 4 * 100  # max_header_count, as entries of ``Exchange.parts`` (4 per field): 431 past it
+    max_body_size: int | None = None  # 413 past it
+    max_body = 1 << 62  # max_body_size or "no limit", compared per body chunk
+    min_body_rate: int | None = None  # bytes/s, else 408
+    body_grace = 1.0  # seconds after the head in which a body may be slower than min_body_rate
+    limiter: TokenBuckets | None = None  # rate_limit, per client address: 429
+    redirect_https = False
+    guarded = False  # some rule needs ``guard.verdict`` for every request (rate limit, redirect)
+    tls: SniContexts | None = None
 
     def __init__(
         self,
@@ -54,6 +67,8 @@ class HttpListener(StreamListener):
         self.keep_headers = any(r.header_name is not None for r in router.routes) or any(
             p.key_kind in ("header", "cookie") for p in pools
         )
+        self.max_uri_length, self.max_parts, self.max_body = HttpListener.max_uri_length, HttpListener.max_parts, \
+            HttpListener.max_body  # (instance attributes: read per request, found at the first lookup)
         # a timeout may fire up to one sweep late, and stamps are up to one sweep old
         self.slack = self.sweep_interval
 
@@ -63,6 +78,25 @@ class HttpListener(StreamListener):
         pools = {self.router.default, *(r.target for r in self.router.routes)}
         shortest = min(self.keepalive_timeout, self.request_timeout, *(p.timeout for p in pools))
         return max(0.01, min(1.0, shortest / 4))
+
+    def harden(self, lc: Any) -> HttpListener:
+        """Take the limits, rate limit and TLS of listener config ``lc``; returns self."""
+        super().harden(lc)
+        self.max_uri_length = lc.max_uri_length
+        self.max_parts = 4 * lc.max_header_count
+        self.max_body_size = lc.max_body_size
+        self.max_body = lc.max_body_size if lc.max_body_size is not None else 1 << 62
+        self.min_body_rate = lc.min_body_rate
+        rl = lc.rate_limit
+        self.limiter = TokenBuckets(rl.rate, rl.bucket_size, rl.max_clients) if rl is not None else None
+        self.redirect_https = lc.redirect_https
+        self.guarded = self.limiter is not None or self.redirect_https
+        if lc.tls is not None:
+            self.tls = SniContexts(lc.tls)
+            self.ssl = self.tls.default
+            self.scheme = b"https"
+            self.handshake_timeout = self.request_timeout
+        return self
 
     def protocol(self) -> DownstreamProtocol:
         return DownstreamProtocol(self)

@@ -5,7 +5,9 @@ up to one sweep old, so every limit gets one sweep interval of slack).
 - A request head (or a fresh connection's first byte) must arrive within ``request_timeout``: 408.
 - An idle keep-alive connection closes after ``keepalive_timeout``.
 - A request body that stops: 408 when the client stops sending, 504 when the server stops
-  reading, each after its timeout.
+  reading, each after its timeout; with ``min_body_rate``, a body that averages less than that
+  (after ``body_grace``, counted from the head) is a 408 too, so a dawdling upload does not
+  hold a server connection for long.
 - The response must begin within the pool's ``try_timeout`` of the request being fully sent
   (a replayable request then tries another server), and must not stall for ``timeout`` once
   it flows (unless the client is the one not reading): 504.
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING
 from .dispatch import NO_RETRY, SENT
 from .downstream import UPSTREAM_FULL
 from .errors import CANNED
+from .guard import too_slow
 
 if TYPE_CHECKING:
     from .downstream import DownstreamProtocol
@@ -45,8 +48,10 @@ def check_timeouts(down: DownstreamProtocol, now: float) -> None:
         elif down.paused & UPSTREAM_FULL:
             if now - down.last_active > conn.pool.timeout + L.slack:
                 conn.fail(504)  # the server stopped reading the body
-        elif now - down.last_active > L.request_timeout + L.slack:
-            down._refuse(408)  # the client stopped sending the body
+        elif now - down.last_active > L.request_timeout + L.slack or (
+            L.min_body_rate and too_slow(cur, now, L.min_body_rate, L.body_grace)
+        ):
+            down._refuse(408)  # the client stopped sending the body, or sends it too slowly
         return
     if down.tunnel is not None or down.dead:
         return

@@ -1,0 +1,153 @@
+"""Request rules checked once a head is complete, beyond what llhttp already refuses.
+
+llhttp (httptools, strict mode) already refuses, as a parse error (400): obsolete line folding,
+whitespace in or before a header name's colon, control characters (and DEL) in names, values
+and the target, bare LF line ends, unknown or malformed methods, bad HTTP versions (other than
+digits), both Content-Length and Transfer-Encoding, several or malformed Content-Length values
+(signs, lists, hex, overflow), a Transfer-Encoding list that does not end in ``chunked`` (or
+that names ``chunked`` twice), malformed chunk sizes and chunk extensions. These are tested in
+``tests/integration/test_hardening_framing.py``, so a change of llhttp would show there.
+
+``verdict`` adds (each a status the request is refused with; nothing is forwarded):
+- a request target that is not origin form (``/...``), absolute form (``http(s)://...``, turned
+  into origin form), ``*`` for OPTIONS, or authority form for CONNECT (405): 400;
+- a fragment (``#``) in the target (no request target has one, RFC 9112 section 3.2): 400;
+- an HTTP/1.1 request without Host, or with a Host that is not ``host[:port]``: 400;
+- Transfer-Encoding in an HTTP/1.0 request (RFC 9112 section 6.1: faulty framing): 400;
+- a Content-Length over the listener's ``max_body_size``: 413;
+- a client over its ``rate_limit``: 429 with Retry-After (the body, if any, is not read);
+- ``redirect_https``: 308 to the same URL under https.
+Versions other than 1.0 and 1.1 (2.0, 0.9) get 505, set while parsing (``version_ok``).
+
+The per-request cost on the common path is in ``dispatch``: one set lookup for the Host value
+(validated values are remembered, bounded like ``headers.REQUEST_CODES``), a ``#`` search,
+and a flag; only requests that fail one of those come here.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from httptools import HttpParserError
+
+from .errors import error_response
+
+if TYPE_CHECKING:
+    from .downstream import DownstreamProtocol
+    from .exchange import Exchange
+
+CHECK = -1  # ``Exchange.refuse`` value: not refused yet, but ``verdict`` must look (framing headers came)
+
+_HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+,;=]*)(?::[0-9]{0,5})?")
+GOOD_HOSTS: set[bytes] = set()  # Host values that passed ``_HOST``: one lookup on the common path
+GOOD_HOSTS_MAX = 512
+
+
+class Refused(HttpParserError):
+    """Raised from a parser callback to refuse the request with ``status`` (413, 414, 431)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"refused with {status}")
+        self.status = status
+
+
+def parse_status(exc: BaseException) -> int:
+    """The status for a parse error: a ``Refused`` raised in a callback (httptools wraps it), else 400."""
+    cause = exc.__context__ if not isinstance(exc, Refused) else exc
+    return cause.status if isinstance(cause, Refused) else 400
+
+
+def host_ok(host: bytes) -> bool:
+    if _HOST.fullmatch(host) is None:
+        return False
+    if len(GOOD_HOSTS) < GOOD_HOSTS_MAX and len(host) <= 255:
+        GOOD_HOSTS.add(host)
+    return True
+
+
+def version_ok(version: str) -> bool:
+    return version == "1.0" or version == "1.1"
+
+
+def verdict(down: DownstreamProtocol, ex: Exchange) -> int:
+    """0 when ``ex`` may go on; else the status it is refused with (see the module docstring)."""
+    if ex.refuse > 0:
+        return ex.refuse
+    url = ex.url
+    if url[:1] != b"/":
+        if ex.method == b"CONNECT":
+            return 405
+        if url == b"*":
+            if ex.method != b"OPTIONS":
+                return 400
+        else:
+            ex.to_origin_form()
+            if ex.url[:1] != b"/":
+                return 400  # neither origin form nor absolute form with an http(s) scheme
+    if b"#" in ex.url:
+        return 400
+    host = ex.host
+    if host is None:
+        if ex.http11:
+            return 400
+    elif host not in GOOD_HOSTS and not host_ok(host):
+        return 400
+    if ex.chunked and not ex.http11:
+        return 400
+    L = down.L
+    if ex.clen is not None and L.max_body_size is not None and int(ex.clen) > L.max_body_size:
+        return 413
+    if L.redirect_https:
+        return 308
+    if L.limiter is not None:
+        wait = L.limiter.take(down.ip, L.now)
+        if wait:
+            return 429
+    return 0
+
+
+def refuse(down: DownstreamProtocol, ex: Exchange, status: int) -> None:
+    """Answer ``ex`` with ``status`` without forwarding it: 429 and 308 keep the connection when
+    nothing of a body is left unread; the others close it (the framing is suspect)."""
+    if status == 429:
+        L = down.L
+        wait = L.limiter.retry_after((1.0 - L.limiter.buckets[down.ip][0]) / L.limiter.rate)
+        extra = b"Retry-After: %d\r\n" % wait
+        down._answer_failure(ex, error_response(429, close=True, extra=extra),
+                             error_response(429, close=False, extra=extra), False)
+    elif status == 308:
+        location = b"Location: https://%b%b\r\n" % (ex.host or down.L.host.encode(), ex.url)
+        down._answer_failure(ex, error_response(308, close=True, extra=location),
+                             error_response(308, close=False, extra=location), False)
+    else:
+        down._refuse(status)
+
+
+HEAD_STEP = 4096  # a read this big or bigger may hold a head that must be measured: fed in slices
+
+
+def in_slices(down: DownstreamProtocol, data: bytes) -> bool:
+    """Feed a big read to ``down`` in slices when that is needed to measure a head (True: done).
+
+    ``data_received`` counts a read towards the head limit only when the head is still
+    unfinished after it, so a head that ends inside a big read would go unmeasured. Slices
+    bound that: while a head is in progress, ``HEAD_STEP``; otherwise ``MAX_HEAD`` (a head
+    that begins in one of those and is not done at its end has its size counted in full).
+    The limit is thus enforced within ``HEAD_STEP`` bytes."""
+    from .downstream import MAX_HEAD
+
+    ex = down.ex
+    step = HEAD_STEP if ex is not None and not ex.method else MAX_HEAD
+    if len(data) <= step:
+        return False
+    for i in range(0, len(data), step):
+        down.data_received(data[i : i + step])
+    return True
+
+
+def too_slow(ex: Exchange, now: float, min_rate: int, grace: float) -> bool:
+    """A request body that averages less than ``min_rate`` bytes/s since its head came
+    (after ``grace`` seconds, in which any rate is fine)."""
+    elapsed = now - ex.t_begin - grace
+    return elapsed > 0 and ex.body_size < elapsed * min_rate

@@ -40,13 +40,7 @@ from . import dispatch
 from . import headers as H
 from .errors import BUSY, CANNED, Closed
 from .exchange import Exchange
-from .guard import (  # (a long target is a 414 once the head is in)
-    HEAD_STEP,
-    Refused,
-    in_slices,
-    parse_status,
-    version_ok,
-)
+from .guard import HEAD_STEP, Refused, in_slices, parse_status, version_ok  # (a long target: 414 once the head is in)
 from .tunnel import Tunnel
 
 if TYPE_CHECKING:
@@ -322,20 +316,17 @@ class DownstreamProtocol(asyncio.Protocol):
         if retry and not responded and dispatch.retry_elsewhere(self, ex, retry):
             return
         ex.settle(False, self.clock)
+        self._answer_failure(ex, status, CANNED[(status, True)], CANNED[(status, False)], responded)
+
+    def busy(self, ex: Exchange) -> None:
+        """Every server is at its max_conns and the queue is full (or ``ex`` waited too long)."""
+        self._answer_failure(ex, 503, BUSY[True], BUSY[False], False)
+
+    def _answer_failure(self, ex: Exchange, status: int, closing: bytes, keeping: bytes, responded: bool) -> None:
         if ex.pool is not None:
             ex.pool.answered[status] += 1
         if self.L.access is not None:
             self.L.access.record(self, ex, status, None)
-        self._answer_failure(ex, CANNED[(status, True)], CANNED[(status, False)], responded)
-
-    def busy(self, ex: Exchange) -> None:
-        """Every server is at its max_conns and the queue is full (or ``ex`` waited too long)."""
-        ex.pool.answered[503] += 1  # type: ignore[union-attr]
-        if self.L.access is not None:
-            self.L.access.record(self, ex, 503, None)
-        self._answer_failure(ex, BUSY[True], BUSY[False], False)
-
-    def _answer_failure(self, ex: Exchange, closing: bytes, keeping: bytes, responded: bool) -> None:
         self.current = None
         self.served = True
         if responded:
@@ -397,11 +388,10 @@ class DownstreamProtocol(asyncio.Protocol):
         self._close()
 
     def start_tunnel(self, ex: Exchange, conn: "UpstreamConnection") -> None:
-        """The server accepted the upgrade: relay raw bytes from now on."""
+        """The server accepted the upgrade: relay raw bytes from now on (early bytes first)."""
         ex.settle(True, self.clock)
         self.current = self.upgrading = None
-        self.tunnel = conn.tunnel
-        self.tunnel_conn = conn
+        self.tunnel, self.tunnel_conn = conn.tunnel, conn
         if ex.early:
             conn.transport.write(b"".join(ex.early))  # type: ignore[union-attr]
             ex.early = None

@@ -54,8 +54,10 @@ class _Collector:
             for st in keeper.health.states:
                 s, load = st.server, st.server.load
                 labels = [pool_name, s.name]
-                for i, cls in enumerate(CLASSES, 1):
-                    requests.add_metric([*labels, cls], load.by_class[i])
+                counted = load.by_class
+                for i, cls in enumerate(CLASSES, 1):  # (2xx are not counted per request: the rest of them)
+                    n = counted[i] if i != 2 else load.requests - sum(counted[1:]) + counted[2]
+                    requests.add_metric([*labels, cls], n)
                 failures.add_metric(labels, load.failures)
                 sizes.add_metric(labels, load.resp_bytes)
                 active.add_metric(labels, load.active)

@@ -166,13 +166,18 @@ class Exchange:
         load.latency_sum += elapsed
         pool = self.pool
         if ok:
-            load.requests += 1
-            load.by_class[self.status // 100] += 1
+            load.requests += 1  # (2xx is requests less the other classes: only those are counted)
             load.resp_bytes += self.resp_bytes
-            if self.status < 500:
+            status = self.status
+            if status < 300:
                 if load.err_streak:  # (never below fail_streak: zero means both are)
                     load.fail_streak = load.err_streak = 0
+            elif status < 500:
+                load.by_class[status // 100] += 1
+                if load.err_streak:
+                    load.fail_streak = load.err_streak = 0
             else:
+                load.by_class[5] += 1
                 load.fail_streak = 0
                 load.err_streak += 1
                 if pool.eject_5xx and load.err_streak >= pool.eject_5xx:  # type: ignore[union-attr]

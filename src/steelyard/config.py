@@ -317,6 +317,7 @@ def _cross_problems(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
             problems += [(("listener", i, key), f"only for mode {' or '.join(map(repr, modes))} listeners; "
                                                 f"this one is mode {mode!r}")
                          for key, modes in _MODE_KEYS.items() if key in x and mode not in modes]
+    problems += _duplicates("dns", "name", ((i, d.get("name", "dns")) for i, d in _items(data, "dns")))
     names = [p.get("name") for _, p in pools]
     by_name = {p.get("name"): p for _, p in pools if isinstance(p.get("name"), str)}
     for i, x in listeners:  # an L4 listener has no header, cookie or URI to hash on

@@ -14,7 +14,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from .config_base import Bool, Int, _Model
+from .config_base import Bool, Int, _check, _Model
+from .units import split_host_port
 
 POLICIES = ("round_robin", "weighted", "all_healthy", "first_healthy", "p2c")
 STATIC_TYPES = ("A", "AAAA", "CNAME", "TXT", "NS", "MX")
@@ -65,7 +66,7 @@ def _check_value(kind: str, value: str) -> None:
 
 class DnsConfig(_Model):
     name: Annotated[str, Field(min_length=1)] = "dns"
-    bind: str = "127.0.0.1:5353"  # UDP and TCP on the same port
+    bind: Annotated[str, _check(lambda t: split_host_port(t, allow_port_zero=True))] = "127.0.0.1:5353"  # UDP+TCP
     zone: DnsName
     ttl: Ttl = 30
     ns: tuple[DnsName, ...] = ()  # default: ns1.<zone>
@@ -84,6 +85,14 @@ class DnsConfig(_Model):
             if full != zone and not full.endswith("." + zone):
                 raise ValueError(f"record #{i} {r.name!r} is outside the zone {zone}")
         return self
+
+    @property
+    def host(self) -> str:
+        return split_host_port(self.bind, allow_port_zero=True)[0]
+
+    @property
+    def port(self) -> int:
+        return split_host_port(self.bind, allow_port_zero=True)[1]
 
     @property
     def origin(self) -> str:

@@ -53,6 +53,7 @@ async def reload(rt: Any, new: Any) -> None:
             _move_waiting(pool, rt.pools[name])
         old_keepers[name].stop()
         pool.close()
+    await _reload_dns(rt, new, loop)
     rt.changes.record = {"version": 1, "pools": {}}
     rt.changes.apply_saved()
     for lst in retired:
@@ -101,3 +102,24 @@ async def _retire(listener: Any, grace: float) -> None:
     if not await listener.wait_idle(grace):
         listener.abort_connections()
     await listener.close()
+
+
+async def _reload_dns(rt: Any, new: Any, loop: asyncio.AbstractEventLoop) -> None:
+    """DNS listeners answer from the new pools; one whose address changed is rebound."""
+    from ..dns.server import DnsListener
+    from ..dns.zone import Zone
+
+    old, rt.dns = rt.dns, {}
+    for dc in new.dns:
+        zone = Zone(dc, rt.pools, rt.health, rt.rng)
+        was = old.pop(dc.name, None)
+        if was is not None and (was.cfg.host, was.cfg.port, was.cfg.tcp) == (dc.host, dc.port, dc.tcp):
+            was.cfg, was.service.zone = dc, zone
+            rt.dns[dc.name] = was
+            continue
+        if was is not None:
+            await was.close()
+        rt.dns[dc.name] = listener = DnsListener(dc, zone, dc.host, dc.port, loop)
+        await listener.start()
+    for gone in old.values():
+        await gone.close()

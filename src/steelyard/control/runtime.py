@@ -17,6 +17,8 @@ from typing import Any
 
 from ..config import ConfigError, load_config
 from ..core.model import Server
+from ..dns.server import DnsListener
+from ..dns.zone import Zone
 from ..proxy.http.connpool import ConnPool
 from ..proxy.http.listener import HttpListener
 from ..proxy.http.router import build_router
@@ -47,6 +49,7 @@ class Runtime:
         self.listeners: dict[str, Any] = {}  # HttpListener | TcpListener | UdpListener (one stop interface)
         self.health: dict[str, PoolHealthKeeper] = {}
         self.admin: AdminServer | None = None
+        self.dns: dict[str, DnsListener] = {}
         self._sweeper: asyncio.Task | None = None
         self._reloading = asyncio.Lock()
         self.changes: RuntimeChanges | None = None
@@ -65,6 +68,14 @@ class Runtime:
             await self.stop(grace=0)
             raise
         self._sweeper = loop.create_task(self._sweep_upstreams())
+        try:
+            for dc in self.config.dns:
+                self.dns[dc.name] = dns_listener = DnsListener(dc, Zone(dc, self.pools, self.health, self.rng),
+                                                               dc.host, dc.port, loop)
+                await dns_listener.start()
+        except BaseException:
+            await self.stop(grace=0)
+            raise
         self.changes = RuntimeChanges(self, self.config.state_path)
         self.changes.apply_saved()
         admin = self.config.admin
@@ -166,6 +177,8 @@ class Runtime:
             self._sweeper.cancel()
         if self.admin is not None:
             await self.admin.stop()
+        for dns_listener in self.dns.values():
+            await dns_listener.close()
         for keeper in self.health.values():
             keeper.stop()
         for listener in self.listeners.values():
@@ -221,6 +234,9 @@ async def serve_forever(config: Any, *, ready: Any = None) -> None:
     await runtime.start()
     if runtime.admin is not None:
         print(f"steelyard: admin API on http://{runtime.admin.host}:{runtime.admin.port}/api/v1/", flush=True)
+    for name, dl in runtime.dns.items():
+        kinds = "udp+tcp" if dl.tcp is not None else "udp"
+        print(f"steelyard: dns {name} serving {dl.cfg.origin} on {dl.host}:{dl.port} ({kinds})", flush=True)
     for name, lst in runtime.listeners.items():
         print(f"steelyard: listener {name} serving {lst.mode} on {lst.host}:{lst.port}", flush=True)
     if ready is not None:

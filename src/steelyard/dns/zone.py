@@ -110,6 +110,7 @@ class Zone:
                 values = [v if r.type not in ("CNAME", "NS", "MX") else _absolute_target(v, cfg.origin)
                           for v in r.values]
                 self.static[(name, kind)] = dns.rrset.from_text_list(name, ttl, IN, kind, values)
+        self.static_names = {n.to_text().lower() for n, _ in self.static}
         names = {n for n, _ in self.static} | set(self.pooled)
         self.existing = set(names)
         for n in names:  # empty non-terminals exist too

@@ -99,15 +99,17 @@ class Proc:
 
 
 class Backend(Proc):
-    def __init__(self, name: str, delay: str | None = None, port: int = 0) -> None:
+    def __init__(self, name: str, delay: str | None = None, port: int = 0, host: str = "127.0.0.1") -> None:
+        shown = f"[{host}]" if ":" in host else host
         super().__init__(
-            [*STEELYARD, "backend", "--name", name, "--listen", f"127.0.0.1:{port}",
+            [*STEELYARD, "backend", "--name", name, "--listen", f"{shown}:{port}",
              *(["--delay", delay] if delay else [])],
-            r"backend \S+ listening on 127\.0\.0\.1:(\d+)",
+            r"backend \S+ listening on \S+:(\d+)",
         )
         self.name = name
+        self.host = host
         self.port = int(self.matches[0].group(1))
-        self.address = f"127.0.0.1:{self.port}"
+        self.address = f"{shown}:{self.port}"
 
 
 class Balancer(Proc):
@@ -152,6 +154,7 @@ def backends(request) -> Iterator[callable]:
             out.append(b)
         return out
 
+    start.adopt = started.extend  # backends a test started itself, killed with the others
     yield start
     for b in started:
         b.kill()

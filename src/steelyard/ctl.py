@@ -3,7 +3,7 @@
     steelyard ctl [--admin URL] [--token T | $STEELYARD_TOKEN] [--json] COMMAND
       status | pools | servers POOL | add POOL ADDRESS [--name N] [--weight W] [--backup]
       remove POOL SERVER | drain POOL SERVER | ready POOL SERVER | maint POOL SERVER
-      weight POOL SERVER W | algorithm POOL NAME | reload
+      weight POOL SERVER W | algorithm POOL NAME | reload | dns
 
 Exit status: 0 on success, 1 when the API answered with an error (its message is printed),
 2 when the admin listener cannot be reached.
@@ -69,6 +69,21 @@ def _pools_table(pools: list[dict]) -> Table:
     return table
 
 
+def _dns_table(zones: list[dict]) -> Table:
+    table = Table(title="DNS answers now")
+    for col in ("zone", "name", "source", "answers", "ttl"):
+        table.add_column(col)
+    for z in zones:
+        for r in z["records"]:
+            if "pool" in r:
+                answers = " ".join(r["A"] + r["AAAA"]) or f"(none healthy: {r['fallback']})"
+                source = f"pool {r['pool']} ({r['policy']})"
+            else:
+                answers, source = " ".join(r["values"]), r["type"]
+            table.add_row(z["zone"], r["name"], source, answers, str(r["ttl"]))
+    return table
+
+
 def run(args: argparse.Namespace) -> int:
     base, token = args.admin, args.token or os.environ.get("STEELYARD_TOKEN")
     c = args.ctl
@@ -99,6 +114,9 @@ def run(args: argparse.Namespace) -> int:
         elif c == "weight":
             result = call(base, "PATCH", server_path, {"weight": args.weight}, token)
             show = f"{args.server}: weight {result['weight']}"
+        elif c == "dns":
+            result = call(base, "GET", "/api/v1/dns")
+            show = _dns_table(result)
         elif c == "reload":
             result = call(base, "POST", "/api/v1/reload", {}, token, timeout=60.0)
             show = "reloaded"
@@ -128,6 +146,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     sub.add_parser("status", help="listeners, pools and servers")
     sub.add_parser("pools", help="every pool")
     sub.add_parser("reload", help="read the configuration file again (refused if invalid)")
+    sub.add_parser("dns", help="what each DNS record answers now")
     s = sub.add_parser("servers", help="a pool's servers")
     s.add_argument("pool")
     s = sub.add_parser("add", help="add a server to a pool")

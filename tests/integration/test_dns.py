@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import signal
@@ -166,3 +167,28 @@ def test_ten_thousand_bad_packets_leave_the_server_answering(backends, balancer)
             dns.message.from_wire(data)
     assert lb.proc.poll() is None
     print(f"\ndns fuzz: 10,000 packets, {len(replies)} replies, all parse; a normal query still answered")
+
+
+def test_dns_queries_are_counted_on_metrics_and_ctl_dns_shows_the_answers(backends, balancer):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from .test_admin import TOKEN, admin_port, api, ctl
+
+    started = [Backend(n, host=f"127.0.0.{i}") for i, n in enumerate(["a", "b"], 2)]
+    v6 = Backend("v6", host="::1")
+    backends.adopt([*started, v6])
+    lb = balancer(dns_config(started, v6) + f'\n[admin]\nbind = "127.0.0.1:0"\ntoken = "{TOKEN}"\n')
+    port = int(next(m.group(1) for line in lb.lines if (m := re.search(r"dns \S+ serving \S+ on [\d.]+:(\d+)", line))))
+    for _ in range(7):
+        short(port, "app.example.test", "A")
+    dig(port, "nope.example.test", "A")
+    status, text = api(admin_port(lb), "GET", "/metrics", token=None)
+    samples = {(s.labels["name"], s.labels["type"], s.labels["rcode"]): s.value
+               for f in text_string_to_metric_families(text.decode()) if f.name == "steelyard_dns_queries"
+               for s in f.samples if s.name.endswith("_total")}
+    assert samples[("app.example.test.", "A", "NOERROR")] == 7
+    assert samples[("other", "A", "NXDOMAIN")] == 1
+    out = ctl(admin_port(lb), "dns")
+    assert out.returncode == 0 and "app.example.test." in out.stdout and "127.0.0.2 127.0.0.3" in out.stdout, out
+    listed = json.loads(ctl(admin_port(lb), "--json", "dns").stdout)
+    assert listed[0]["records"][0]["A"] == ["127.0.0.2", "127.0.0.3"] and listed[0]["records"][0]["AAAA"] == ["::1"]

@@ -4,7 +4,7 @@ its own socket, its own connections).
 
 Routes (``/api/v1``): ``GET status``, ``GET pools``, ``GET pools/{pool}``,
 ``POST pools/{pool}/servers``, ``PATCH|DELETE pools/{pool}/servers/{server}``,
-``PATCH pools/{pool}``, ``POST reload``, ``GET openapi.json``; ``GET /metrics``; ``GET /``: the
+``PATCH pools/{pool}``, ``POST reload``, ``GET dns``, ``GET openapi.json``; ``GET /metrics``; ``GET /``: the
 dashboard (one static page polling the API every second).
 Rules:
 - Writes need ``Authorization: Bearer TOKEN`` when a token is configured (compared in
@@ -53,6 +53,7 @@ class AdminApp:
             Route(f"{api}/pools/{{pool}}/servers", self.add_server, methods=["POST"]),
             Route(f"{api}/pools/{{pool}}/servers/{{server}}", self.server, methods=["GET", "PATCH", "DELETE"]),
             Route(f"{api}/reload", self.reload, methods=["POST"]),
+            Route(f"{api}/dns", self.dns),
             Route(f"{api}/openapi.json", self.openapi),
             Route("/metrics", self.metrics),
         ])
@@ -115,6 +116,10 @@ class AdminApp:
 
     async def dashboard(self, request: Request) -> Response:
         return HTMLResponse(DASHBOARD)
+
+    async def dns(self, request: Request) -> JSONResponse:
+        return JSONResponse([{"listener": name, "zone": lst.cfg.origin, "address": f"{lst.host}:{lst.port}",
+                              "records": lst.service.zone.view()} for name, lst in self.runtime.dns.items()])
 
     async def openapi(self, request: Request) -> JSONResponse:
         return JSONResponse(OPENAPI)

@@ -9,7 +9,8 @@ in the published set), ``steelyard_server_up`` (pool, server: the checks' view),
 ``steelyard_queue_depth`` (pool), ``steelyard_responses_total`` (pool, code: answers steelyard
 wrote itself: 502, 503, 504, ...), ``steelyard_response_bytes_total`` (pool, server: bytes of
 responses as servers sent them), ``steelyard_response_seconds`` (pool, server: histogram of
-the time from sending a request to its end).
+the time from sending a request to its end), ``steelyard_dns_queries_total`` (listener, name, type,
+rcode; names other than the zone's records count as "other").
 """
 
 from __future__ import annotations
@@ -74,7 +75,13 @@ class _Collector:
             queued.add_metric([pool_name], len(pool.waiting))
             for code, count in sorted(pool.answered.items()):
                 answers.add_metric([pool_name, str(code)], count)
-        yield from (requests, failures, active, usable, up, ejections, retries, queued, answers, sizes, latency)
+        dns_queries = CounterMetricFamily("steelyard_dns_queries", "DNS queries answered (or refused) by name, "
+                                          "type and rcode", labels=["listener", "name", "type", "rcode"])
+        for listener_name, listener in getattr(rt, "dns", {}).items():
+            for (qname, qtype, rcode), count in sorted(listener.service.stats.items()):
+                dns_queries.add_metric([listener_name, qname, qtype, rcode], count)
+        yield from (requests, failures, active, usable, up, ejections, retries, queued, answers, sizes, latency,
+                    dns_queries)
 
 
 def metrics_text(runtime: Any) -> bytes:

@@ -44,6 +44,8 @@ OPENAPI = {
         "/api/v1/reload": {"post": {"summary": "read the configuration file again and switch to it without dropping "
                                               "anything; an invalid file is refused", "security": _AUTH,
                                    "responses": {"200": _OK, "400": _ERROR, "401": _ERROR}}},
+        "/api/v1/dns": {"get": {"summary": "every DNS zone's records and what each answers now",
+                                "responses": {"200": _OK}}},
         "/metrics": {"get": {"summary": "Prometheus text format", "responses": {"200": {"description": "metrics"}}}},
     },
     "components": {

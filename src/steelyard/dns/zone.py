@@ -118,6 +118,21 @@ class Zone:
                 n = n.parent()
                 self.existing.add(n)
 
+    def view(self) -> list[dict]:
+        """What each pool record would answer now (without turning any rotation), for people."""
+        rows = []
+        for name, rec in self.pooled.items():
+            usable = rec.servers()
+            rows.append({"name": name.to_text(), "pool": rec.pool_name, "policy": rec.policy, "ttl": rec.ttl,
+                         "A": [s.host for s in usable if _family(s.host) == A],
+                         "AAAA": [s.host for s in usable if _family(s.host) == AAAA],
+                         "fallback": self.cfg.fallback if not usable else None})
+        for (name, kind), rrset in self.static.items():
+            if name != self.origin:
+                rows.append({"name": name.to_text(), "type": dns.rdatatype.to_text(kind), "ttl": rrset.ttl,
+                             "values": [r.to_text() for r in rrset]})
+        return rows
+
     def answer(self, query: dns.message.Message) -> dns.message.Message:
         """The response to a parsed QUERY with exactly one question."""
         q = query.question[0]

@@ -6,8 +6,10 @@ import random
 import struct
 from types import SimpleNamespace
 
+import dns.edns
 import dns.flags
 import dns.message
+import dns.name
 import dns.opcode
 import dns.rcode
 import dns.rdatatype
@@ -178,3 +180,54 @@ def test_short_packets_and_responses_are_dropped_and_other_opcodes_are_notimp():
     notify.set_opcode(dns.opcode.NOTIFY)
     assert dns.message.from_wire(service.respond(notify.to_wire(), 512)).rcode() == dns.rcode.NOTIMP
     assert service.stats[("app.example.test.", "A", "NOERROR")] == 1
+
+
+# -- the answer cache (fastpath) --------------------------------------------------------------
+
+def wire_query(name="app.example.test.", rdtype="A", qid=7, rd=True, **kw):
+    q = dns.message.make_query(name, rdtype, **kw)
+    q.id = qid
+    if not rd:
+        q.flags &= ~dns.flags.RD
+    return q.to_wire()
+
+
+def test_cached_answers_keep_rotating_and_carry_each_querys_id_and_rd_bit():
+    z = zone()
+    service = DnsService(z)
+    uncached = zone()
+    slow = [addresses(ask(uncached, "app.example.test.")) for _ in range(5)]  # what the zone itself answers
+    got = []
+    for i in range(5):
+        resp = dns.message.from_wire(service.respond(wire_query(qid=100 + i, rd=bool(i % 2)), 512))
+        assert resp.id == 100 + i and bool(resp.flags & dns.flags.RD) == bool(i % 2)
+        got.append(addresses(resp))
+    assert got == slow  # the same rotation, served from the cache after the first query
+    assert len(service.cache) == 1
+    assert service.stats[("app.example.test.", "A", "NOERROR")] == 5
+
+
+def test_a_new_snapshot_rebuilds_the_cached_answer():
+    servers = [Server(f"s{i}", f"10.0.0.{i}", 80) for i in (1, 2, 3)]
+    z = zone("all_healthy", everyone=servers)
+    service = DnsService(z)
+    assert addresses(dns.message.from_wire(service.respond(wire_query(), 512))) == ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
+    z.pooled[dns.name.from_text("app.example.test.")].pool.snapshot = SimpleNamespace(servers=tuple(servers[1:]))
+    assert addresses(dns.message.from_wire(service.respond(wire_query(), 512))) == ["10.0.0.2", "10.0.0.3"]
+
+
+def test_random_policies_edns_options_and_odd_queries_are_not_cached():
+    service = DnsService(zone("weighted"))
+    service.respond(wire_query(), 512)
+    assert service.cache == {}
+    service = DnsService(zone())
+    cookie = dns.message.make_query("app.example.test.", "A", use_edns=0,
+                                    options=[dns.edns.GenericOption(10, b"12345678")])
+    service.respond(cookie.to_wire(), 512)
+    assert service.cache == {}
+    service.respond(wire_query(use_edns=0, payload=1232), 512)  # EDNS without options: cached, apart from plain
+    service.respond(wire_query(), 512)
+    service.respond(wire_query(), None)  # TCP is a key of its own (no size limit)
+    assert len(service.cache) == 3
+    service.zone = zone()  # a reload: nothing of the old zone is kept
+    assert service.cache == {}

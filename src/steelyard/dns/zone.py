@@ -39,12 +39,18 @@ IN = dns.rdataclass.IN
 class PoolRecord:
     """A name answered from a pool. ``servers()`` gives the usable ones, ``everyone()`` all."""
 
-    def __init__(self, cfg: Any, ttl: int, servers: Callable[[], tuple], everyone: Callable[[], list],
-                 rng: random.Random) -> None:
+    def __init__(self, cfg: Any, ttl: int, pool: Any, everyone: Callable[[], list], rng: random.Random) -> None:
         self.policy, self.max_answers, self.ttl = cfg.policy, cfg.max_answers, ttl
-        self.servers, self.everyone, self.rng = servers, everyone, rng
+        self.pool, self.everyone, self.rng = pool, everyone, rng
         self.turn = 0
         self.pool_name = cfg.pool
+
+    def servers(self) -> tuple:
+        return self.pool.snapshot.servers
+
+    def state(self) -> Any:
+        """Changes whenever the pool publishes (health, drain, runtime changes): the snapshot."""
+        return self.pool.snapshot
 
     def addresses(self, rdtype: int, fallback: str) -> list[str] | None:
         """The addresses to answer with, in order; None means SERVFAIL (no server, no fallback)."""
@@ -102,9 +108,9 @@ class Zone:
             name = dns.name.from_text(absolute(r.name, cfg.origin))
             ttl = cfg.ttl if r.ttl is None else r.ttl
             if r.pool is not None:
-                pool, keeper = pools[r.pool], keepers[r.pool]
-                self.pooled[name] = PoolRecord(r, ttl, lambda p=pool: p.snapshot.servers,
-                                               lambda k=keeper: [st.server for st in k.health.states], rng)
+                keeper = keepers[r.pool]
+                everyone = lambda k=keeper: [st.server for st in k.health.states]  # noqa: E731
+                self.pooled[name] = PoolRecord(r, ttl, pools[r.pool], everyone, rng)
             else:
                 kind = dns.rdatatype.from_text(r.type)
                 values = [v if r.type not in ("CNAME", "NS", "MX") else _absolute_target(v, cfg.origin)
@@ -132,6 +138,20 @@ class Zone:
                 rows.append({"name": name.to_text(), "type": dns.rdatatype.to_text(kind), "ttl": rrset.ttl,
                              "values": [r.to_text() for r in rrset]})
         return rows
+
+    def variants(self, query: dns.message.Message) -> tuple[list[dns.message.Message], bool] | None:
+        """Every answer this query can get until the pool publishes other servers, in turn, and
+        whether it depends on the pool at all (False: it never changes); None when the answer is
+        drawn at random (weighted, p2c) and cannot be kept."""
+        q = query.question[0]
+        record = self.pooled.get(q.name) if q.rdclass == IN else None
+        if record is None or q.rdtype not in (A, AAAA, ANY):
+            return [self.answer(query)], False
+        if record.policy in ("weighted", "p2c"):
+            return None
+        servers = record.servers()
+        turns = max(1, len(servers)) if record.policy == "round_robin" else 1
+        return [self.answer(query) for _ in range(turns)], True  # (each answer turns the rotation once)
 
     def answer(self, query: dns.message.Message) -> dns.message.Message:
         """The response to a parsed QUERY with exactly one question."""

@@ -133,3 +133,24 @@ def test_tls_to_servers_verifies_their_certificate(tmp_path, balancer):
             assert c.response()[0] == 502
     finally:
         backend.close()
+
+
+def test_a_reload_reads_certificates_again_without_rebinding(tls_proxy, tmp_path):
+    import signal
+
+    ca, bal = tls_proxy
+    config = tmp_path / "steelyard.toml"
+    assert peer_name(ca, "c.test", bal.port) == "a.test"  # no certificate for c.test yet: the default
+    c_cert, c_key = ca.leaf("c.test")
+    text = config.read_text()
+    config.write_text(text.replace("[[pool]]", f"""[[listener.tls.certificate]]
+        cert = "{c_cert}"
+        key = "{c_key}"
+        names = ["c.test"]
+
+        [[pool]]""", 1))
+    bal.proc.send_signal(signal.SIGHUP)
+    bal.wait_for("steelyard: reloaded")
+    assert peer_name(ca, "c.test", bal.port) == "c.test"  # same port, same socket, the new certificate
+    assert peer_name(ca, "b.test", bal.port) == "b.test"
+    assert curl(ca, "c.test", bal.port).stdout.rstrip().endswith("200 0")

@@ -6,8 +6,9 @@ Order (``reload``):
    the old one keeps running).
 2. New pools and health keepers are built; a server whose name, address, weight and limit are
    unchanged keeps its ``Server`` object, so its in-flight count and learned latency carry over.
-3. Listeners whose name, mode and bind are unchanged stay bound (no socket closes): their routes
-   and settings are switched to the new pools in one synchronous step. New listeners start;
+3. Listeners whose name, mode, bind and TLS-or-not are unchanged stay bound (no socket closes):
+   their routes, limits and settings are switched to the new pools in one synchronous step, and
+   a TLS listener reads its certificates again (renewed ones serve new handshakes). New listeners start;
    listeners no longer configured, or bound elsewhere now, stop gracefully in the background
    (stop accepting, finish what is in flight within ``shutdown_grace``).
 4. Requests already in flight finish on the pools they started with; keep-alive connections
@@ -37,7 +38,8 @@ async def reload(rt: Any, new: Any) -> None:
     kept, started, retired = {}, [], []
     for lc in new.listeners:
         old = old_listeners.get(lc.name)
-        if old is not None and old.mode == lc.mode and (old.host, old.requested_port) == (lc.host, lc.port):
+        if old is not None and old.mode == lc.mode and (old.host, old.requested_port) == (lc.host, lc.port) \
+                and (getattr(old, "tls", None) is None) == (getattr(lc, "tls", None) is None):
             _retarget(rt, old, lc)
             kept[lc.name] = old
         else:
@@ -66,6 +68,11 @@ def _retarget(rt: Any, listener: Any, lc: Any) -> None:
     if lc.mode == "http":
         from ..proxy.http.router import build_router
 
+        tls = listener.tls  # (the bound socket keeps its SSL context: certificates are reloaded into it)
+        listener.harden(lc.model_copy(update={"tls": None}))  # limits, rate limit, redirect
+        if tls is not None:
+            tls.tls = lc.tls
+            tls.reload()
         listener.router = build_router(lc, rt.pools)
         listener.keepalive_timeout, listener.request_timeout = lc.keepalive_timeout, lc.request_timeout
         listener.refresh()
@@ -78,6 +85,7 @@ def _retarget(rt: Any, listener: Any, lc: Any) -> None:
                 listener.loop.create_task(listener.access.close())
             listener.access = AccessLog(lc.access_log, listener.loop) if lc.access_log else None
     elif lc.mode == "tcp":
+        listener.harden(lc)
         listener.pool = rt.pools[lc.pool]
         listener.connect_timeout = rt.config.pool(lc.pool).connect_timeout
         listener.idle_timeout, listener.send_proxy = lc.idle_timeout, lc.send_proxy

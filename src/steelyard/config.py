@@ -115,6 +115,14 @@ class HeaderMatch(_Model):
     value: str
 
 
+class SniRoute(_Model):
+    """A tcp listener's route by the TLS server name its client asks for (passed through, not decrypted)."""
+
+    name: Annotated[str, _matching(r"(\*\.)?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.?",
+                                   'expected a host name, or "*.suffix" for any name one label below it')]
+    pool: str
+
+
 class RouteConfig(_Model):
     """An L7 route: every condition given must match; ``pool`` is where it sends."""
 
@@ -134,7 +142,7 @@ class RouteConfig(_Model):
 _MODE_KEYS = {
     "route": ("http",), "keepalive_timeout": ("http",), "request_timeout": ("http",),
     "idle_timeout": ("tcp", "udp"), "send_proxy": ("tcp",), "splice": ("tcp",),
-    "per_datagram": ("udp",), "max_flows": ("udp",), "access_log": ("http",),
+    "per_datagram": ("udp",), "max_flows": ("udp",), "access_log": ("http",), "sni": ("tcp",),
     # hardening (config_listener.py, docs/security.md)
     "max_connections": ("http", "tcp"), "max_connections_per_client": ("http", "tcp"),
     "max_body_size": ("http",), "max_uri_length": ("http",), "max_header_count": ("http",),
@@ -159,6 +167,7 @@ class ListenerConfig(_Model):
     splice: Bool = True  # tcp: relay with os.splice (zero-copy) where Linux has it
     per_datagram: Bool = False  # udp: balance each datagram, not each flow
     max_flows: Annotated[Int, Field(ge=1)] = 65536  # udp: flow table bound (least recently used goes)
+    sni: tuple[SniRoute, ...] = ()  # tcp: route TLS connections by their ClientHello's server name
     access_log: Annotated[str, Field(min_length=1)] | None = None  # http: JSON lines to this file ("-": stdout)
     # hardening (docs/security.md): limits, rate limit, TLS termination
     max_connections: Annotated[Int, Field(ge=1)] | None = None  # open client connections; more are closed
@@ -332,6 +341,7 @@ def _cross_problems(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
     if pools and all(isinstance(n, str) for n in names):  # else "no pool named" could be a false alarm
         refs = [(("listener", i), x) for i, x in listeners]
         refs += [(("listener", i, "route", j), r) for i, x in listeners for j, r in _items(x, "route")]
+        refs += [(("listener", i, "sni", j), r) for i, x in listeners for j, r in _items(x, "sni")]
         refs += [(("dns", i, "record", j), r) for i, d in _items(data, "dns") for j, r in _items(d, "record")
                  if "pool" in r]
         problems += [((*loc, "pool"), f"no pool named {_show(ref)}; pools are: {', '.join(names)}")
@@ -343,7 +353,7 @@ def _cross_problems(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
 
 _KEYS_OF = {"": Config, "listener": ListenerConfig, "route": RouteConfig, "header": HeaderMatch,
             "pool": PoolConfig, "servers": ServerConfig, "health": HealthConfig, "outlier": OutlierConfig,
-            "admin": AdminConfig, "dns": DnsConfig, "record": RecordConfig, "sticky": StickyConfig,
+            "admin": AdminConfig, "sni": SniRoute, "dns": DnsConfig, "record": RecordConfig, "sticky": StickyConfig,
             "rate_limit": RateLimitConfig, "tls": TlsConfig, "certificate": CertificateConfig}
 
 

@@ -85,8 +85,11 @@ def _retarget(rt: Any, listener: Any, lc: Any) -> None:
                 listener.loop.create_task(listener.access.close())
             listener.access = AccessLog(lc.access_log, listener.loop) if lc.access_log else None
     elif lc.mode == "tcp":
+        from .runtime import sni_routes
+
         listener.harden(lc)
         listener.pool = rt.pools[lc.pool]
+        listener.sni_routes = sni_routes(lc, rt.pools)
         listener.connect_timeout = rt.config.pool(lc.pool).connect_timeout
         listener.idle_timeout, listener.send_proxy = lc.idle_timeout, lc.send_proxy
     else:

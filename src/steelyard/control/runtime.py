@@ -139,10 +139,12 @@ class Runtime:
 
     def make_listener(self, lc: Any, loop: asyncio.AbstractEventLoop) -> Any:
         if lc.mode == "tcp":
-            return TcpListener(lc.name, lc.host, lc.port, self.pools[lc.pool], loop=loop,
-                               connect_timeout=self.config.pool(lc.pool).connect_timeout,
-                               idle_timeout=lc.idle_timeout, send_proxy=lc.send_proxy,
-                               splice=lc.splice).harden(lc)
+            tcp = TcpListener(lc.name, lc.host, lc.port, self.pools[lc.pool], loop=loop,
+                              connect_timeout=self.config.pool(lc.pool).connect_timeout,
+                              idle_timeout=lc.idle_timeout, send_proxy=lc.send_proxy,
+                              splice=lc.splice).harden(lc)
+            tcp.sni_routes = sni_routes(lc, self.pools)
+            return tcp
         if lc.mode == "udp":
             return UdpListener(lc.name, lc.host, lc.port, self.pools[lc.pool], loop=loop,
                                idle_timeout=lc.idle_timeout, per_datagram=lc.per_datagram, max_flows=lc.max_flows)
@@ -193,6 +195,10 @@ class Runtime:
             await listener.close()
         for pool in self.pools.values():
             pool.close()
+
+
+def sni_routes(lc: Any, pools: dict[str, PoolRuntime]) -> list[tuple[str, PoolRuntime]]:
+    return [(r.name.lower().rstrip("."), pools[r.pool]) for r in lc.sni]
 
 
 def _reused(server: Server, reuse: dict | None, pool: str) -> Server:

@@ -53,6 +53,7 @@ class TcpListener(StreamListener):
         self.splice = splice and SPLICE_AVAILABLE
         self._refused = 0  # clients refused (no server reachable) since the last log line
         self._refused_logged = -1e9
+        self.sni_routes: list[tuple[str, PoolRuntime]] = []  # (name or "*.suffix", pool): route by SNI
 
     def protocol(self) -> TcpRelay:
         return TcpRelay(self)

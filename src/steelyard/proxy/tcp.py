@@ -28,6 +28,10 @@ Invariants:
 - The per-chunk path is one ``write`` and one attribute store (``busy``, read by the idle
   sweep); nothing is logged, copied or looked up there.
 - A relay is forgotten by its listener only when both of its connections are gone.
+- With SNI routes (``sni.py``), the client is read before any server is picked, until its
+  ClientHello's server name shows (or that it sends none: the listener's pool); those bytes go
+  to the server first, unchanged, so TLS passes through undecrypted. No ClientHello within
+  ``SNI_WAIT`` seconds: the connection is aborted.
 """
 
 from __future__ import annotations
@@ -38,13 +42,17 @@ from typing import TYPE_CHECKING
 
 from ..core.balancing import PickContext
 from .proxy_protocol import header as proxy_header
+from .sni import MORE, client_hello_name
+from .sni import route as sni_route
 from .splice import Spliced
 
 if TYPE_CHECKING:
     from ..core.model import Server
     from .l4listener import TcpListener
+    from .pool import PoolRuntime
 
 log = logging.getLogger("steelyard.proxy")
+SNI_WAIT = 5.0  # seconds a client routed by SNI has to send its ClientHello
 
 
 class ServerSide(asyncio.Protocol):
@@ -120,11 +128,31 @@ class TcpRelay(asyncio.Protocol):
             self.done = True
             transport.close()
             return
-        self.task = self.L.loop.create_task(self._connect())
+        if self.L.sni_routes:  # read the ClientHello first: its server name picks the pool
+            transport.resume_reading()  # type: ignore[attr-defined]
+            self.task = self.L.loop.call_later(SNI_WAIT, self._sni_timeout)  # type: ignore[assignment]
+            return
+        self.task = self.L.loop.create_task(self._connect(self.L.pool))
 
-    async def _connect(self) -> None:
+    def _sni(self, ended: bool = False) -> None:
+        """Bytes arrived before a pool was chosen: once the ClientHello (or the lack of one) shows,
+        or the client half-closed (``ended``), pick the pool and connect."""
+        name = client_hello_name(b"".join(self.early))
+        if name is MORE:
+            if not ended:
+                return
+            name = None
+        self.task.cancel()  # type: ignore[union-attr]  # (the ClientHello timer)
+        self.transport.pause_reading()
+        self.task = self.L.loop.create_task(self._connect(sni_route(name, self.L.sni_routes, self.L.pool)))
+
+    def _sni_timeout(self) -> None:
+        if self.peer is None and not self.done:
+            self.transport.abort()  # no ClientHello within SNI_WAIT: not a client worth a server
+
+    async def _connect(self, pool: "PoolRuntime") -> None:
         L = self.L
-        pool, loop, clock = L.pool, L.loop, L.loop.time
+        loop, clock = L.loop, L.loop.time
         peer = self.transport.get_extra_info("peername")
         ctx = PickContext(peer[0] if isinstance(peer, tuple) else "")
         tried: list[Server] = []
@@ -197,7 +225,10 @@ class TcpRelay(asyncio.Protocol):
             self.peer.write(data)  # type: ignore[union-attr]
         except AttributeError:  # no server yet (uvloop may read once before pause_reading holds)
             self.early.append(data)
-            self.transport.pause_reading()
+            if self.L.sni_routes and self.server is None and not isinstance(self.task, asyncio.Task):
+                self._sni()  # (reading the ClientHello)
+            else:
+                self.transport.pause_reading()
             return
         except RuntimeError:  # the server's transport is already closed (it reset)
             self.transport.abort()
@@ -207,6 +238,8 @@ class TcpRelay(asyncio.Protocol):
     def eof_received(self) -> bool:
         if self.peer is None:
             self.early.append(b"")  # (an empty chunk stands for the EOF, passed on after the data)
+            if self.L.sni_routes and self.server is None and not isinstance(self.task, asyncio.Task):
+                self._sni(ended=True)
             return True
         return self.eof(self.peer)
 
@@ -238,8 +271,10 @@ class TcpRelay(asyncio.Protocol):
 
     def abort(self) -> None:
         self.done = True
-        if self.task is not None and not self.task.done():
+        if isinstance(self.task, asyncio.Task) and not self.task.done():
             self.task.cancel()
+        elif self.task is not None:
+            self.task.cancel()  # (the ClientHello timer)
         if self.spliced is not None:
             self.spliced.close()
         self.transport.abort()

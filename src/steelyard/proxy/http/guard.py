@@ -114,11 +114,11 @@ def refuse(down: DownstreamProtocol, ex: Exchange, status: int) -> None:
         L = down.L
         wait = L.limiter.retry_after((1.0 - L.limiter.buckets[down.ip][0]) / L.limiter.rate)
         extra = b"Retry-After: %d\r\n" % wait
-        down._answer_failure(ex, error_response(429, close=True, extra=extra),
+        down._answer_failure(ex, 429, error_response(429, close=True, extra=extra),
                              error_response(429, close=False, extra=extra), False)
     elif status == 308:
         location = b"Location: https://%b%b\r\n" % (ex.host or down.L.host.encode(), ex.url)
-        down._answer_failure(ex, error_response(308, close=True, extra=location),
+        down._answer_failure(ex, 308, error_response(308, close=True, extra=location),
                              error_response(308, close=False, extra=location), False)
     else:
         down._refuse(status)

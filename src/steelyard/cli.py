@@ -128,8 +128,46 @@ def cmd_backend(args: argparse.Namespace) -> int:
 
         run_sessions_backend(args.name, host, port, args.sessions, args.peer or [], args.replicate_on)
         return 0
+    if args.register:
+        if not args.pool or not port:
+            print("steelyard backend: --register needs --pool and a fixed --listen port", file=sys.stderr)
+            return 2
+        _register_in_thread(args, f"{host}:{port}")
     run_backend(args.name, host, port, delay=args.delay)
     return 0
+
+
+def cmd_register(args: argparse.Namespace) -> int:
+    """Keep ``--address`` registered in ``--pool`` until SIGTERM / SIGINT (cluster/registry.py)."""
+    import asyncio
+    import signal
+
+    from .cluster.registry import keep_registered
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await keep_registered(args.redis, args.pool, args.address, name=args.name, weight=args.weight,
+                              ttl=args.ttl, prefix=args.prefix, stop=stop, say=lambda m: print(m, flush=True))
+
+    asyncio.run(main())
+    return 0
+
+
+def _register_in_thread(args: argparse.Namespace, address: str) -> None:
+    """``steelyard backend --register URL --pool P``: the registration runs beside the backend."""
+    import asyncio
+    import threading
+
+    from .cluster.registry import keep_registered
+
+    def run() -> None:
+        asyncio.run(keep_registered(args.register, args.pool, address, name=args.name, ttl=args.ttl,
+                                    say=lambda m: print(m, flush=True)))
+
+    threading.Thread(target=run, daemon=True, name="register").start()
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -196,7 +234,20 @@ def build_parser() -> argparse.ArgumentParser:
                                       "memory, redis://HOST:PORT/DB or replicated")
     p.add_argument("--peer", type=_address, action="append", help="replicated: a peer's replication HOST:PORT")
     p.add_argument("--replicate-on", type=_address, help="replicated: this node's replication HOST:PORT")
+    p.add_argument("--register", metavar="REDIS_URL", help="register this backend in a cluster's --pool")
+    p.add_argument("--pool", help="--register: the pool to join")
+    p.add_argument("--ttl", type=_duration, default=3.0, help="--register: registration TTL (refreshed at 1/3)")
     p.set_defaults(func=cmd_backend)
+
+    p = sub.add_parser("register", help="keep a server registered in a clustered pool (Redis, TTL'd)")
+    p.add_argument("--redis", required=True, help="redis://HOST:PORT/DB (the cluster's [cluster] redis)")
+    p.add_argument("--pool", required=True)
+    p.add_argument("--address", required=True, help="HOST:PORT of the server")
+    p.add_argument("--name", help="server name (default: the address)")
+    p.add_argument("--weight", type=int, default=1)
+    p.add_argument("--ttl", type=_duration, default=3.0, help="registration TTL, refreshed every third of it")
+    p.add_argument("--prefix", default="steelyard", help="the cluster's [cluster] prefix")
+    p.set_defaults(func=cmd_register)
 
     p = sub.add_parser("demo", help="three demo backends behind the balancer")
     p.add_argument("scenario", nargs="?", choices=["sessions"], help="sessions: what survives a server's death")

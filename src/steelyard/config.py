@@ -51,6 +51,7 @@ from .config_base import (
     read_toml,
     translate,
 )
+from .config_cluster import ClusterConfig
 from .config_dns import DnsConfig, RecordConfig
 from .config_listener import CertificateConfig, FilePath, RateLimitConfig, Size, TlsConfig
 from .config_pool import HealthConfig, OutlierConfig
@@ -249,6 +250,7 @@ class Config(_Model):
     pools: tuple[PoolConfig, ...] = Field(alias="pool", min_length=1)
     admin: AdminConfig | None = None
     dns: tuple[DnsConfig, ...] = ()
+    cluster: ClusterConfig | None = None
     _source: str | None = PrivateAttr(default=None)
 
     @property
@@ -354,7 +356,7 @@ def _cross_problems(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
 _KEYS_OF = {"": Config, "listener": ListenerConfig, "route": RouteConfig, "header": HeaderMatch,
             "pool": PoolConfig, "servers": ServerConfig, "health": HealthConfig, "outlier": OutlierConfig,
             "admin": AdminConfig, "sni": SniRoute, "dns": DnsConfig, "record": RecordConfig, "sticky": StickyConfig,
-            "rate_limit": RateLimitConfig, "tls": TlsConfig, "certificate": CertificateConfig}
+            "rate_limit": RateLimitConfig, "cluster": ClusterConfig, "tls": TlsConfig, "certificate": CertificateConfig}
 
 
 # --- entry points ---------------------------------------------------------------

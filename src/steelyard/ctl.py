@@ -3,7 +3,7 @@
     steelyard ctl [--admin URL] [--token T | $STEELYARD_TOKEN] [--json] COMMAND
       status | pools | servers POOL | add POOL ADDRESS [--name N] [--weight W] [--backup]
       remove POOL SERVER | drain POOL SERVER | ready POOL SERVER | maint POOL SERVER
-      weight POOL SERVER W | algorithm POOL NAME | reload | dns
+      weight POOL SERVER W | algorithm POOL NAME | reload | dns | cluster
 
 Exit status: 0 on success, 1 when the API answered with an error (its message is printed),
 2 when the admin listener cannot be reached.
@@ -84,6 +84,19 @@ def _dns_table(zones: list[dict]) -> Table:
     return table
 
 
+def _cluster_table(info: dict) -> Any:
+    if not info.get("enabled"):
+        return "this balancer is not clustered (no [cluster] in its configuration)"
+    state = f"degraded: {info['reason']}" if info["degraded"] else "connected"
+    table = Table(title=f"cluster via {info['redis']} (this node: {info['node']}, {state})")
+    for col in ("node", "heartbeat age", "servers (pool/server: status)"):
+        table.add_column(col)
+    for n in info["nodes"] or []:
+        view = ", ".join(f"{p}/{s}: {st}" for p, servers in n["servers"].items() for s, st in servers.items())
+        table.add_row(n["node"], f"{n['age_s']:.1f}s", view)
+    return table
+
+
 def run(args: argparse.Namespace) -> int:
     base, token = args.admin, args.token or os.environ.get("STEELYARD_TOKEN")
     c = args.ctl
@@ -117,6 +130,9 @@ def run(args: argparse.Namespace) -> int:
         elif c == "dns":
             result = call(base, "GET", "/api/v1/dns")
             show = _dns_table(result)
+        elif c == "cluster":
+            result = call(base, "GET", "/api/v1/cluster")
+            show = _cluster_table(result)
         elif c == "reload":
             result = call(base, "POST", "/api/v1/reload", {}, token, timeout=60.0)
             show = "reloaded"
@@ -147,6 +163,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     sub.add_parser("pools", help="every pool")
     sub.add_parser("reload", help="read the configuration file again (refused if invalid)")
     sub.add_parser("dns", help="what each DNS record answers now")
+    sub.add_parser("cluster", help="the cluster's nodes, their heartbeat age and view of each server")
     s = sub.add_parser("servers", help="a pool's servers")
     s.add_argument("pool")
     s = sub.add_parser("add", help="add a server to a pool")

@@ -4,8 +4,8 @@ its own socket, its own connections).
 
 Routes (``/api/v1``): ``GET status``, ``GET pools``, ``GET pools/{pool}``,
 ``POST pools/{pool}/servers``, ``PATCH|DELETE pools/{pool}/servers/{server}``,
-``PATCH pools/{pool}``, ``POST reload``, ``GET dns``, ``GET openapi.json``; ``GET /metrics``; ``GET /``: the
-dashboard (one static page polling the API every second).
+``PATCH pools/{pool}``, ``POST reload``, ``GET dns``, ``GET cluster``, ``GET openapi.json``; ``GET /metrics``;
+``GET /``: the dashboard (one static page polling the API every second).
 Rules:
 - Writes need ``Authorization: Bearer TOKEN`` when a token is configured (compared in
   constant time); reads are open on the admin listener (bind it to loopback).
@@ -54,6 +54,7 @@ class AdminApp:
             Route(f"{api}/pools/{{pool}}/servers/{{server}}", self.server, methods=["GET", "PATCH", "DELETE"]),
             Route(f"{api}/reload", self.reload, methods=["POST"]),
             Route(f"{api}/dns", self.dns),
+            Route(f"{api}/cluster", self.cluster),
             Route(f"{api}/openapi.json", self.openapi),
             Route("/metrics", self.metrics),
         ])
@@ -86,7 +87,8 @@ class AdminApp:
         return JSONResponse({"uptime_s": round(time.time() - self.started, 3), "config": rt.config.source,
                              "state_file": str(self.changes.path) if self.changes.path else None,
                              "listeners": listeners, "pools": [self._pool_summary(p) for p in rt.health],
-                             "servers": servers})
+                             "servers": servers,
+                             "cluster": rt.cluster.status() if rt.cluster is not None else None})
 
     async def pools(self, request: Request) -> JSONResponse:
         return JSONResponse([self._pool_summary(p) for p in self.runtime.health])
@@ -120,6 +122,20 @@ class AdminApp:
     async def dns(self, request: Request) -> JSONResponse:
         return JSONResponse([{"listener": name, "zone": lst.cfg.origin, "address": f"{lst.host}:{lst.port}",
                               "records": lst.service.zone.view()} for name, lst in self.runtime.dns.items()])
+
+    async def cluster(self, request: Request) -> JSONResponse:
+        """This node's link to the cluster and every live node (age, view of each server); the
+        members are read from Redis, so they are missing (``nodes`` null) while it is unreachable."""
+        node = self.runtime.cluster
+        if node is None:
+            return JSONResponse({"enabled": False, "nodes": []})
+        try:
+            members = await node.members()
+        except Exception as exc:  # noqa: BLE001  (Redis down: say so, keep answering)
+            members, why = None, str(exc) or type(exc).__name__
+        else:
+            why = None
+        return JSONResponse({"enabled": True, **node.status(), "nodes": members, "error": why})
 
     async def openapi(self, request: Request) -> JSONResponse:
         return JSONResponse(OPENAPI)

@@ -75,6 +75,10 @@ class RuntimeChanges:
         self.runtime = runtime
         self.path = Path(path) if path else None
         self.record: dict[str, Any] = {"version": 1, "pools": {}}
+        # the cluster (when ``[cluster]``): told of every change made here, as (kind, pool, name, data);
+        # ``quiet`` is set while it applies another node's change, so nothing echoes back
+        self.listener: Any = None
+        self.quiet = False
 
     # -- the API's operations ----------------------------------------------------
 
@@ -131,6 +135,7 @@ class RuntimeChanges:
         if st.origin == "config" and name not in rec["removed"]:
             rec["removed"].append(name)
         self._save()
+        self._tell("remove", pool, name, st.origin)
         return {"server": name, "removed": st not in keeper.health.states,
                 "draining": st in keeper.health.states, "active": st.server.load.active}
 
@@ -147,6 +152,7 @@ class RuntimeChanges:
         keeper.set_algorithm(name, cls)
         self._pool_record(pool)["algorithm"] = name
         self._save()
+        self._tell("algorithm", pool, name, None)
         return {"pool": pool, "algorithm": name}
 
     def describe(self, pool: str, name: str) -> dict:
@@ -168,6 +174,11 @@ class RuntimeChanges:
         self._pool_record(pool)["servers"][s.name] = {
             "address": s.address, "weight": s.weight, "backup": st.backup, "state": st.admin, "origin": st.origin}
         self._save()
+        self._tell("server", pool, s.name, self._pool_record(pool)["servers"][s.name])
+
+    def _tell(self, kind: str, pool: str, name: str, data: Any) -> None:
+        if self.listener is not None and not self.quiet:
+            self.listener(kind, pool, name, data)
 
     def _save(self) -> None:
         if self.path is None:

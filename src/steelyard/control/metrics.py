@@ -10,7 +10,8 @@ in the published set), ``steelyard_server_up`` (pool, server: the checks' view),
 wrote itself: 502, 503, 504, ...), ``steelyard_response_bytes_total`` (pool, server: bytes of
 responses as servers sent them), ``steelyard_response_seconds`` (pool, server: histogram of
 the time from sending a request to its end), ``steelyard_dns_queries_total`` (listener, name, type,
-rcode; names other than the zone's records count as "other").
+rcode; names other than the zone's records count as "other"), ``steelyard_cluster_degraded`` (node;
+with ``[cluster]``: 1 while Redis cannot be reached).
 """
 
 from __future__ import annotations
@@ -82,6 +83,11 @@ class _Collector:
                 dns_queries.add_metric([listener_name, qname, qtype, rcode], count)
         yield from (requests, failures, active, usable, up, ejections, retries, queued, answers, sizes, latency,
                     dns_queries)
+        if getattr(rt, "cluster", None) is not None:
+            degraded = GaugeMetricFamily("steelyard_cluster_degraded", "1 while Redis (the cluster's shared "
+                                         "state) cannot be reached", labels=["node"])
+            degraded.add_metric([rt.cluster.node], 1 if rt.cluster.degraded else 0)
+            yield degraded
 
 
 def metrics_text(runtime: Any) -> bytes:

@@ -57,7 +57,14 @@ async def reload(rt: Any, new: Any) -> None:
         pool.close()
     await _reload_dns(rt, new, loop)
     rt.changes.record = {"version": 1, "pools": {}}
-    rt.changes.apply_saved()
+    cluster = getattr(rt, "cluster", None)
+    rt.changes.quiet = cluster is not None  # (clustered: Redis is the truth, the resync below applies it)
+    try:
+        rt.changes.apply_saved()
+    finally:
+        rt.changes.quiet = False
+    if cluster is not None:
+        cluster.adopt_pools()
     for lst in retired:
         loop.create_task(_retire(lst, new.shutdown_grace))
     log.warning("reloaded %s: %d listener(s) kept, %d started, %d stopping; %d pool(s)",

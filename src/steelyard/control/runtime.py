@@ -53,6 +53,7 @@ class Runtime:
         self._sweeper: asyncio.Task | None = None
         self._reloading = asyncio.Lock()
         self.changes: RuntimeChanges | None = None
+        self.cluster: Any = None  # cluster.node.ClusterNode with [cluster]
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -78,6 +79,11 @@ class Runtime:
             raise
         self.changes = RuntimeChanges(self, self.config.state_path)
         self.changes.apply_saved()
+        if getattr(self.config, "cluster", None) is not None:  # Redis is the truth: it resyncs over the file
+            from ..cluster.node import ClusterNode
+
+            self.cluster = ClusterNode(self, self.config.cluster)
+            await self.cluster.start()
         admin = self.config.admin
         if admin is not None:
             try:
@@ -177,6 +183,8 @@ class Runtime:
             grace = self.config.shutdown_grace
         if self._sweeper is not None:
             self._sweeper.cancel()
+        if self.cluster is not None:
+            await self.cluster.stop()
         if self.admin is not None:
             await self.admin.stop()
         for dns_listener in self.dns.values():

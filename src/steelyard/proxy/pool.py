@@ -39,7 +39,7 @@ class PoolRuntime:
         "make_upstream", "key_kind", "key_name", "timeout", "limited", "waiting", "max_queue",
         "queue_timeout", "retries", "retry_budget", "retry_header", "retried", "budget", "window_start",
         "completed", "eject_after", "eject_5xx", "on_failing", "known", "retried_total", "answered", "sticky",
-        "draining",
+        "draining", "variants",
     )  # fmt: skip
 
     def __init__(
@@ -61,6 +61,9 @@ class PoolRuntime:
     ) -> None:
         self.name = name
         self.algorithm = resolve_algorithm(algorithm)
+        # class -> the class to build instead (a clustered pool: the cluster-wide least_conn /
+        # least_time, ``core.balancing.cluster_load``); chosen here, once per publish, not per pick
+        self.variants: dict[type, type] = {}
         self.options = options
         self.rng = rng
         self.clock = clock
@@ -94,7 +97,8 @@ class PoolRuntime:
         in ``ramping`` (server -> when it became usable) are in slow start over ``window``.
         ``draining`` (name -> (server, drain start)): servers no new client gets that sticky
         clients may still reach (their connection pools stay)."""
-        balancer = self.algorithm(servers, rng=self.rng, clock=self.clock, options=self.options)
+        cls = self.variants.get(self.algorithm, self.algorithm)
+        balancer = cls(servers, rng=self.rng, clock=self.clock, options=self.options)
         self.draining = draining or {}
         extra = [d[0] for d in self.draining.values()]
         for s in (*servers, *extra):

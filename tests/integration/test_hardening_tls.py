@@ -188,3 +188,31 @@ def test_tcp_sni_routing_passes_tls_through_to_the_named_backend(tmp_path, balan
     finally:
         a.close()
         b.close()
+
+
+def test_a_sticky_cookie_set_over_tls_is_secure(tmp_path, backends, balancer):
+    ca = TestCA(tmp_path)
+    cert, key = ca.leaf("a.test")
+    (backend,) = backends(["s1"])
+    bal = balancer(f"""
+        [[listener]]
+        name = "web"
+        bind = "127.0.0.1:0"
+        pool = "app"
+
+        [listener.tls]
+        cert = "{cert}"
+        key = "{key}"
+
+        [[pool]]
+        name = "app"
+        servers = [ {{ address = "{backend.address}" }} ]
+
+        [pool.sticky]
+        mode = "cookie"
+    """)
+    r = subprocess.run(["curl", "-sS", "-D-", "-o", "/dev/null", "--max-time", str(WAIT), "--cacert", str(ca.ca),
+                        "--resolve", f"a.test:{bal.port}:127.0.0.1", f"https://a.test:{bal.port}/"],
+                       capture_output=True, text=True, timeout=WAIT + 5)
+    cookie = next(line for line in r.stdout.splitlines() if line.lower().startswith("set-cookie:"))
+    assert cookie.startswith("Set-Cookie: SYID=") and cookie.endswith("; HttpOnly; SameSite=Lax; Secure")

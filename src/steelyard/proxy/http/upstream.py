@@ -254,8 +254,9 @@ class UpstreamConnection(asyncio.Protocol):
         cached = H.STATUS_LINES.get(status)
         out.append(cached[1] if cached is not None and cached[0] == reason else H.status_line(status, reason))
         out += parts
-        if ex.set_cookie is not None:  # type: ignore[union-attr]
-            out.append(ex.set_cookie)  # type: ignore[union-attr]  # a sticky pool (re)chose the server
+        if ex.set_cookie is not None:  # type: ignore[union-attr]  # a sticky pool (re)chose the server
+            cookie = ex.set_cookie  # type: ignore[union-attr]
+            out.append(cookie if self.down.L.tls is None else cookie[:-2] + b"; Secure\r\n")  # type: ignore[union-attr]
         if ex.tries and ex.pool.retry_header:  # type: ignore[union-attr]
             out.append(b"X-Steelyard-Retries: %d\r\n" % ex.tries)  # type: ignore[union-attr]
         if status == 101:

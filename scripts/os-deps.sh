@@ -8,6 +8,8 @@ command -v curl >/dev/null 2>&1 || need+=(curl)         # integration tests driv
 command -v dig >/dev/null 2>&1 || need+=(dnsutils)      # the UDP tests drive dig
 command -v chromium >/dev/null 2>&1 || need+=(chromium) # the dashboard test drives a headless browser
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server) # the session store tests run a real one
+command -v keepalived >/dev/null 2>&1 || need+=(keepalived)     # the floating-address test runs two
+command -v ip >/dev/null 2>&1 || need+=(iproute2)                # ... in network namespaces
 command -v make >/dev/null 2>&1 || need+=(make)
 python3 -c "import ensurepip, venv" >/dev/null 2>&1 || need+=(python3-venv)
 [ ${#need[@]} -eq 0 ] && exit 0

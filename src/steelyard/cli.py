@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from .config import Config, ConfigError, load_config
 from .units import format_duration, parse_duration, split_host_port
@@ -170,6 +171,33 @@ def _register_in_thread(args: argparse.Namespace, address: str) -> None:
     threading.Thread(target=run, daemon=True, name="register").start()
 
 
+def cmd_keepalived(args: argparse.Namespace) -> int:
+    from .cluster.keepalived import render
+
+    config = _load(args.config)
+    try:
+        text = render(config, str(Path(args.config).resolve()))
+    except ValueError as exc:
+        print(f"steelyard keepalived: {exc}", file=sys.stderr)
+        return 2
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        print(text, end="")
+    return 0
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    from .cluster.keepalived import serving
+
+    ok, why = serving(_load(args.config), args.timeout)
+    try:
+        print(f"steelyard health: {why}", file=sys.stdout if ok else sys.stderr, flush=True)
+    except OSError:
+        pass  # (keepalived runs track scripts with unwritable standard streams: the exit status speaks)
+    return 0 if ok else 1
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     if args.scenario == "sessions":  # `steelyard demo sessions`: what survives a server's death
         from .demo.sessions_demo import run_sessions_demo
@@ -248,6 +276,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ttl", type=_duration, default=3.0, help="registration TTL, refreshed every third of it")
     p.add_argument("--prefix", default="steelyard", help="the cluster's [cluster] prefix")
     p.set_defaults(func=cmd_register)
+
+    p = sub.add_parser("keepalived", help="write a keepalived configuration for [keepalived] (floating address)")
+    p.add_argument("--config", "-c", required=True, help="TOML configuration file")
+    p.add_argument("--output", "-o", help="write it here (default: standard output)")
+    p.set_defaults(func=cmd_keepalived)
+
+    p = sub.add_parser("health", help="exit 0 when the local balancer serves (keepalived's track script)")
+    p.add_argument("--config", "-c", required=True, help="TOML configuration file")
+    p.add_argument("--timeout", type=_duration, default=1.0, help="per listener, e.g. 500ms")
+    p.set_defaults(func=cmd_health)
 
     p = sub.add_parser("demo", help="three demo backends behind the balancer")
     p.add_argument("scenario", nargs="?", choices=["sessions"], help="sessions: what survives a server's death")

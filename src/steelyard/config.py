@@ -56,6 +56,7 @@ from .config_dns import DnsConfig, RecordConfig
 from .config_listener import CertificateConfig, FilePath, RateLimitConfig, Size, TlsConfig
 from .config_pool import HealthConfig, OutlierConfig
 from .config_sticky import StickyConfig
+from .config_vrrp import KeepalivedConfig
 from .core.balancing import BalancerOptions, resolve_algorithm
 from .units import format_duration, split_host_port
 from .units import show_value as _show
@@ -251,6 +252,7 @@ class Config(_Model):
     admin: AdminConfig | None = None
     dns: tuple[DnsConfig, ...] = ()
     cluster: ClusterConfig | None = None
+    keepalived: KeepalivedConfig | None = None
     _source: str | None = PrivateAttr(default=None)
 
     @property
@@ -356,7 +358,8 @@ def _cross_problems(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
 _KEYS_OF = {"": Config, "listener": ListenerConfig, "route": RouteConfig, "header": HeaderMatch,
             "pool": PoolConfig, "servers": ServerConfig, "health": HealthConfig, "outlier": OutlierConfig,
             "admin": AdminConfig, "sni": SniRoute, "dns": DnsConfig, "record": RecordConfig, "sticky": StickyConfig,
-            "rate_limit": RateLimitConfig, "cluster": ClusterConfig, "tls": TlsConfig, "certificate": CertificateConfig}
+            "rate_limit": RateLimitConfig, "cluster": ClusterConfig, "tls": TlsConfig,
+            "certificate": CertificateConfig, "keepalived": KeepalivedConfig}
 
 
 # --- entry points ---------------------------------------------------------------

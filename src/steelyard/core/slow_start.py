@@ -13,11 +13,14 @@ least_time, and for users' own algorithms, without touching their state; HAProxy
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Collection
+from typing import TYPE_CHECKING
 
 from .balancing.base import Balancer, PickContext
 from .model import Server
+
+if TYPE_CHECKING:
+    import random  # (the rng is injected; only its type is named here)
 
 
 class SlowStart:

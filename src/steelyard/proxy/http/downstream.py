@@ -184,7 +184,7 @@ class DownstreamProtocol(asyncio.Protocol):
             # the upgrade request is the last one parsed: current, or last in the queue
             self.upgrading = self.queue[-1] if self.queue else self.current
             if self.upgrading is not None:
-                self.upgrading.early = []
+                self.upgrading.extra().early = []
                 self._hold_early(data[upg.args[0] :])
         except HttpParserError as exc:
             if not self.dead:
@@ -243,19 +243,23 @@ class DownstreamProtocol(asyncio.Protocol):
         p = self.parser
         ex.method = p.get_method()  # type: ignore[union-attr]
         keep = p.should_keep_alive()
-        # without a Connection (or Proxy-Connection) header llhttp keeps exactly HTTP/1.1 alive:
-        # that spares get_http_version, which formats a string and is the dearest call here
-        ex.http11 = p.get_http_version() == "1.1" if ex.connection_header else keep  # type: ignore[union-attr]
         ex.keep_alive = keep and not self.closing  # type: ignore[union-attr]
-        if ex.upgrade is not None and not p.should_upgrade():  # type: ignore[union-attr]
-            ex.upgrade = None  # type: ignore[union-attr]  # Upgrade without "Connection: upgrade" is ignored
-        if ex.chunked and ex.clen is not None:  # type: ignore[union-attr]
-            ex.refuse = 400  # type: ignore[union-attr]  # both Content-Length and Transfer-Encoding
+        specials = ex.specials  # type: ignore[union-attr]
+        if specials:  # (Connection, Upgrade and the framing headers are all special: else none came)
+            # without a Connection (or Proxy-Connection) header llhttp keeps exactly HTTP/1.1 alive:
+            # that spares get_http_version, which formats a string and is the dearest call here
+            ex.http11 = p.get_http_version() == "1.1" if ex.connection_header else keep  # type: ignore[union-attr]
+            if ex.upgrade is not None and not p.should_upgrade():  # type: ignore[union-attr]
+                ex.upgrade = None  # type: ignore[union-attr]  # Upgrade without "Connection: upgrade" is ignored
+            if ex.chunked and ex.clen is not None:  # type: ignore[union-attr]
+                ex.refuse = 400  # type: ignore[union-attr]  # both Content-Length and Transfer-Encoding
+        else:
+            ex.http11 = keep  # type: ignore[union-attr]
         if not ex.http11 and not version_ok(p.get_http_version()):  # type: ignore[union-attr]
             ex.refuse = 505  # type: ignore[union-attr]  # HTTP/2.0 or 0.9 in an HTTP/1 request line
         L = self.L
-        if len(ex.parts) + ex.specials > L.max_parts or len(ex.url) > L.max_uri_length:  # type: ignore[union-attr]
-            ex.refuse = 431 if len(ex.parts) + ex.specials > L.max_parts else 414  # type: ignore[union-attr]
+        if len(ex.parts) + specials > L.max_parts or len(ex.url) > L.max_uri_length:  # type: ignore[union-attr]
+            ex.refuse = 431 if len(ex.parts) + specials > L.max_parts else 414  # type: ignore[union-attr]
         if self.current is None:
             self.current = ex
             self._dispatch(ex)  # type: ignore[arg-type]
@@ -264,8 +268,9 @@ class DownstreamProtocol(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         ex = self.ex
-        ex.body_size += len(body)  # type: ignore[union-attr]
-        if ex.body_size > self.L.max_body:  # type: ignore[union-attr]
+        more = ex.more or ex.extra()  # type: ignore[union-attr]
+        more.body_size += len(body)
+        if more.body_size > self.L.max_body:
             raise Refused(413)
         ex.pending.append(H.chunk(body) if ex.chunked else body)  # type: ignore[union-attr]
         ex.pending_size += len(body)  # type: ignore[union-attr]
@@ -392,8 +397,9 @@ class DownstreamProtocol(asyncio.Protocol):
         ex.settle(True, self.clock)
         self.current = self.upgrading = None
         self.tunnel, self.tunnel_conn = conn.tunnel, conn
-        if ex.early:
-            conn.transport.write(b"".join(ex.early))  # type: ignore[union-attr]
-            ex.early = None
+        more = ex.more
+        if more is not None and more.early:
+            conn.transport.write(b"".join(more.early))  # type: ignore[union-attr]
+            more.early = None
         self._resume(PENDING_FULL)
 

@@ -114,11 +114,11 @@ def refuse(down: DownstreamProtocol, ex: Exchange, status: int) -> None:
         L = down.L
         wait = L.limiter.retry_after((1.0 - L.limiter.buckets[down.ip][0]) / L.limiter.rate)
         extra = b"Retry-After: %d\r\n" % wait
-        down._answer_failure(ex, error_response(429, close=True, extra=extra),
+        down._answer_failure(ex, 429, error_response(429, close=True, extra=extra),
                              error_response(429, close=False, extra=extra), False)
     elif status == 308:
         location = b"Location: https://%b%b\r\n" % (ex.host or down.L.host.encode(), ex.url)
-        down._answer_failure(ex, error_response(308, close=True, extra=location),
+        down._answer_failure(ex, 308, error_response(308, close=True, extra=location),
                              error_response(308, close=False, extra=location), False)
     else:
         down._refuse(status)
@@ -150,4 +150,4 @@ def too_slow(ex: Exchange, now: float, min_rate: int, grace: float) -> bool:
     """A request body that averages less than ``min_rate`` bytes/s since its head came
     (after ``grace`` seconds, in which any rate is fine)."""
     elapsed = now - ex.t_begin - grace
-    return elapsed > 0 and ex.body_size < elapsed * min_rate
+    return elapsed > 0 and (ex.more.body_size if ex.more is not None else 0) < elapsed * min_rate

@@ -256,8 +256,8 @@ class UpstreamConnection(asyncio.Protocol):
         out += parts
         if ex.set_cookie is not None:  # type: ignore[union-attr]
             out.append(ex.set_cookie)  # type: ignore[union-attr]  # a sticky pool (re)chose the server
-        if ex.tries and ex.pool.retry_header:  # type: ignore[union-attr]
-            out.append(b"X-Steelyard-Retries: %d\r\n" % ex.tries)  # type: ignore[union-attr]
+        if ex.more is not None and ex.more.tries and ex.pool.retry_header:  # type: ignore[union-attr]
+            out.append(b"X-Steelyard-Retries: %d\r\n" % ex.more.tries)  # type: ignore[union-attr]
         if status == 101:
             out.append(b"Connection: upgrade\r\nUpgrade: %b\r\n\r\n" % (upgrade or ex.upgrade))  # type: ignore[union-attr]
             self.mode = NONE  # llhttp ends the 101 "message": no last chunk may follow it

@@ -70,11 +70,9 @@ class DownstreamProtocol(asyncio.Protocol):
         self.ex: Exchange | None = None  # the request being parsed
         self.current: Exchange | None = None  # the request being answered
         self.queue: deque[Exchange] = deque()
-        self.paused = 0
-        self.write_paused = 0.0
-        self.closing = False
+        self.paused, self.write_paused, self.closing = 0, 0.0, False
         self.tunnel: Tunnel | None = None
-        self.tunnel_conn: UpstreamConnection | None = None
+        self.tunnel_conn: UpstreamConnection | None = None  # (the server's side of the tunnel)
         self.head_bytes = 0
         self.upgrading: Exchange | None = None  # an upgrade request whose 101 has not come yet
         self.dead = False  # closing: parse and dispatch nothing more
@@ -244,17 +242,15 @@ class DownstreamProtocol(asyncio.Protocol):
         ex.method = p.get_method()  # type: ignore[union-attr]
         keep = p.should_keep_alive()
         ex.keep_alive = keep and not self.closing  # type: ignore[union-attr]
+        ex.http11 = keep  # type: ignore[union-attr]  # without Connection/Proxy-Connection, llhttp keeps 1.1 alive
         specials = ex.specials  # type: ignore[union-attr]
         if specials:  # (Connection, Upgrade and the framing headers are all special: else none came)
-            # without a Connection (or Proxy-Connection) header llhttp keeps exactly HTTP/1.1 alive:
-            # that spares get_http_version, which formats a string and is the dearest call here
-            ex.http11 = p.get_http_version() == "1.1" if ex.connection_header else keep  # type: ignore[union-attr]
+            if ex.connection_header:  # type: ignore[union-attr]  # (get_http_version formats a string: dear)
+                ex.http11 = p.get_http_version() == "1.1"  # type: ignore[union-attr]
             if ex.upgrade is not None and not p.should_upgrade():  # type: ignore[union-attr]
                 ex.upgrade = None  # type: ignore[union-attr]  # Upgrade without "Connection: upgrade" is ignored
             if ex.chunked and ex.clen is not None:  # type: ignore[union-attr]
                 ex.refuse = 400  # type: ignore[union-attr]  # both Content-Length and Transfer-Encoding
-        else:
-            ex.http11 = keep  # type: ignore[union-attr]
         if not ex.http11 and not version_ok(p.get_http_version()):  # type: ignore[union-attr]
             ex.refuse = 505  # type: ignore[union-attr]  # HTTP/2.0 or 0.9 in an HTTP/1 request line
         L = self.L
@@ -397,9 +393,8 @@ class DownstreamProtocol(asyncio.Protocol):
         ex.settle(True, self.clock)
         self.current = self.upgrading = None
         self.tunnel, self.tunnel_conn = conn.tunnel, conn
-        more = ex.more
-        if more is not None and more.early:
-            conn.transport.write(b"".join(more.early))  # type: ignore[union-attr]
-            more.early = None
+        if ex.more is not None and ex.more.early:
+            conn.transport.write(b"".join(ex.more.early))  # type: ignore[union-attr]
+            ex.more.early = None
         self._resume(PENDING_FULL)
 

@@ -94,11 +94,12 @@ class ConnPool:
 
         asyncio.ensure_future(self.connect()).add_done_callback(connected)
 
-    def release(self, conn: UpstreamConnection) -> None:
+    def release(self, conn: UpstreamConnection, now: float = 0.0) -> None:
+        """Keep ``conn`` for reuse (``now``: the loop's time, if the caller just read it)."""
         if self.closed or len(self.idle) >= self.max_idle:
             conn.close()
             return
-        conn.idle_since = self.loop.time()
+        conn.idle_since = now or self.loop.time()
         self.idle.append(conn)
 
     def forget(self, conn: UpstreamConnection) -> None:

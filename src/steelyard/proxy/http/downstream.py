@@ -278,8 +278,8 @@ class DownstreamProtocol(asyncio.Protocol):
             ex.pending.append(H.LAST_CHUNK)  # type: ignore[union-attr]
         ex.request_done = True  # type: ignore[union-attr]
         if ex.conn is not None and not ex.pending:  # type: ignore[union-attr]
-            # already sent in full (no body, reused connection): the response timeout starts
-            ex.t_sent = self.clock()  # type: ignore[union-attr]
+            # sent in full (reused connection): the response timeout starts (no body: it was sent just now)
+            ex.t_sent = ex.t_start if ex.more is None and not ex.chunked else self.clock()  # type: ignore[union-attr]
 
     # -- dispatch ----------------------------------------------------------------
 
@@ -296,10 +296,10 @@ class DownstreamProtocol(asyncio.Protocol):
 
     # -- endings -------------------------------------------------------------------
 
-    def exchange_done(self, ex: Exchange, ok: bool) -> None:
+    def exchange_done(self, ex: Exchange, ok: bool, now: float = 0.0) -> None:
         if self.L.access is not None:
             self.L.access.record(self, ex, ex.status, ex.server)
-        ex.settle(ok, self.clock)
+        ex.settle(ok, self.clock, now)
         self.current = None
         self.served = True
         if not ex.keep_alive or self.closing or not ex.request_done:

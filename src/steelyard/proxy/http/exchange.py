@@ -171,18 +171,19 @@ class Exchange:
             if self.pool.waiting:  # type: ignore[union-attr]
                 self.pool.wake()  # type: ignore[union-attr]
 
-    def settle(self, ok: bool, clock: Callable[[], float]) -> None:
+    def settle(self, ok: bool, clock: Callable[[], float], now: float = 0.0) -> None:
         """Close the books on the picked server (once): in-flight count, counters, passive
         health streaks, and the balancer's completion hook (if it has one) with the time to
-        the response head, or to now (``clock``) when no head came. ``ok``: a response came
-        (whatever its status); not ``ok``: connect failure, reset, timeout or broken response."""
+        the response head, or to now (``now`` if the caller just read ``clock``, else ``clock()``)
+        when no head came. ``ok``: a response came (whatever its status); not ``ok``: connect
+        failure, reset, timeout or broken response."""
         server = self.server
         if server is None:
             return
         self.server = None
         load = server.load
         load.active -= 1
-        now = clock()
+        now = now or clock()
         elapsed = now - self.t_start
         load.latency[_bucket(_BOUNDS, elapsed)] += 1
         load.latency_sum += elapsed
@@ -249,6 +250,10 @@ class Exchange:
         """The request head as the server gets it: hop-by-hop headers gone, one framing
         header, forwarding headers added. ``forwarded`` is the connection's prebuilt
         X-Forwarded-For/-Proto block for requests that bring no X-Forwarded-For."""
+        if not self.specials and self.host is not None:  # no special header but Host: the common case
+            self.head = b"".join((self.method, b" ", self.url, b" HTTP/1.1\r\n", *self.parts,
+                                  b"X-Forwarded-Host: ", self.host, b"\r\n", forwarded, b"\r\n"))
+            return
         parts = self.parts
         if self.tokens and not H.PLAIN_CONNECTION_TOKENS.issuperset(self.tokens):
             parts = H.strip_listed(parts, set(self.tokens) - {b"host"})  # Host is never hop-by-hop

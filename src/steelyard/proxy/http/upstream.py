@@ -314,14 +314,14 @@ class UpstreamConnection(asyncio.Protocol):
         ex, down = self.ex, self.down
         self.ex = self.down = None
         ex.resp_bytes = self.nread - self.mark  # type: ignore[union-attr]
-        reusable = reusable and ex.request_done and not self.closed  # type: ignore[union-attr]
-        if reusable:
+        now = self.pool.loop.time()  # (one reading for the idle stamp and the request's latency)
+        if reusable and ex.request_done and not self.closed:  # type: ignore[union-attr]
             if down.write_paused:  # type: ignore[union-attr]
                 self.transport.resume_reading()  # type: ignore[union-attr]  # paused for that client only
-            self.pool.release(self)
+            self.pool.release(self, now)
         else:
             self.close()
-        down.exchange_done(ex, True)  # type: ignore[union-attr]
+        down.exchange_done(ex, True, now)  # type: ignore[union-attr]
 
     def fail(self, status: int, retry: int = NO_RETRY) -> None:
         """End the exchange with ``status`` (or an abort, if the client already has part of a

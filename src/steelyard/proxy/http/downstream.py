@@ -30,7 +30,6 @@ Rules:
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from typing import TYPE_CHECKING
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
@@ -63,13 +62,13 @@ class DownstreamProtocol(asyncio.Protocol):
 
     def __init__(self, listener: "HttpListener") -> None:
         self.L = listener
-        self.clock = listener.loop.time  # bound once: read several times per request
+        self.clock = listener.clock  # (the listener's bound loop.time: read several times per request)
         self.keep_headers = listener.keep_headers
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.parser = HttpRequestParser(self)
         self.ex: Exchange | None = None  # the request being parsed
         self.current: Exchange | None = None  # the request being answered
-        self.queue: deque[Exchange] = deque()
+        self.queue: list[Exchange] = []  # pipelined requests waiting their turn (a list: 56 bytes, a deque 760)
         self.paused, self.write_paused, self.closing = 0, 0.0, False
         self.tunnel: Tunnel | None = None
         self.tunnel_conn: UpstreamConnection | None = None  # (the server's side of the tunnel)
@@ -352,7 +351,7 @@ class DownstreamProtocol(asyncio.Protocol):
         if self.paused:  # (the finished exchange's server may have left this connection paused)
             self._resume(PIPELINE | PENDING_FULL | UPSTREAM_FULL)
         while self.current is None and self.queue and not self.dead:
-            ex = self.current = self.queue.popleft()
+            ex = self.current = self.queue.pop(0)
             self._dispatch(ex)
         self.advancing = False
         if self.current is not None or self.dead:

@@ -318,7 +318,12 @@ class UpstreamConnection(asyncio.Protocol):
         if reusable and ex.request_done and not self.closed:  # type: ignore[union-attr]
             if down.write_paused:  # type: ignore[union-attr]
                 self.transport.resume_reading()  # type: ignore[union-attr]  # paused for that client only
-            self.pool.release(self, now)
+            pool = self.pool
+            if pool.closed or len(pool.idle) >= pool.max_idle:  # (ConnPool.release, inline)
+                self.close()
+            else:
+                self.idle_since = now
+                pool.idle.append(self)
         else:
             self.close()
         down.exchange_done(ex, True, now)  # type: ignore[union-attr]

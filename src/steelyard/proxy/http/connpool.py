@@ -94,12 +94,11 @@ class ConnPool:
 
         asyncio.ensure_future(self.connect()).add_done_callback(connected)
 
-    def release(self, conn: UpstreamConnection, now: float = 0.0) -> None:
-        """Keep ``conn`` for reuse (``now``: the loop's time, if the caller just read it)."""
+    def release(self, conn: UpstreamConnection) -> None:
         if self.closed or len(self.idle) >= self.max_idle:
             conn.close()
             return
-        conn.idle_since = now or self.loop.time()
+        conn.idle_since = self.loop.time()
         self.idle.append(conn)
 
     def forget(self, conn: UpstreamConnection) -> None:

@@ -551,7 +551,8 @@ def print_table(rows: list[dict], summary: dict, proxies: list[str], title: str)
 
     def cells(name: str, run: str, r: dict) -> list[str]:
         return [name, run, f"{r['rps']:,.0f}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}",
-                f"{r['proxy_cpu_us_per_req']:.1f}", f"{100 * r['proxy_cpu_util']:.0f}%", f"{100 * r['other_cpu_util']:.0f}%", str(r["errors"])]
+                f"{r['proxy_cpu_us_per_req']:.1f}", f"{100 * r['proxy_cpu_util']:.0f}%",
+                f"{100 * r['other_cpu_util']:.0f}%", str(r["errors"])]
 
     body: list[list[str] | None] = []
     for name in proxies:

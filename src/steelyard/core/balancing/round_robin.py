@@ -36,7 +36,8 @@ class RoundRobin(Balancer):
             if not rotor.n:
                 return None
             i = rotor.start
-            rotor.won(i)
+            j = i + 1  # (what rotor.won(i) does, inline: this runs per request)
+            rotor.start = j if j < rotor.n else j - rotor.n
             return ring[i]
         for i in rotor.order():
             if ring[i] not in exclude:

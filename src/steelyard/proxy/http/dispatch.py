@@ -53,11 +53,26 @@ def dispatch(down: DownstreamProtocol, ex: Exchange) -> None:
         if not pool.enqueue(ex, down):
             down.busy(ex)
         return
-    send(down, ex, pool, server)
+    if server is None:
+        down.exchange_failed(ex, 503, False)
+        return
+    # what ``send`` does, inline: this runs for every request
+    ex.server = server
+    ex.on_done = pool.on_done
+    ex.build_head(server, down.forwarded, down.ip, L.scheme)
+    server.load.active += 1
+    ex.t_start = down.clock()
+    cpool = pool.upstreams[server]
+    conn = cpool.acquire()
+    if conn is None:
+        cpool.connect_for(ex, down)
+    else:
+        down.attach(conn, ex)
 
 
 def send(down: DownstreamProtocol, ex: Exchange, pool: PoolRuntime, server: Server | None) -> None:
-    """Send ``ex`` to ``server`` of ``pool`` (a first try, a retry, or out of the queue)."""
+    """Send ``ex`` to ``server`` of ``pool`` (a retry, or out of the queue; ``dispatch`` has
+    the same lines inline for a first try)."""
     if server is None:
         down.exchange_failed(ex, 503, False)
         return
@@ -84,16 +99,17 @@ def retry_elsewhere(down: DownstreamProtocol, ex: Exchange, how: int) -> bool:
         return False
     failed = ex.server
     ex.settle(False, down.clock)  # the failed try counts against its server
+    more = ex.extra()
     if failed is not None:
-        ex.tried += (failed,)
+        more.tried += (failed,)
     try:
-        server = pool.pick(down.ctx, ex, ex.tried)
+        server = pool.pick(down.ctx, ex, more.tried)
     except Exception:
         log.exception("pool %s: the balancer's pick failed", pool.name)
         return False
     if server is None or server is FULL:
         return False
-    ex.tries += 1
+    more.tries += 1
     pool.retried_total += 1
     ex.conn = None
     ex.t_sent = 0.0

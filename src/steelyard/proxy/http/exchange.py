@@ -21,6 +21,19 @@ _bucket = bisect_right
 IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"))
 
 
+class More:
+    """The part of an ``Exchange`` that only some requests need (``Exchange.extra`` creates it)."""
+
+    __slots__ = ("tries", "tried", "early", "early_size", "body_size")
+
+    def __init__(self) -> None:
+        self.tries = 0  # retries so far (0 on the first try)
+        self.tried: tuple[Server, ...] = ()  # servers that failed it
+        self.early: list[bytes] | None = None  # bytes after an upgrade request, held back until the 101
+        self.early_size = 0
+        self.body_size = 0  # request body bytes received so far (max_body_size, min_body_rate)
+
+
 class Exchange:
     """Mutable record of one request in flight; lives from the request line to the last response byte.
 
@@ -33,8 +46,7 @@ class Exchange:
         "method", "url", "http11", "keep_alive", "host", "headers", "parts", "tokens", "connection_header",
         "upgrade", "chunked", "clen", "xff", "refuse", "head", "pending", "pending_size",
         "request_done", "conn", "server", "on_done", "t_begin", "t_start", "t_sent", "t_head",
-        "early", "early_size", "pool", "status", "tries", "tried", "resp_bytes", "set_cookie", "sticky",
-        "body_size", "specials",
+        "pool", "status", "resp_bytes", "set_cookie", "sticky", "specials", "more",
     )  # fmt: skip
 
     def __init__(self, t_begin: float) -> None:
@@ -65,17 +77,26 @@ class Exchange:
         self.t_start = 0.0  # request dispatched to a server
         self.t_sent = 0.0  # request fully written to the server (the response timeout starts)
         self.t_head = 0.0  # final response head received (taken only when ``on_done`` is set)
-        self.early: list[bytes] | None = None  # bytes after an upgrade request, held back until the 101
-        self.early_size = 0
         self.pool: PoolRuntime | None = None  # where it was routed
         self.status = 0  # the final response's status, once its head came
-        self.tries = 0  # retries so far (0 on the first try)
-        self.tried: tuple[Server, ...] = ()  # servers that failed it
         self.resp_bytes = 0  # bytes of the response as the server sent them
         self.set_cookie: bytes | None = None  # a Set-Cookie line the response gets (sticky pools)
         self.sticky: bytes | None = None  # the sticky cookie's value, once taken from the request
-        self.body_size = 0  # request body bytes received so far (max_body_size, min_body_rate)
         self.specials = 0  # 4 per special header field other than Host (towards max_header_count)
+        self.more: More | None = None  # what only some requests need (a body, an upgrade, a retry)
+
+    def extra(self) -> More:
+        """The fields only requests with a body, an upgrade or a retry use (created on first need:
+        most requests never pay for them)."""
+        more = self.more
+        if more is None:
+            more = self.more = More()
+        return more
+
+    @property
+    def tries(self) -> int:
+        """Retries so far (0 on the first try)."""
+        return 0 if self.more is None else self.more.tries
 
     def special_header(self, code: int, value: bytes) -> None:
         """Take in a request header ``headers.REQUEST_SPECIAL`` names, other than Host
@@ -135,9 +156,10 @@ class Exchange:
 
     def hold_early(self, data: bytes) -> int:
         """Keep bytes sent after an upgrade request until the 101; returns how many are held."""
-        self.early.append(data)  # type: ignore[union-attr]
-        self.early_size += len(data)
-        return self.early_size
+        more = self.more
+        more.early.append(data)  # type: ignore[union-attr]
+        more.early_size += len(data)  # type: ignore[union-attr]
+        return more.early_size  # type: ignore[union-attr]
 
     def abandon(self) -> None:
         """The client ended the exchange (it left, or stalled its upload): the server's
@@ -149,18 +171,19 @@ class Exchange:
             if self.pool.waiting:  # type: ignore[union-attr]
                 self.pool.wake()  # type: ignore[union-attr]
 
-    def settle(self, ok: bool, clock: Callable[[], float]) -> None:
+    def settle(self, ok: bool, clock: Callable[[], float], now: float = 0.0) -> None:
         """Close the books on the picked server (once): in-flight count, counters, passive
         health streaks, and the balancer's completion hook (if it has one) with the time to
-        the response head, or to now (``clock``) when no head came. ``ok``: a response came
-        (whatever its status); not ``ok``: connect failure, reset, timeout or broken response."""
+        the response head, or to now (``now`` if the caller just read ``clock``, else ``clock()``)
+        when no head came. ``ok``: a response came (whatever its status); not ``ok``: connect
+        failure, reset, timeout or broken response."""
         server = self.server
         if server is None:
             return
         self.server = None
         load = server.load
         load.active -= 1
-        now = clock()
+        now = now or clock()
         elapsed = now - self.t_start
         load.latency[_bucket(_BOUNDS, elapsed)] += 1
         load.latency_sum += elapsed
@@ -227,6 +250,10 @@ class Exchange:
         """The request head as the server gets it: hop-by-hop headers gone, one framing
         header, forwarding headers added. ``forwarded`` is the connection's prebuilt
         X-Forwarded-For/-Proto block for requests that bring no X-Forwarded-For."""
+        if not self.specials and self.host is not None:  # no special header but Host: the common case
+            self.head = b"".join((self.method, b" ", self.url, b" HTTP/1.1\r\n", *self.parts,
+                                  b"X-Forwarded-Host: ", self.host, b"\r\n", forwarded, b"\r\n"))
+            return
         parts = self.parts
         if self.tokens and not H.PLAIN_CONNECTION_TOKENS.issuperset(self.tokens):
             parts = H.strip_listed(parts, set(self.tokens) - {b"host"})  # Host is never hop-by-hop

@@ -150,4 +150,4 @@ def too_slow(ex: Exchange, now: float, min_rate: int, grace: float) -> bool:
     """A request body that averages less than ``min_rate`` bytes/s since its head came
     (after ``grace`` seconds, in which any rate is fine)."""
     elapsed = now - ex.t_begin - grace
-    return elapsed > 0 and ex.body_size < elapsed * min_rate
+    return elapsed > 0 and (ex.more.body_size if ex.more is not None else 0) < elapsed * min_rate

@@ -257,8 +257,8 @@ class UpstreamConnection(asyncio.Protocol):
         if ex.set_cookie is not None:  # type: ignore[union-attr]  # a sticky pool (re)chose the server
             cookie = ex.set_cookie  # type: ignore[union-attr]
             out.append(cookie if self.down.L.tls is None else cookie[:-2] + b"; Secure\r\n")  # type: ignore[union-attr]
-        if ex.tries and ex.pool.retry_header:  # type: ignore[union-attr]
-            out.append(b"X-Steelyard-Retries: %d\r\n" % ex.tries)  # type: ignore[union-attr]
+        if ex.more is not None and ex.more.tries and ex.pool.retry_header:  # type: ignore[union-attr]
+            out.append(b"X-Steelyard-Retries: %d\r\n" % ex.more.tries)  # type: ignore[union-attr]
         if status == 101:
             out.append(b"Connection: upgrade\r\nUpgrade: %b\r\n\r\n" % (upgrade or ex.upgrade))  # type: ignore[union-attr]
             self.mode = NONE  # llhttp ends the 101 "message": no last chunk may follow it
@@ -315,14 +315,19 @@ class UpstreamConnection(asyncio.Protocol):
         ex, down = self.ex, self.down
         self.ex = self.down = None
         ex.resp_bytes = self.nread - self.mark  # type: ignore[union-attr]
-        reusable = reusable and ex.request_done and not self.closed  # type: ignore[union-attr]
-        if reusable:
+        now = self.pool.loop.time()  # (one reading for the idle stamp and the request's latency)
+        if reusable and ex.request_done and not self.closed:  # type: ignore[union-attr]
             if down.write_paused:  # type: ignore[union-attr]
                 self.transport.resume_reading()  # type: ignore[union-attr]  # paused for that client only
-            self.pool.release(self)
+            pool = self.pool
+            if pool.closed or len(pool.idle) >= pool.max_idle:  # (ConnPool.release, inline)
+                self.close()
+            else:
+                self.idle_since = now
+                pool.idle.append(self)
         else:
             self.close()
-        down.exchange_done(ex, True)  # type: ignore[union-attr]
+        down.exchange_done(ex, True, now)  # type: ignore[union-attr]
 
     def fail(self, status: int, retry: int = NO_RETRY) -> None:
         """End the exchange with ``status`` (or an abort, if the client already has part of a

@@ -129,23 +129,23 @@ class PoolRuntime:
         if self.sticky is not None:
             return self.sticky.pick(self, ctx, ex, exclude)
         ctx.key = ex.hash_key(self.key_kind, self.key_name) if self.key_kind is not None else None
-        balancer = self.snapshot.balancer
-        server = balancer.pick(ctx, exclude)
+        server = self.snapshot.balancer.pick(ctx, exclude)
         if server is None or not self.limited or not server.max_conns or server.load.active < server.max_conns:
             return server
-        full = {s for s in self.snapshot.servers if s.max_conns and s.load.active >= s.max_conns}
-        server = balancer.pick(ctx, full.union(exclude))
-        return FULL if server is None else server
+        return self._with_room(ctx, exclude)
 
     def plain_pick(self, ctx: Any, ex: Any, exclude: Collection[Server] = ()) -> Server | None:
         """``pick`` without stickiness (the same lines: ``pick`` keeps them inline for speed)."""
         ctx.key = ex.hash_key(self.key_kind, self.key_name) if self.key_kind is not None else None
-        balancer = self.snapshot.balancer
-        server = balancer.pick(ctx, exclude)
+        server = self.snapshot.balancer.pick(ctx, exclude)
         if server is None or not self.limited or not server.max_conns or server.load.active < server.max_conns:
             return server
+        return self._with_room(ctx, exclude)
+
+    def _with_room(self, ctx: Any, exclude: Collection[Server]) -> Server:
+        """The picked server was at its max_conns: pick again among those below theirs, or FULL."""
         full = {s for s in self.snapshot.servers if s.max_conns and s.load.active >= s.max_conns}
-        server = balancer.pick(ctx, full.union(exclude))
+        server = self.snapshot.balancer.pick(ctx, full.union(exclude))
         return FULL if server is None else server
 
     # -- the queue of requests waiting for a server below its max_conns ----------

@@ -183,6 +183,8 @@ def test_metrics_count_exactly_the_requests_clients_sent(backends, balancer):
     assert sum(s.value for s in counts) == 45
     sizes = sum(s.value for s in families["steelyard_response_bytes"].samples if s.name.endswith("_total"))
     assert sizes > 45 * len("HTTP/1.1 200 OK\r\n")  # every response, head and body, as servers sent it
+    sent = sum(s.value for s in families["steelyard_request_bytes"].samples if s.name.endswith("_total"))
+    assert 45 * len("GET /status/200 HTTP/1.1\r\n") < sent < 45 * 1000  # 45 heads as forwarded
     usable = {s.labels["server"]: s.value for s in families["steelyard_server_usable"].samples}
     assert usable == {"a": 1.0, "b": 1.0}
 

@@ -7,9 +7,10 @@ gave), ``steelyard_failures_total`` (pool, server: connect failures, resets, tim
 in the published set), ``steelyard_server_up`` (pool, server: the checks' view),
 ``steelyard_ejections_total`` (pool, server), ``steelyard_retries_total`` (pool),
 ``steelyard_queue_depth`` (pool), ``steelyard_responses_total`` (pool, code: answers steelyard
-wrote itself: 502, 503, 504, ...), ``steelyard_response_bytes_total`` (pool, server: bytes of
-responses as servers sent them), ``steelyard_response_seconds`` (pool, server: histogram of
-the time from sending a request to its end), ``steelyard_dns_queries_total`` (listener, name, type,
+wrote itself: 502, 503, 504, ...), ``steelyard_response_bytes_total`` and
+``steelyard_request_bytes_total`` (pool, server: bytes of responses as servers sent them, of
+requests as sent to them), ``steelyard_response_seconds`` (pool, server: histogram of the time
+from sending a request to its end), ``steelyard_dns_queries_total`` (listener, name, type,
 rcode; names other than the zone's records count as "other"), ``steelyard_cluster_degraded`` (node;
 with ``[cluster]``: 1 while Redis cannot be reached).
 """
@@ -48,6 +49,8 @@ class _Collector:
                                       labels=["pool", "code"])
         sizes = CounterMetricFamily("steelyard_response_bytes", "Bytes of responses received from servers",
                                     labels=["pool", "server"])
+        sent = CounterMetricFamily("steelyard_request_bytes", "Bytes of requests sent to servers (heads as "
+                                   "forwarded, bodies as received)", labels=["pool", "server"])
         latency = HistogramMetricFamily("steelyard_response_seconds", "Time from sending a request to its end",
                                         labels=["pool", "server"])
         for pool_name, keeper in rt.health.items():
@@ -62,6 +65,7 @@ class _Collector:
                     requests.add_metric([*labels, cls], n)
                 failures.add_metric(labels, load.failures)
                 sizes.add_metric(labels, load.resp_bytes)
+                sent.add_metric(labels, load.req_bytes)
                 active.add_metric(labels, load.active)
                 usable.add_metric(labels, 1 if s in published else 0)
                 up.add_metric(labels, 1 if st.check is None or st.check.up else 0)
@@ -81,7 +85,7 @@ class _Collector:
         for listener_name, listener in getattr(rt, "dns", {}).items():
             for (qname, qtype, rcode), count in sorted(listener.service.stats.items()):
                 dns_queries.add_metric([listener_name, qname, qtype, rcode], count)
-        yield from (requests, failures, active, usable, up, ejections, retries, queued, answers, sizes, latency,
+        yield from (requests, failures, active, usable, up, ejections, retries, queued, answers, sizes, sent, latency,
                     dns_queries)
         if getattr(rt, "cluster", None) is not None:
             degraded = GaugeMetricFamily("steelyard_cluster_degraded", "1 while Redis (the cluster's shared "

@@ -28,7 +28,7 @@ class ServerLoad:
     """Mutable load record of one server, shared by every snapshot that holds it."""
 
     __slots__ = ("active", "ewma", "ewma_stamp", "requests", "failures", "fail_streak", "err_streak", "by_class",
-                 "latency", "latency_sum", "resp_bytes", "remote", "remote_ewma")
+                 "latency", "latency_sum", "resp_bytes", "req_bytes", "remote", "remote_ewma")
 
     def __init__(self) -> None:
         self.active = 0  # requests (or connections) in flight right now
@@ -44,6 +44,7 @@ class ServerLoad:
         self.latency = [0] * (len(LATENCY_BOUNDS) + 1)  # requests by duration bucket (the last: beyond)
         self.latency_sum = 0.0  # seconds
         self.resp_bytes = 0  # bytes of responses received from the server
+        self.req_bytes = 0  # bytes of requests sent to it (heads as forwarded, bodies as received)
         # clustered pools only (written by the cluster's load exchange, read by the cluster-wide
         # least_conn / least_time): other balancers' recent in-flight sum and their mean EWMA
         self.remote = 0

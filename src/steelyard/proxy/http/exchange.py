@@ -191,6 +191,7 @@ class Exchange:
         if ok:
             load.requests += 1  # (2xx is requests less the other classes: only those are counted)
             load.resp_bytes += self.resp_bytes
+            load.req_bytes += len(self.head) if self.more is None else len(self.head) + self.more.body_size
             status = self.status
             if status < 300:
                 if load.err_streak:  # (never below fail_streak: zero means both are)

@@ -132,6 +132,8 @@ class RouteConfig(_Model):
     path_prefix: PathPrefix | None = None
     header: HeaderMatch | None = None
     pool: str
+    max_body_size: Size | None = None  # request body bytes on this route; more: 413 (the listener's still holds)
+    rate_limit: RateLimitConfig | None = None  # per client address on this route: 429 with Retry-After
 
     @model_validator(mode="after")
     def _has_condition(self) -> RouteConfig:

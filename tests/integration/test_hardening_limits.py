@@ -130,3 +130,55 @@ def test_malformed_response_is_a_502_and_its_connection_is_not_reused(inline, ba
             c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
             assert c.response()[0] == expected
     assert server.accepted == 3  # each malformed response's connection was dropped
+
+
+def test_routes_have_their_own_body_size_and_rate_limits(backends, balancer):
+    from .conftest import servers_toml
+
+    (a,) = backends(["a"])
+    bal = balancer(f"""
+        [[listener]]
+        name = "web"
+        bind = "127.0.0.1:0"
+        pool = "app"
+
+        [[listener.route]]
+        path_prefix = "/upload/"
+        pool = "app"
+        max_body_size = 100
+
+        [[listener.route]]
+        path_prefix = "/api/"
+        pool = "app"
+        rate_limit = {{ rate = 0.5, burst = 2 }}
+
+        [[pool]]
+        name = "app"
+        {servers_toml([a])}
+    """)
+
+    def post(path: str, body: bytes, chunked: bool = False) -> int:
+        with RawConnection(bal.port) as c:
+            if chunked:
+                c.send(b"POST %b HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n" % path.encode()
+                       + b"".join(b"%x\r\n%b\r\n" % (len(body[i:i + 50]), body[i:i + 50]) for i in range(0, len(body), 50))
+                       + b"0\r\n\r\n")
+            else:
+                c.send(b"POST %b HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n%b" % (path.encode(), len(body), body))
+            return c.response()[0]
+
+    assert post("/upload/x", b"x" * 100) == 200
+    assert post("/upload/x", b"x" * 101) == 413  # Content-Length over the route's limit: never forwarded
+    assert post("/upload/x", b"x" * 300, chunked=True) == 413  # a chunked body is counted as it comes
+    assert post("/elsewhere", b"x" * 5000) == 200  # the listener itself has no limit
+    statuses = []
+    with RawConnection(bal.port) as c:
+        for _ in range(4):  # bounded: the burst of 2, then refusals (0.5 tokens/s)
+            c.send(b"GET /api/v1 HTTP/1.1\r\nHost: a\r\n\r\n")
+            status, headers, _ = c.response()
+            statuses.append(status)
+            if status == 429:
+                assert int(headers["retry-after"]) >= 1
+        c.send(b"GET /free HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert c.response()[0] == 200  # other routes are not limited
+    assert statuses == [200, 200, 429, 429]

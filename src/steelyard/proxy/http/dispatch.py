@@ -20,7 +20,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from ..pool import FULL
-from .guard import GOOD_HOSTS, refuse, verdict
+from .guard import GOOD_HOSTS, refuse, route_verdict, verdict
 
 if TYPE_CHECKING:
     from ...core.model import Server
@@ -41,7 +41,15 @@ def dispatch(down: DownstreamProtocol, ex: Exchange) -> None:
             refuse(down, ex, status)
             return
     router = L.router
-    pool = router.route(ex.host or b"", ex.url, ex.headers) if router.routes else router.default
+    if router.limited:  # (a listener with per-route limits)
+        route = router.match(ex.host or b"", ex.url, ex.headers)
+        status = route_verdict(down, ex, route) if route is not None else 0
+        if status:
+            refuse(down, ex, status)
+            return
+        pool = route.target if route is not None else router.default
+    else:
+        pool = router.route(ex.host or b"", ex.url, ex.headers) if router.routes else router.default
     ex.pool = pool
     try:
         server = pool.pick(down.ctx, ex)

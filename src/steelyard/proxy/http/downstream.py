@@ -265,7 +265,7 @@ class DownstreamProtocol(asyncio.Protocol):
         ex = self.ex
         more = ex.more or ex.extra()  # type: ignore[union-attr]
         more.body_size += len(body)
-        if more.body_size > self.L.max_body:
+        if more.body_size > (more.max_body or self.L.max_body):
             raise Refused(413)
         ex.pending.append(H.chunk(body) if ex.chunked else body)  # type: ignore[union-attr]
         ex.pending_size += len(body)  # type: ignore[union-attr]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ...core.model import LATENCY_BOUNDS as _BOUNDS
 from . import headers as H
@@ -24,7 +24,7 @@ IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"
 class More:
     """The part of an ``Exchange`` that only some requests need (``Exchange.extra`` creates it)."""
 
-    __slots__ = ("tries", "tried", "early", "early_size", "body_size")
+    __slots__ = ("tries", "tried", "early", "early_size", "body_size", "max_body", "limiter")
 
     def __init__(self) -> None:
         self.tries = 0  # retries so far (0 on the first try)
@@ -32,6 +32,8 @@ class More:
         self.early: list[bytes] | None = None  # bytes after an upgrade request, held back until the 101
         self.early_size = 0
         self.body_size = 0  # request body bytes received so far (max_body_size, min_body_rate)
+        self.max_body = 0  # its route's max_body_size, when lower than the listener's (0: none)
+        self.limiter: Any = None  # the route's rate limiter that refused it (for Retry-After)
 
 
 class Exchange:

@@ -27,7 +27,7 @@ and a flag; only requests that fail one of those come here.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from httptools import HttpParserError
 
@@ -107,12 +107,30 @@ def verdict(down: DownstreamProtocol, ex: Exchange) -> int:
     return 0
 
 
+def route_verdict(down: DownstreamProtocol, ex: Exchange, route: Any) -> int:
+    """0 when ``ex`` may go on ``route``; else 413 or 429 by the route's own limits."""
+    limit = route.max_body_size
+    if limit is not None:
+        if ex.clen is not None and int(ex.clen) > limit:
+            return 413
+        more = ex.extra()
+        if more.body_size > limit:
+            return 413  # (a pipelined request whose body came before its turn)
+        more.max_body = limit
+    limiter = route.limiter
+    if limiter is not None and limiter.take(down.ip, down.L.now):
+        ex.extra().limiter = limiter
+        return 429
+    return 0
+
+
 def refuse(down: DownstreamProtocol, ex: Exchange, status: int) -> None:
     """Answer ``ex`` with ``status`` without forwarding it: 429 and 308 keep the connection when
     nothing of a body is left unread; the others close it (the framing is suspect)."""
     if status == 429:
         L = down.L
-        wait = L.limiter.retry_after((1.0 - L.limiter.buckets[down.ip][0]) / L.limiter.rate)
+        limiter = ex.more.limiter if ex.more is not None and ex.more.limiter is not None else L.limiter
+        wait = limiter.retry_after((1.0 - limiter.buckets[down.ip][0]) / limiter.rate)
         extra = b"Retry-After: %d\r\n" % wait
         down._answer_failure(ex, 429, error_response(429, close=True, extra=extra),
                              error_response(429, close=False, extra=extra), False)

@@ -21,7 +21,8 @@ T = TypeVar("T")
 
 
 class Route(Generic[T]):
-    __slots__ = ("host", "suffix", "path_prefix", "header_name", "header_value", "target")
+    __slots__ = ("host", "suffix", "path_prefix", "header_name", "header_value", "target", "max_body_size",
+                 "limiter")
 
     def __init__(
         self,
@@ -31,6 +32,8 @@ class Route(Generic[T]):
         header: tuple[str, str] | None = None,
     ) -> None:
         self.target = target
+        self.max_body_size: int | None = None  # this route's own limits (``build_router`` sets them)
+        self.limiter: Any = None
         self.host: bytes | None = None
         self.suffix: bytes | None = None
         if host is not None:
@@ -74,11 +77,21 @@ def normalize_host(raw: bytes) -> bytes:
 class Router(Generic[T]):
     """First-match router over compiled routes, falling back to ``default``."""
 
-    __slots__ = ("routes", "default")
+    __slots__ = ("routes", "default", "limited")
 
     def __init__(self, default: T, routes: Sequence[Route[T]] = ()) -> None:
         self.default = default
         self.routes = tuple(routes)
+        # some route has limits of its own: the dispatcher asks ``match`` (the route), not ``route``
+        self.limited = any(r.max_body_size is not None or r.limiter is not None for r in self.routes)
+
+    def match(self, host: bytes, path: bytes, headers: Sequence[tuple[bytes, bytes]]) -> Route[T] | None:
+        """The first route that matches, or None (the default pool)."""
+        h = normalize_host(host)
+        for r in self.routes:
+            if r.matches(h, path, headers):
+                return r
+        return None
 
     def route(self, host: bytes, path: bytes, headers: Sequence[tuple[bytes, bytes]]) -> T:
         if not self.routes:
@@ -92,13 +105,15 @@ class Router(Generic[T]):
 
 def build_router(listener: Any, targets: dict[str, T]) -> Router[T]:
     """Compile a listener config's routes against ``targets`` (pool name -> target)."""
-    routes = [
-        Route(
-            targets[r.pool],
-            host=r.host,
-            path_prefix=r.path_prefix,
-            header=(r.header.name, r.header.value) if r.header else None,
-        )
-        for r in listener.routes
-    ]
+    routes = []
+    for r in listener.routes:
+        route = Route(targets[r.pool], host=r.host, path_prefix=r.path_prefix,
+                      header=(r.header.name, r.header.value) if r.header else None)
+        route.max_body_size = getattr(r, "max_body_size", None)
+        rl = getattr(r, "rate_limit", None)
+        if rl is not None:
+            from ...core.ratelimit import TokenBuckets
+
+            route.limiter = TokenBuckets(rl.rate, rl.bucket_size, rl.max_clients)
+        routes.append(route)
     return Router(targets[listener.pool], routes)

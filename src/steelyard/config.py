@@ -46,6 +46,8 @@ from .config_base import (
     _matching,
     _Model,
     _Problems,
+    bind_host,
+    bind_port,
     key_path,
     read_file,
     read_toml,
@@ -192,8 +194,7 @@ class ListenerConfig(_Model):
             return {**data, "idle_timeout": format_duration(IDLE_DEFAULT[data["mode"]])}
         return data
 
-    host = property(lambda self: split_host_port(self.bind, allow_port_zero=True)[0], doc="bind host (no brackets)")
-    port = property(lambda self: split_host_port(self.bind, allow_port_zero=True)[1], doc="bind port; 0: ephemeral")
+    host, port = bind_host, bind_port
 
 
 class PoolConfig(_Model):

@@ -15,7 +15,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field, model_validator
 
-from .config_base import _Model
+from .config_base import _Model, bind_host, bind_port
 from .units import split_host_port
 
 DEFAULT_ADMIN = "127.0.0.1:9901"
@@ -51,13 +51,7 @@ class AdminConfig(_Model):
                              "set token (or token_file), or bind it to 127.0.0.1")
         return self
 
-    @property
-    def host(self) -> str:
-        return split_host_port(self.bind, allow_port_zero=True)[0]
-
-    @property
-    def port(self) -> int:
-        return split_host_port(self.bind, allow_port_zero=True)[1]
+    host, port = bind_host, bind_port
 
     def read_token(self) -> str | None:
         """The token (from ``token_file`` when given, stripped of surrounding whitespace)."""

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Strict, ValidationError
 
-from .units import parse_duration
+from .units import parse_duration, split_host_port
 from .units import show_value as _show
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
@@ -23,6 +23,11 @@ NAME_RULE = "a name starts with a letter or digit; then letters, digits, '_', '.
 Int = Annotated[int, Strict()]  # TOML is typed: no "5" -> 5 or true -> 1
 Float = Annotated[float, Strict()]  # 1 and 1.5, never "1.5" or true
 Bool = Annotated[bool, Strict()]  # true / false, never "true" or 1
+
+
+# ``host``/``port`` of a model whose ``bind`` is "host:port" (port 0: ephemeral), for its class body
+bind_host = property(lambda self: split_host_port(self.bind, allow_port_zero=True)[0], doc="bind host (no brackets)")
+bind_port = property(lambda self: split_host_port(self.bind, allow_port_zero=True)[1], doc="bind port; 0: ephemeral")
 
 
 class _Model(BaseModel):

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from .config_base import Bool, Int, _check, _Model
+from .config_base import Bool, Int, _check, _Model, bind_host, bind_port
 from .units import split_host_port
 
 POLICIES = ("round_robin", "weighted", "all_healthy", "first_healthy", "p2c")
@@ -86,13 +86,7 @@ class DnsConfig(_Model):
                 raise ValueError(f"record #{i} {r.name!r} is outside the zone {zone}")
         return self
 
-    @property
-    def host(self) -> str:
-        return split_host_port(self.bind, allow_port_zero=True)[0]
-
-    @property
-    def port(self) -> int:
-        return split_host_port(self.bind, allow_port_zero=True)[1]
+    host, port = bind_host, bind_port
 
     @property
     def origin(self) -> str:

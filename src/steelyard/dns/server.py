@@ -200,16 +200,24 @@ class DnsListener:
         self.tcp: asyncio.base_events.Server | None = None
 
     async def start(self) -> None:
-        self.udp, _ = await self.loop.create_datagram_endpoint(
-            lambda: _Udp(self.service), local_addr=(self.host, self.port))
-        self.port = self.udp.get_extra_info("sockname")[1]  # (port 0: the TCP side takes the same one)
-        if self.cfg.tcp:
+        # port 0: the UDP side picks a free port and TCP takes the same number, which another TCP
+        # socket may hold already; then both try again on another port (a few times at most)
+        for attempt in range(1 if self.port else 8):
+            self.udp, _ = await self.loop.create_datagram_endpoint(
+                lambda: _Udp(self.service), local_addr=(self.host, self.port))
+            port = self.udp.get_extra_info("sockname")[1]
+            if not self.cfg.tcp:
+                self.port = port
+                return
             try:
-                self.tcp = await self.loop.create_server(lambda: _Tcp(self.service, self.loop), self.host, self.port,
+                self.tcp = await self.loop.create_server(lambda: _Tcp(self.service, self.loop), self.host, port,
                                                          reuse_address=True)
+                self.port = port
+                return
             except OSError:
                 self.udp.close()
-                raise
+                if self.port or attempt == 7:
+                    raise
 
     async def close(self) -> None:
         if self.udp is not None:

@@ -103,11 +103,27 @@ def _availability(p) -> list[str]:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import tomllib
+
+    from .config import parse_config
+    from .config_base import read_file
     from .control.runtime import run
 
     try:
-        run(_load(args.config))
-    except OSError as exc:  # most often: the address is in use, or not ours to bind
+        text = read_file(args.config)
+        config = parse_config(text, args.config)
+    except ConfigError as err:
+        print(f"steelyard: invalid configuration\n{err}", file=sys.stderr)
+        return 2
+    if args.workers is not None:
+        try:
+            config = parse_config({**tomllib.loads(text), "workers": args.workers}, args.config)
+        except ConfigError as err:
+            print(f"steelyard: invalid configuration with --workers {args.workers}\n{err}", file=sys.stderr)
+            return 2
+    try:
+        run(config, text)
+    except (OSError, RuntimeError) as exc:  # the address is in use or not ours to bind; a worker did not start
         print(f"steelyard: cannot start: {exc}", file=sys.stderr)
         return 1
     return 0
@@ -248,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run the balancer in the foreground")
     p.add_argument("--config", "-c", required=True, help="TOML configuration file")
+    p.add_argument("--workers", "-w", type=int, help="worker processes (overrides the file's workers)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("check", help="validate a configuration file and summarize it")

@@ -239,16 +239,10 @@ class PoolConfig(_Model):
                                ewma_decay=self.ewma_decay)
 
 
-def _one_worker(n: int) -> int:
-    if n > 1:
-        raise ValueError(f"several worker processes are not available yet (only 1); got {n}")
-    return n
-
-
 class Config(_Model):
     """The whole file. ``source`` is the path it was read from (never a user key)."""
 
-    workers: Annotated[Int, Field(ge=1), AfterValidator(_one_worker)] = 1
+    workers: Annotated[Int, Field(ge=1, le=32)] = 1  # processes serving the listeners (workers/)
     shutdown_grace: Duration = 10.0
     listeners: tuple[ListenerConfig, ...] = Field(alias="listener", min_length=1)
     pools: tuple[PoolConfig, ...] = Field(alias="pool", min_length=1)
@@ -345,6 +339,7 @@ def _cross_problems(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
         if x.get("mode") in ("tcp", "udp") and pool is not None and "sticky" in pool:
             problems.append((("listener", i, "pool"), f"pool {_show(pool['name'])} has [pool.sticky], which only "
                                                       "http listeners honour"))
+    problems += _one_process_only(data, pools)
     if pools and all(isinstance(n, str) for n in names):  # else "no pool named" could be a false alarm
         refs = [(("listener", i), x) for i, x in listeners]
         refs += [(("listener", i, "route", j), r) for i, x in listeners for j, r in _items(x, "route")]
@@ -353,6 +348,21 @@ def _cross_problems(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
                  if "pool" in r]
         problems += [((*loc, "pool"), f"no pool named {_show(ref)}; pools are: {', '.join(names)}")
                      for loc, x in refs if isinstance(ref := x.get("pool"), str) and ref not in names]
+    return problems
+
+
+def _one_process_only(data: Mapping[str, Any], pools: list[tuple[int, Mapping[str, Any]]]) -> list[tuple[Loc, str]]:
+    """What several worker processes cannot share (yet): the cluster link, a source stick table."""
+    workers = data.get("workers", 1)
+    if not isinstance(workers, int) or workers < 2:
+        return []
+    problems: list[tuple[Loc, str]] = []
+    if "cluster" in data:
+        problems.append((("workers",), "[cluster] runs with one worker process per balancer; "
+                                       "use workers = 1 (and more balancer nodes) with [cluster]"))
+    problems += [(("pool", i, "sticky", "mode"), "mode \"source\" keeps its stick table in one process; with "
+                  f"workers = {workers} use mode = \"cookie\" (every worker reads the cookie) or workers = 1")
+                 for i, p in pools if isinstance(p.get("sticky"), Mapping) and p["sticky"].get("mode") == "source"]
     return problems
 
 

@@ -55,6 +55,7 @@ class AdminApp:
             Route(f"{api}/reload", self.reload, methods=["POST"]),
             Route(f"{api}/dns", self.dns),
             Route(f"{api}/cluster", self.cluster),
+            Route(f"{api}/workers", self.workers),
             Route(f"{api}/openapi.json", self.openapi),
             Route("/metrics", self.metrics),
         ])
@@ -76,10 +77,18 @@ class AdminApp:
         rows = keeper.status()
         return {"name": name, "algorithm": keeper.algorithm_name, "servers": len(rows),
                 "usable": len(keeper.pool.snapshot.servers), "panic": keeper.health.panic,
-                "queued": len(keeper.pool.waiting)}
+                "queued": self.runtime.queue_depth(name) if hasattr(self.runtime, "queue_depth")
+                else len(keeper.pool.waiting)}
+
+    async def _fresh(self) -> None:
+        """With workers: their counters first (this process serves no traffic itself)."""
+        refresh = getattr(self.runtime, "refresh_stats", None)
+        if refresh is not None:
+            await refresh()
 
     async def status(self, request: Request) -> JSONResponse:
         rt = self.runtime
+        await self._fresh()
         listeners = [{"name": name, "mode": lst.mode, "address": f"{lst.host}:{lst.port}"}
                      for name, lst in rt.listeners.items()]
         servers = [{"pool": name, "server": r["server"], "origin": r["origin"], "status": r["status"]}
@@ -91,6 +100,7 @@ class AdminApp:
                              "cluster": rt.cluster.status() if rt.cluster is not None else None})
 
     async def pools(self, request: Request) -> JSONResponse:
+        await self._fresh()
         return JSONResponse([self._pool_summary(p) for p in self.runtime.health])
 
     async def pool(self, request: Request) -> JSONResponse:
@@ -99,6 +109,7 @@ class AdminApp:
             return await self._change(request, lambda body: self.changes.set_algorithm(name, body))
         if name not in self.runtime.health:
             return _error(404, f"no pool named {name!r}", "pool")
+        await self._fresh()
         rows = self.runtime.health[name].status()
         return JSONResponse({**self._pool_summary(name), "servers": rows})
 
@@ -140,7 +151,15 @@ class AdminApp:
     async def openapi(self, request: Request) -> JSONResponse:
         return JSONResponse(OPENAPI)
 
+    async def workers(self, request: Request) -> JSONResponse:
+        """The worker processes (``workers`` > 1): pid, generation, in-flight count, uptime."""
+        hub = getattr(self.runtime, "hub", None)
+        if hub is None:
+            return JSONResponse({"workers": 1, "processes": [], "restarts": 0})
+        return JSONResponse({"workers": hub.count, "processes": hub.status(), "restarts": hub.restarts})
+
     async def metrics(self, request: Request) -> Response:
+        await self._fresh()
         return Response(metrics_text(self.runtime), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     # -- writes --------------------------------------------------------------------

@@ -51,6 +51,8 @@ class PoolHealthKeeper:
         sticky = getattr(cfg, "sticky", None)
         self.drain_grace = sticky.drain_grace if sticky is not None else 0.0  # sticky clients stay this long
         self.drain_since: dict[str, float] = {}  # server name -> when its drain began
+        # (with workers) called after each publish with (keeper, servers, ramping, draining)
+        self.on_publish: Any = None
 
     @classmethod
     def from_config(cls, pool: PoolRuntime, cfg: Any, servers: list[Server], **kw: Any) -> PoolHealthKeeper:
@@ -206,6 +208,8 @@ class PoolHealthKeeper:
                         if st.admin == DRAIN and st.healthy
                         and now - (since := self.drain_since.get(st.server.name, now)) < self.drain_grace}
         self.pool.publish(servers, ramping, self.slow_start, self.cfg.slow_start_floor, draining)
+        if self.on_publish is not None:
+            self.on_publish(self, servers, ramping, draining)
         self.ramping = bool(ramping)
         if not servers:
             self.health.events.append("no server is usable: requests get 503")

@@ -72,6 +72,8 @@ async def reload(rt: Any, new: Any) -> None:
 
 
 def _retarget(rt: Any, listener: Any, lc: Any) -> None:
+    if getattr(listener, "holder", False):
+        return  # (with workers: the new generation of workers serves the new settings)
     if lc.mode == "http":
         from ..proxy.http.router import build_router
 

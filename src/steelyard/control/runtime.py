@@ -15,7 +15,8 @@ import random
 import signal
 from typing import Any
 
-from ..config import ConfigError, load_config
+from ..config import ConfigError, parse_config
+from ..config_base import read_file
 from ..core.model import Server
 from ..dns.server import DnsListener
 from ..dns.zone import Zone
@@ -54,6 +55,7 @@ class Runtime:
         self._reloading = asyncio.Lock()
         self.changes: RuntimeChanges | None = None
         self.cluster: Any = None  # cluster.node.ClusterNode with [cluster]
+        self.hub: Any = None  # workers.master.WorkerHub with workers > 1 (this process then serves no traffic)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -99,44 +101,65 @@ class Runtime:
         name) to a running ``Server`` kept when its settings are unchanged (a reload)."""
         for pc in self.config.pools:
             servers = [_reused(s, reuse, pc.name) for s in servers_from_config(pc)]
-            pool = self.pools[pc.name] = PoolRuntime(
-                pc.name,
-                pc.algorithm,
-                pc.balancer_options(),
-                (),  # the health keeper publishes the usable ones
-                make_upstream=_upstream_factory(loop, pc),
-                rng=self.rng,
-                clock=loop.time,
-                timeout=pc.timeout,
-                retries=pc.retries,
-                retry_budget=pc.retry_budget,
-                retry_header=pc.retry_header,
-                max_queue=pc.max_queue,
-                queue_timeout=pc.queue_timeout,
-            )
-            if getattr(pc, "sticky", None) is not None:
-                pool.sticky = Sticky(pc.sticky, clock=loop.time, full=FULL)
+            pool = self.pools[pc.name] = self.make_pool(pc, loop)
             keeper = self.health[pc.name] = PoolHealthKeeper.from_config(pool, pc, servers, loop=loop, rng=self.rng)
+            if self.hub is not None:
+                keeper.on_publish = self.hub.on_publish
             keeper.start()
 
-    async def reload(self, config: Any) -> None:
-        """Switch to ``config`` (already validated) without dropping anything (``reload``)."""
+    def make_pool(self, pc: Any, loop: asyncio.AbstractEventLoop, secret: bytes | None = None) -> PoolRuntime:
+        """The data plane's pool for pool config ``pc``, with no server published yet."""
+        pool = PoolRuntime(
+            pc.name,
+            pc.algorithm,
+            pc.balancer_options(),
+            (),  # the health keeper publishes the usable ones
+            make_upstream=_upstream_factory(loop, pc),
+            rng=self.rng,
+            clock=loop.time,
+            timeout=pc.timeout,
+            retries=pc.retries,
+            retry_budget=pc.retry_budget,
+            retry_header=pc.retry_header,
+            max_queue=pc.max_queue,
+            queue_timeout=pc.queue_timeout,
+        )
+        if getattr(pc, "sticky", None) is not None:
+            pool.sticky = Sticky(pc.sticky, clock=loop.time, full=FULL, secret=secret)
+        return pool
+
+    async def reload(self, config: Any, text: str | None = None) -> None:
+        """Switch to ``config`` (already validated; read from ``text``) without dropping
+        anything (``reload``; with workers, a new generation of them takes over)."""
         async with self._reloading:
             await reload(self, config)
+            if self.hub is not None and text is not None:
+                await self.hub.roll(text, config.workers)
+
+    async def refresh_stats(self) -> None:
+        """With workers: their counters, totalled into this process's load records."""
+        if self.hub is not None:
+            await self.hub.refresh()
+
+    def queue_depth(self, pool: str) -> int:
+        if self.hub is not None:
+            return self.hub.queued.get(pool, 0)
+        return len(self.pools[pool].waiting)
 
     async def reload_from_file(self) -> tuple[bool, str]:
         """Read the configuration file again and switch to it; an invalid one is refused (the
         running configuration stays) and the reason returned."""
         path = self.config.source
         try:
-            new = load_config(path)
+            text = read_file(path)
+            new = parse_config(text, str(path))
         except ConfigError as err:
             log.error("reload refused, still serving the previous configuration:\n%s", err)
             print(f"steelyard: reload refused: {err}", flush=True)
             return False, str(err)
         try:
-            await self.reload(new)
-        except OSError as exc:  # a new listener's address is taken
+            await self.reload(new, text)
+        except (OSError, RuntimeError) as exc:  # a new listener's address is taken; workers did not start
             log.error("reload failed: %s", exc)
             print(f"steelyard: reload failed: {exc}", flush=True)
             return False, str(exc)
@@ -144,6 +167,10 @@ class Runtime:
         return True, ""
 
     def make_listener(self, lc: Any, loop: asyncio.AbstractEventLoop) -> Any:
+        if self.hub is not None:  # the workers serve: this process holds the socket they share
+            from ..workers.master import SocketHolder
+
+            return SocketHolder(lc)
         if lc.mode == "tcp":
             tcp = TcpListener(lc.name, lc.host, lc.port, self.pools[lc.pool], loop=loop,
                               connect_timeout=self.config.pool(lc.pool).connect_timeout,
@@ -187,6 +214,8 @@ class Runtime:
             await self.cluster.stop()
         if self.admin is not None:
             await self.admin.stop()
+        if self.hub is not None:  # the workers finish their in-flight work within the grace, then exit
+            await self.hub.stop(grace)
         for dns_listener in self.dns.values():
             await dns_listener.close()
         for keeper in self.health.values():
@@ -236,16 +265,29 @@ def _upstream_factory(loop: asyncio.AbstractEventLoop, pc: Any):
     return make
 
 
-async def serve_forever(config: Any, *, ready: Any = None) -> None:
-    """Run until SIGTERM or SIGINT, then stop gracefully."""
+async def serve_forever(config: Any, *, ready: Any = None, text: str | None = None) -> None:
+    """Run until SIGTERM or SIGINT, then stop gracefully. With ``workers`` > 1 this process
+    is the control process and ``text`` (the configuration as read) goes to the workers."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     runtime = Runtime(config)
-    loop.add_signal_handler(signal.SIGUSR1, lambda: print(runtime.status_text(), flush=True))
+    if config.workers > 1:
+        from ..workers.master import WorkerHub
+
+        runtime.hub = WorkerHub(runtime, config.workers, text if text is not None else read_file(config.source))
+    loop.add_signal_handler(signal.SIGUSR1, lambda: loop.create_task(_print_status(runtime)))
     loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(runtime.reload_from_file()))
     await runtime.start()
+    if runtime.hub is not None:
+        try:
+            await runtime.hub.start()
+        except BaseException:
+            await runtime.stop(grace=0)
+            raise
+        pids = ", ".join(str(w.pid) for w in runtime.hub.workers)
+        print(f"steelyard: {config.workers} workers serving (pids {pids})", flush=True)
     if runtime.admin is not None:
         print(f"steelyard: admin API on http://{runtime.admin.host}:{runtime.admin.port}/api/v1/", flush=True)
     for name, dl in runtime.dns.items():
@@ -261,11 +303,16 @@ async def serve_forever(config: Any, *, ready: Any = None) -> None:
     print("steelyard: stopped", flush=True)
 
 
-def run(config: Any) -> None:
+async def _print_status(runtime: Runtime) -> None:
+    await runtime.refresh_stats()
+    print(runtime.status_text(), flush=True)
+
+
+def run(config: Any, text: str | None = None) -> None:
     """Blocking entry point for ``steelyard serve``: uvloop when available."""
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency
-        asyncio.run(serve_forever(config))
+        asyncio.run(serve_forever(config, text=text))
     else:
-        uvloop.run(serve_forever(config))
+        uvloop.run(serve_forever(config, text=text))

@@ -25,6 +25,7 @@ class StreamListener:
     max_per_client: int | None = None
     ssl: Any = None  # an ssl.SSLContext when the listener terminates TLS
     handshake_timeout = 10.0  # a TLS handshake not done by then is dropped
+    sock: Any = None  # a listening socket bound elsewhere (a worker process inherits it); None: bind here
 
     def __init__(self, name: str, host: str, port: int, *, loop: asyncio.AbstractEventLoop, backlog: int) -> None:
         self.name = name
@@ -77,10 +78,12 @@ class StreamListener:
         raise NotImplementedError
 
     async def start(self) -> None:
-        self.server = await self.loop.create_server(
-            self.protocol, self.host, self.port, backlog=self.backlog, reuse_address=True,
-            **({"ssl": self.ssl, "ssl_handshake_timeout": self.handshake_timeout} if self.ssl is not None else {}),
-        )
+        tls = {"ssl": self.ssl, "ssl_handshake_timeout": self.handshake_timeout} if self.ssl is not None else {}
+        if self.sock is not None:
+            self.server = await self.loop.create_server(self.protocol, sock=self.sock, backlog=self.backlog, **tls)
+        else:
+            self.server = await self.loop.create_server(
+                self.protocol, self.host, self.port, backlog=self.backlog, reuse_address=True, **tls)
         self.port = self.server.sockets[0].getsockname()[1]
         self._sweeper = self.loop.create_task(self._sweep())
 

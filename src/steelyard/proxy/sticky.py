@@ -39,7 +39,7 @@ class Sticky:
                  "_known", "FULL")
 
     def __init__(self, cfg: Any, *, clock: Callable[[], float], wall: Callable[[], float] = time.time,
-                 secure: bool = False, full: Any = None) -> None:
+                 secure: bool = False, full: Any = None, secret: bytes | None = None) -> None:
         self.cfg = cfg
         self.cookie = cfg.mode == "cookie"
         self.name = cfg.cookie.encode()
@@ -49,7 +49,8 @@ class Sticky:
         self.codec: CookieCodec | None = None
         self.table: StickTable | None = None
         if self.cookie:
-            secret = cfg.secret.encode() if cfg.secret else os.urandom(32)
+            # (no secret configured: one drawn here, or given: every worker process signs alike)
+            secret = cfg.secret.encode() if cfg.secret else secret or os.urandom(32)
             self.codec = CookieCodec(secret, clock=wall, max_age=cfg.max_age or 0.0, idle=cfg.idle or 0.0)
             attrs = "; Path=/; HttpOnly; SameSite=Lax"
             if cfg.max_age:

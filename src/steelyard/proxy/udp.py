@@ -92,6 +92,7 @@ class Flow:
 
 class UdpListener(asyncio.DatagramProtocol):
     mode = "udp"
+    reuse_port = False  # (worker processes each bind the port, SO_REUSEPORT: flows hash to one of them)
 
     def __init__(
         self,
@@ -128,7 +129,8 @@ class UdpListener(asyncio.DatagramProtocol):
         return self.flows
 
     async def start(self) -> None:
-        self.transport, _ = await self.loop.create_datagram_endpoint(lambda: self, local_addr=(self.host, self.port))
+        self.transport, _ = await self.loop.create_datagram_endpoint(
+            lambda: self, local_addr=(self.host, self.port), reuse_port=self.reuse_port or None)
         self.port = self.transport.get_extra_info("sockname")[1]
         self._sweeper = self.loop.create_task(self._sweep())
 

@@ -1,0 +1,388 @@
+"""The control process of a balancer with ``workers = N``.
+
+It binds every listener's socket once (the workers inherit them: the kernel hands each new
+connection to whichever worker accepts first, and a worker that dies leaves the queue to the
+others) and runs what there is one of: health checks, the admin API, DNS, the state file.
+It serves no traffic itself. UDP listeners are bound by each worker with ``SO_REUSEPORT``
+(the kernel keeps a flow on one worker by hashing its addresses).
+
+``WorkerHub``:
+- starts ``N`` workers (``python -m steelyard.workers.worker``) and waits until each serves;
+- restarts a worker that exits on its own (logged at WARNING, with a back-off when it keeps
+  dying young), after zeroing its row of in-flight counts;
+- sends each pool's published health (``view``) to every worker whenever the health keeper
+  publishes, and takes the workers' passive-health reports back to the keeper;
+- gathers the workers' counters (``refresh``: every second, and before /metrics or a status
+  read) into the control process's own load records, keeping what exited workers counted, so
+  every counter only grows;
+- on a reload, starts a new generation of workers with the new configuration, then lets the
+  old one finish its in-flight work and exit (the listening sockets never close).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+from collections import Counter
+from typing import Any
+
+from ..core.model import LATENCY_BOUNDS, Server
+from .channel import Channel
+from .slots import COLUMNS, SlotTable, TotalLoad
+
+log = logging.getLogger("steelyard.workers")
+START_TIMEOUT = 60.0  # a worker not serving by then is a failed start
+STATS_TIMEOUT = 2.0
+YOUNG = 2.0  # a worker dying sooner than this after its start is restarted with a growing delay
+
+
+class SocketHolder:
+    """The control process's stand-in for a listener: it holds the bound socket the workers
+    inherit (a stream listener) or the port they bind (a UDP listener)."""
+
+    holder = True
+
+    def __init__(self, lc: Any, backlog: int = 1024) -> None:
+        self.name, self.mode, self.host, self.port = lc.name, lc.mode, lc.host, lc.port
+        self.requested_port = lc.port
+        self.tls = getattr(lc, "tls", None)
+        self.backlog = backlog
+        self.sock: socket.socket | None = None
+        self.connections: tuple = ()
+
+    async def start(self) -> None:
+        kind = socket.SOCK_DGRAM if self.mode == "udp" else socket.SOCK_STREAM
+        family, _, _, _, addr = socket.getaddrinfo(self.host, self.port, type=kind, flags=socket.AI_PASSIVE)[0]
+        sock = socket.socket(family, kind)
+        try:
+            if self.mode == "udp":  # each worker binds its own (SO_REUSEPORT): only the port is chosen here
+                sock.bind(addr)
+                self.port = sock.getsockname()[1]
+                sock.close()
+                return
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(addr)
+            sock.listen(self.backlog)
+        except BaseException:
+            sock.close()
+            raise
+        self.port = sock.getsockname()[1]
+        self.sock = sock
+
+    def stop_accepting(self) -> None:
+        if self.sock is not None:  # (workers keep their own copies until they exit)
+            self.sock.close()
+            self.sock = None
+
+    def shutdown_connections(self) -> None:
+        pass
+
+    async def wait_idle(self, grace: float) -> bool:
+        return True
+
+    def abort_connections(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        self.stop_accepting()
+
+
+class Worker:
+    """One worker process as the control process sees it."""
+
+    def __init__(self, index: int, generation: int, row: int, initial: bool) -> None:
+        self.index, self.generation, self.row = index, generation, row
+        self.initial = initial  # started by start() or a reload, which report its failure to start
+        self.proc: asyncio.subprocess.Process | None = None
+        self.channel: Channel | None = None
+        self.ready: asyncio.Future = asyncio.get_running_loop().create_future()
+        self.stopping = False
+        self.started = asyncio.get_running_loop().time()
+        self.stats: dict[str, Any] = {}  # the last counters it reported
+        self.asked: dict[int, asyncio.Future] = {}
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid if self.proc is not None else 0
+
+
+class WorkerHub:
+    def __init__(self, runtime: Any, count: int, config_text: str) -> None:
+        self.rt = runtime
+        self.count = count
+        self.config_text = config_text
+        self.slots = SlotTable(span=1 + 2 * count)
+        self.secret = os.urandom(32).hex()  # sticky cookies signed alike by every worker (no secret configured)
+        self.workers: list[Worker] = []
+        self.generation = 1
+        self.views: dict[str, dict] = {}  # pool -> the last view published (sent to new workers)
+        self.retired: dict[str, dict] = {}  # counters of workers that have exited (pool -> totals)
+        self.restarts = 0
+        self.closing = False
+        self._asks = 0
+        self._deaths: dict[int, int] = {}  # worker index -> deaths in a row while young
+        self._refresher: asyncio.Task | None = None
+        self.queued: dict[str, int] = {}  # pool -> requests waiting in the workers' queues
+
+    # -- what the workers are told -----------------------------------------------------
+
+    def column(self, pool: str, server: Server) -> int:
+        col = self.slots.column((pool, server.name, server.host, server.port, server.weight, server.max_conns))
+        load = server.load
+        if not isinstance(load, TotalLoad) or load.col != col:
+            object.__setattr__(server, "load", TotalLoad(self.slots.cells, col))
+        return col
+
+    def on_publish(self, keeper: Any, servers: Any, ramping: dict, draining: dict | None) -> None:
+        """The health keeper of a pool published: tell every worker."""
+        pool = keeper.pool.name
+        now = asyncio.get_running_loop().time()
+
+        def ref(s: Server) -> list:
+            return [s.name, s.host, s.port, s.weight, s.max_conns, self.column(pool, s)]
+
+        for st in keeper.health.states:
+            self.column(pool, st.server)
+        self.views[pool] = view = {
+            "algorithm": keeper.algorithm_name, "servers": [ref(s) for s in servers],
+            "ramping": [[s.name, now - since] for s, since in (ramping or {}).items()],
+            "window": keeper.slow_start, "floor": keeper.cfg.slow_start_floor,
+            "draining": [[ref(s), now - since] for s, since in (draining or {}).values()],
+        }
+        for w in self.workers:
+            if w.channel is not None:
+                w.channel.send({"op": "pools", "views": {pool: view}})
+        self._release_columns()
+
+    def _release_columns(self) -> None:
+        in_use = {(name, st.server.name, st.server.host, st.server.port, st.server.weight, st.server.max_conns)
+                  for name, keeper in self.rt.health.items() for st in keeper.health.states}
+        self.slots.release_unused(in_use)
+
+    # -- starting and supervising ------------------------------------------------------
+
+    async def start(self) -> None:
+        self.workers = [await self._spawn(i, self.generation, initial=True) for i in range(self.count)]
+        await self._wait_ready(self.workers)
+        self._refresher = asyncio.get_running_loop().create_task(self._refresh_loop())
+
+    async def _wait_ready(self, workers: list[Worker]) -> None:
+        done, pending = await asyncio.wait([w.ready for w in workers], timeout=START_TIMEOUT)
+        for fut in done:
+            fut.result()  # (a worker that exited before serving: its reason)
+        if pending:
+            raise RuntimeError(f"{len(pending)} worker(s) not serving after {START_TIMEOUT:.0f}s")
+
+    async def _spawn(self, index: int, generation: int, initial: bool = False) -> Worker:
+        w = Worker(index, generation, self.slots.take_row(), initial)
+        parent, child = socket.socketpair()
+        listeners, fds = {}, [child.fileno(), self.slots.fd]
+        for name, holder in self.rt.listeners.items():
+            if holder.sock is not None:
+                fds.append(holder.sock.fileno())
+            listeners[name] = {"fd": holder.sock.fileno() if holder.sock is not None else None, "port": holder.port}
+        try:
+            w.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "steelyard.workers.worker", str(child.fileno()), pass_fds=fds)
+        except BaseException:
+            parent.close()
+            self.slots.give_back_row(w.row)
+            raise
+        finally:
+            child.close()
+        w.channel = await Channel.open(parent)
+        w.channel.send({"op": "hello", "index": index, "generation": generation, "row": w.row,
+                        "span": self.slots.span, "slots_fd": self.slots.fd, "config": self.config_text,
+                        "source": self.rt.config.source, "listeners": listeners, "secret": self.secret,
+                        "pools": self.views, "log_level": logging.getLogger().getEffectiveLevel()})
+        loop = asyncio.get_running_loop()
+        loop.create_task(self._read(w))
+        loop.create_task(self._watch(w))
+        log.info("worker %d (pid %d) started", index, w.pid)
+        return w
+
+    async def _read(self, w: Worker) -> None:
+        assert w.channel is not None
+        while (msg := await w.channel.receive()) is not None:
+            op = msg.get("op")
+            if op == "ready":
+                if not w.ready.done():
+                    w.ready.set_result(None)
+            elif op == "failing":
+                self._failing(msg["pool"], msg["server"], msg["why"])
+            elif op in ("stats", "bye"):
+                w.stats = msg["stats"]
+                fut = w.asked.pop(msg.get("id", -1), None)
+                if fut is not None and not fut.done():
+                    fut.set_result(None)
+
+    def _failing(self, pool: str, name: str, why: str) -> None:
+        keeper = self.rt.health.get(pool)
+        if keeper is None:
+            return
+        st = next((st for st in keeper.health.states if st.server.name == name), None)
+        if st is not None:
+            keeper.on_failing(st.server, why)
+
+    async def _watch(self, w: Worker) -> None:
+        assert w.proc is not None
+        code = await w.proc.wait()
+        self._add_retired(w.stats)
+        self.slots.give_back_row(w.row)
+        if w in self.workers:
+            self.workers.remove(w)
+        if w.channel is not None:
+            w.channel.close()
+        if not w.ready.done():
+            w.ready.set_exception(RuntimeError(f"worker {w.index} exited before serving ({_how(code)})"))
+        served = w.ready.exception() is None
+        if w.stopping or self.closing or w.generation != self.generation or (w.initial and not served):
+            log.info("worker %d (pid %d) %s", w.index, w.pid, _how(code))
+            return
+        loop = asyncio.get_running_loop()
+        young = loop.time() - w.started < YOUNG
+        deaths = self._deaths[w.index] = self._deaths.get(w.index, 0) + 1 if young else 0
+        delay = min(5.0, 0.1 * 2 ** deaths) if deaths else 0.0
+        log.warning("worker %d (pid %d) %s; starting another%s", w.index, w.pid, _how(code),
+                    f" in {delay:.1f}s" if delay else "")
+        if delay:
+            await asyncio.sleep(delay)
+        if self.closing or w.generation != self.generation:
+            return
+        self.restarts += 1
+        try:
+            new = await self._spawn(w.index, w.generation)
+        except OSError as exc:
+            log.error("worker %d could not be started again: %s", w.index, exc)
+            return
+        self.workers.append(new)
+
+    # -- counters ------------------------------------------------------------------
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            await self.refresh()
+            self._release_columns()
+
+    async def refresh(self) -> None:
+        """Ask every serving worker for its counters, then total them into the control
+        process's load records (a worker that does not answer in time counts as last seen)."""
+        waits = []
+        for w in list(self.workers):
+            if w.channel is None or not w.ready.done() or w.stopping:
+                continue  # (a stopping worker is busy finishing: its last counters come with its goodbye)
+            self._asks += 1
+            w.asked[self._asks] = fut = asyncio.get_running_loop().create_future()
+            w.channel.send({"op": "stats", "id": self._asks})
+            waits.append(fut)
+        if waits:
+            await asyncio.wait(waits, timeout=STATS_TIMEOUT)
+        self._apply([self.retired] + [w.stats for w in self.workers])
+
+    def _add_retired(self, stats: dict) -> None:
+        self.retired = _sum_stats([self.retired, stats])
+
+    def _apply(self, reports: list[dict]) -> None:
+        totals = _sum_stats(reports)
+        for name, keeper in self.rt.health.items():
+            pool = totals.get(name, {})
+            servers = pool.get("servers", {})
+            for st in keeper.health.states:
+                row = servers.get(st.server.name)
+                if row is None:
+                    continue
+                load = st.server.load
+                (load.requests, load.failures, load.latency_sum, load.resp_bytes, load.req_bytes,
+                 by_class, latency) = row
+                load.by_class, load.latency = list(by_class), list(latency)
+            keeper.pool.retried_total = pool.get("retried", 0)
+            keeper.pool.answered = Counter({int(k): v for k, v in pool.get("answered", {}).items()})
+        self.queued = {name: sum(r.get(name, {}).get("queued", 0) for r in reports[1:]) for name in self.rt.health}
+
+    # -- reload and stop ---------------------------------------------------------------
+
+    async def roll(self, config_text: str, count: int) -> None:
+        """A reload: a new generation of workers with ``config_text``; the old one finishes."""
+        old = list(self.workers)
+        self.config_text, self.count = config_text, count
+        self.slots.span = max(self.slots.span, 1 + 2 * count)
+        self.generation += 1
+        new: list[Worker] = []
+        try:
+            for i in range(count):
+                new.append(await self._spawn(i, self.generation, initial=True))
+                self.workers.append(new[-1])
+            await self._wait_ready(new)
+        except BaseException:
+            log.error("reload: the new workers did not start; the previous ones keep serving")
+            self.generation -= 1
+            for w in new:
+                self._stop(w)
+            raise
+        for w in old:
+            self._stop(w)
+
+    def _stop(self, w: Worker) -> None:
+        w.stopping = True
+        if w.channel is not None:
+            w.channel.send({"op": "stop"})
+
+    async def stop(self, grace: float) -> None:
+        self.closing = True
+        if self._refresher is not None:
+            self._refresher.cancel()
+        procs = [w.proc for w in self.workers if w.proc is not None]
+        for w in list(self.workers):
+            self._stop(w)
+        if procs:
+            _, pending = await asyncio.wait([asyncio.ensure_future(p.wait()) for p in procs], timeout=grace + 5.0)
+            for p in procs:
+                if p.returncode is None:
+                    p.kill()
+            if pending:
+                await asyncio.wait(pending, timeout=5.0)
+        await asyncio.sleep(0)  # (the watchers give the rows back)
+        self.slots.close()
+
+    def status(self) -> list[dict[str, Any]]:
+        now = asyncio.get_running_loop().time()
+        return [{"index": w.index, "pid": w.pid, "generation": w.generation, "row": w.row,
+                 "serving": w.ready.done() and w.ready.exception() is None, "stopping": w.stopping,
+                 "uptime_s": round(now - w.started, 3),
+                 "active": sum(self.slots.cells[w.row * COLUMNS + c]
+                               for c in self.slots.columns.values())}
+                for w in sorted(self.workers, key=lambda w: (w.generation, w.index))]
+
+
+def _how(code: int) -> str:
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with status {code}"
+
+
+def _sum_stats(reports: list[dict]) -> dict:
+    """Pool -> {"servers": name -> counters, "retried", "answered"}, summed over ``reports``."""
+    out: dict[str, dict] = {}
+    width = len(LATENCY_BOUNDS) + 1
+    for report in reports:
+        for pool, data in report.items():
+            into = out.setdefault(pool, {"servers": {}, "retried": 0, "answered": {}})
+            into["retried"] += data.get("retried", 0)
+            for code, n in data.get("answered", {}).items():
+                into["answered"][code] = into["answered"].get(code, 0) + n
+            for name, row in data.get("servers", {}).items():
+                have = into["servers"].get(name) or [0, 0, 0.0, 0, 0, [0] * 6, [0] * width]
+                into["servers"][name] = [*(a + b for a, b in zip(have[:5], row[:5])),
+                                         [a + b for a, b in zip(have[5], row[5])],
+                                         [a + b for a, b in zip(have[6], row[6])]]
+    return out

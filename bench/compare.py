@@ -2,7 +2,7 @@
 """HAProxy, nginx and steelyard as balancers, side by side in one run, in front of two nginx backends.
 
     .venv/bin/python bench/compare.py [--runs 1] [--duration 5] [--scenarios l7-ka,...]
-                                      [--targets direct,haproxy,nginx,steelyard] [--no-write]
+                                      [--targets direct,haproxy,nginx,steelyard,steelyard-w2] [--no-write]
 
 Backends: two nginx (1 worker each): ``/`` answers ``ok\\n``, ``/16`` 16 bytes, ``/1m`` a 1 MiB file.
 Targets, each started fresh per scenario and run, taking turns:
@@ -11,6 +11,8 @@ Targets, each started fresh per scenario and run, taking turns:
 - ``haproxy``: 1 thread, ``http-reuse always`` (``mode tcp`` for the L4 scenarios)
 - ``nginx``: as a balancer, 1 worker, upstream ``keepalive`` (the ``stream`` module for L4)
 - ``steelyard``: ``workers = 1``, round_robin over both backends (``mode = "tcp"``, splice, for L4)
+- ``steelyard-w2``: the same with ``workers = 2`` (CPU and RSS summed over its processes; not pinned
+  to CPU 0: its two workers may use both CPUs)
 
 Every balancer adds X-Forwarded-For/-Proto/-Host (steelyard always does). Scenarios:
 
@@ -43,7 +45,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import http_vs_haproxy as H  # noqa: E402  (process control, CPU readings, wrk)
 
-TARGETS = ("direct", "haproxy", "nginx", "steelyard")
+TARGETS = ("direct", "haproxy", "nginx", "steelyard", "steelyard-w2")
 SCENARIOS = {  # name: (layer, path, wrk connections, extra wrk args, unit)
     "l7-ka": ("http", "/16", 50, (), "req"),
     "l7-close": ("http", "/16", 50, ("-H", "Connection: close"), "req"),
@@ -148,10 +150,11 @@ http {{
 """
 
 
-def steelyard_conf(layer: str, port: int, b1: int, b2: int) -> str:
+def steelyard_conf(layer: str, port: int, b1: int, b2: int, workers: int = 1) -> str:
     servers = f'servers = [{{ address = "127.0.0.1:{b1}" }}, {{ address = "127.0.0.1:{b2}" }}]'
     if layer == "tcp":
-        return f"""shutdown_grace = "2s"
+        return f"""workers = {workers}
+shutdown_grace = "2s"
 [[listener]]
 name = "bench"
 bind = "127.0.0.1:{port}"
@@ -161,7 +164,7 @@ pool = "b"
 name = "b"
 {servers}
 """
-    return f"""workers = 1
+    return f"""workers = {workers}
 shutdown_grace = "2s"
 [[listener]]
 name = "bench"
@@ -182,11 +185,39 @@ idle_timeout = "60s"
 
 
 def rss_kib(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            return next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:"))
-    except (OSError, StopIteration):
-        return 0
+    """VmRSS of ``pid`` and its children (steelyard's worker processes), in KiB."""
+    total = 0
+    for p in (pid, *children(pid)):
+        try:
+            with open(f"/proc/{p}/status") as fh:
+                total += next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:"))
+        except (OSError, StopIteration):
+            pass
+    return total
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as f:
+                    if int(f.read().rsplit(b")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+            except (OSError, IndexError, ValueError):
+                pass
+    return found
+
+
+def cpu_ticks(pid: int) -> int:
+    """utime + stime of ``pid`` and its children (a balancer's worker processes)."""
+    total = 0
+    for p in (pid, *children(pid)):
+        try:
+            total += H.cpu_ticks(p)
+        except OSError:
+            pass
+    return total
 
 
 async def _idle_clients(port: int, n: int, pid: int) -> tuple[int, int]:
@@ -244,11 +275,13 @@ class Compare(H.Bench):
             conf.write_text(nginx_lb_conf(self.tmp, layer, port, b1, b2))
             argv = [self.tools["nginx"], "-p", str(self.tmp), "-c", str(conf)]
         else:
-            conf.write_text(steelyard_conf(layer, port, b1, b2))
+            workers = 2 if name == "steelyard-w2" else 1
+            conf.write_text(steelyard_conf(layer, port, b1, b2, workers))
             argv = [self.tools["steelyard"], "serve", "--config", str(conf)]
-        proc = self.kids.start(argv, cpu=self.cpu(H.PROXY_CPU), capture=True)
+        # (two workers may use both CPUs, sharing CPU 1 with wrk and the backends)
+        proc = self.kids.start(argv, cpu=self.cpu("0,1" if name == "steelyard-w2" else H.PROXY_CPU), capture=True)
         tail = H.OutputTail(proc)
-        if name == "steelyard" and tail.wait_for(re.compile(r"serving (http|tcp) on"), 15.0) is None:
+        if name.startswith("steelyard") and tail.wait_for(re.compile(r"serving (http|tcp) on"), 15.0) is None:
             self.kids.stop(proc)
             raise H.BenchError(f"steelyard did not start:\n{tail.text()}")
         try:
@@ -276,9 +309,9 @@ class Compare(H.Bench):
             if a.warmup > 0:
                 self.wrk(port, a.warmup, conns, path, extra)
             time.sleep(0.2)
-            c0, t0 = H.cpu_ticks(proc.pid), time.monotonic()
+            c0, t0 = cpu_ticks(proc.pid), time.monotonic()
             w = self.wrk(port, a.duration, conns, path, extra)
-            c1, t1 = H.cpu_ticks(proc.pid), time.monotonic()
+            c1, t1 = cpu_ticks(proc.pid), time.monotonic()
             cpu, secs = (c1 - c0) / self.tick, w["duration_us"] / 1e6
             mib = w["bytes"] / MiB
             row.update(
@@ -344,8 +377,9 @@ def write_results(table: str, args: argparse.Namespace, machine: dict) -> None:
                f"CPUs ({machine['cpu_model']}), Linux {machine['kernel']}, Python {machine['python']}. "
                f"`--runs {args.runs} --duration {args.duration:g}`; ranges are over runs. The balancer alone on "
                f"CPU 0, the two nginx backends and wrk on CPU 1. `direct` is wrk straight at one backend (its CPU "
-               f"and RSS columns are that nginx's). `workers = 2` is not measured: steelyard has no multi-worker "
-               f"mode yet.\n\n{table}\n{END}")
+               f"and RSS columns are that nginx's). `steelyard-w2` is steelyard with `workers = 2` (a control "
+               f"process and two workers, free to use both CPUs, so sharing CPU 1 with wrk and the backends; its "
+               f"CPU and RSS are the sum over its processes).\n\n{table}\n{END}")
     if BEGIN in text and END in text:
         text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END):]
     else:
@@ -376,7 +410,6 @@ def main(argv: list[str] | None = None) -> int:
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(max(soft, 19000), hard), hard))  # children inherit it
     if "nginx" in targets and any(SCENARIOS[s][0] == "tcp" for s in scenarios) and not os.path.exists(STREAM_MODULE):
         print(f"bench: {STREAM_MODULE} missing (apt-get install libnginx-mod-stream): no nginx in L4", file=sys.stderr)
-    print("bench: steelyard `workers = 2` vs 1 is skipped: steelyard has no multi-worker mode yet", file=sys.stderr)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="compare-") as tmp:

@@ -246,9 +246,24 @@ def test_unknown_mode(tmp_path: Path) -> None:
     assert errors == [('listener "web" → mode', 'unknown mode "sctp"; choose one of http, tcp, udp')]
 
 
-def test_several_workers_are_refused_until_they_exist(tmp_path: Path) -> None:
-    _, errors = errors_of("workers = 4\n" + MINIMAL, tmp_path)
-    assert errors == [("workers", "several worker processes are not available yet (only 1); got 4")]
+def test_several_workers_are_accepted_up_to_32(tmp_path: Path) -> None:
+    path = tmp_path / "ok.toml"
+    path.write_text("workers = 4\n" + MINIMAL)
+    assert load_config(path).workers == 4
+    _, errors = errors_of("workers = 33\n" + MINIMAL, tmp_path)
+    assert errors == [("workers", "input should be less than or equal to 32; got 33")]
+
+
+def test_several_workers_refuse_what_one_process_must_keep(tmp_path: Path) -> None:
+    cluster = '[cluster]\nredis = "redis://127.0.0.1:6379"\nnode = "a"\n'
+    source = '[pool.sticky]\nmode = "source"\n'
+    _, errors = errors_of("workers = 2\n" + MINIMAL + source + cluster, tmp_path)
+    assert errors == [
+        ("workers", "[cluster] runs with one worker process per balancer; use workers = 1 (and more balancer "
+                    "nodes) with [cluster]"),
+        ('pool "app" → sticky → mode', 'mode "source" keeps its stick table in one process; with workers = 2 use '
+                                      'mode = "cookie" (every worker reads the cookie) or workers = 1'),
+    ]
 
 
 def test_several_errors_at_once(tmp_path: Path) -> None:

@@ -97,6 +97,19 @@ def _cluster_table(info: dict) -> Any:
     return table
 
 
+def _workers_table(info: dict) -> Any:
+    if not info["processes"]:
+        return "one process serves (workers = 1)"
+    table = Table(title=f"{info['workers']} workers, {info['restarts']} restart(s)")
+    for col in ("worker", "pid", "generation", "state", "in flight", "uptime"):
+        table.add_column(col)
+    for w in info["processes"]:
+        state = "stopping" if w["stopping"] else "serving" if w["serving"] else "starting"
+        table.add_row(str(w["index"]), str(w["pid"]), str(w["generation"]), state, str(w["active"]),
+                      f"{w['uptime_s']:.0f}s")
+    return table
+
+
 def run(args: argparse.Namespace) -> int:
     base, token = args.admin, args.token or os.environ.get("STEELYARD_TOKEN")
     c = args.ctl
@@ -133,6 +146,9 @@ def run(args: argparse.Namespace) -> int:
         elif c == "cluster":
             result = call(base, "GET", "/api/v1/cluster")
             show = _cluster_table(result)
+        elif c == "workers":
+            result = call(base, "GET", "/api/v1/workers")
+            show = _workers_table(result)
         elif c == "reload":
             result = call(base, "POST", "/api/v1/reload", {}, token, timeout=60.0)
             show = "reloaded"
@@ -164,6 +180,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     sub.add_parser("reload", help="read the configuration file again (refused if invalid)")
     sub.add_parser("dns", help="what each DNS record answers now")
     sub.add_parser("cluster", help="the cluster's nodes, their heartbeat age and view of each server")
+    sub.add_parser("workers", help="the worker processes (workers = N): pid, generation, in flight")
     s = sub.add_parser("servers", help="a pool's servers")
     s.add_argument("pool")
     s = sub.add_parser("add", help="add a server to a pool")

@@ -46,6 +46,8 @@ OPENAPI = {
                                    "responses": {"200": _OK, "400": _ERROR, "401": _ERROR}}},
         "/api/v1/dns": {"get": {"summary": "every DNS zone's records and what each answers now",
                                 "responses": {"200": _OK}}},
+        "/api/v1/workers": {"get": {"summary": "the worker processes (workers > 1): pid, generation, in-flight "
+                                               "count, uptime; and restarts so far", "responses": {"200": _OK}}},
         "/metrics": {"get": {"summary": "Prometheus text format", "responses": {"200": {"description": "metrics"}}}},
     },
     "components": {

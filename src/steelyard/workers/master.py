@@ -311,6 +311,7 @@ class WorkerHub:
     async def roll(self, config_text: str, count: int) -> None:
         """A reload: a new generation of workers with ``config_text``; the old one finishes."""
         old = list(self.workers)
+        self.views = {name: view for name, view in self.views.items() if name in self.rt.health}
         self.config_text, self.count = config_text, count
         self.slots.span = max(self.slots.span, 1 + 2 * count)
         self.generation += 1
@@ -328,6 +329,15 @@ class WorkerHub:
             raise
         for w in old:
             self._stop(w)
+        asyncio.get_running_loop().create_task(self._say_when_gone(old, new))
+
+    async def _say_when_gone(self, old: list[Worker], new: list[Worker]) -> None:
+        procs = [w.proc for w in old if w.proc is not None]
+        if procs:
+            await asyncio.wait([asyncio.ensure_future(p.wait()) for p in procs])
+        print(f"steelyard: workers of generation {new[0].generation} serving (pids "
+              f"{', '.join(str(w.pid) for w in new)}); the previous ones (pids "
+              f"{', '.join(str(p.pid) for p in procs)}) have finished", flush=True)
 
     def _stop(self, w: Worker) -> None:
         w.stopping = True
@@ -348,8 +358,7 @@ class WorkerHub:
                     p.kill()
             if pending:
                 await asyncio.wait(pending, timeout=5.0)
-        await asyncio.sleep(0)  # (the watchers give the rows back)
-        self.slots.close()
+        # (the shared block stays mapped until this process exits: watchers may still zero rows)
 
     def status(self) -> list[dict[str, Any]]:
         now = asyncio.get_running_loop().time()

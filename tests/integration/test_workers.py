@@ -1,0 +1,195 @@
+"""`workers = N`: a control process and N worker processes on the same listeners, as real
+processes on 127.0.0.1 (demo backends, threaded TCP servers, the admin API)."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import signal
+import socket
+import textwrap
+import time
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from .conftest import Balancer, pool_config, servers_toml
+from .l4util import WAIT, l4_config, recv_line, wait_until
+from .test_admin import admin_port, api
+from .test_tcp_proxy import greeter
+
+ADMIN = '\n[admin]\nbind = "127.0.0.1:0"\ntoken = "test-token-0123456789"\n'
+
+
+def with_workers(toml: str, n: int = 2) -> str:
+    return f"workers = {n}\n" + textwrap.dedent(toml) + ADMIN
+
+
+def get(port: int, path: str = "/", headers: dict | None = None) -> tuple[int, str, dict]:
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT)
+    try:
+        c.request("GET", path, headers={"Connection": "close", **(headers or {})})
+        r = c.getresponse()
+        body = r.read().decode()
+        return r.status, body, {k.lower(): v for k, v in r.getheaders()}
+    finally:
+        c.close()
+
+
+def server_of(body: str) -> str:
+    return re.search(r'"server":"([^"]+)"', body).group(1)
+
+
+def workers(lb) -> dict:
+    status, body = api(admin_port(lb), "GET", "/api/v1/workers")
+    assert status == 200
+    return body
+
+
+def test_least_conn_spreads_long_lived_connections_across_workers(inline, balancer) -> None:
+    servers = [inline(greeter(name)) for name in (b"a", b"b", b"c")]
+    lb = balancer(with_workers(l4_config("tcp", [s.address for s in servers], pool='algorithm = "least_conn"')))
+    per_server: dict[bytes, list[socket.socket]] = {b"a\n": [], b"b\n": [], b"c\n": []}
+    try:
+        # Connections arrive at whichever worker accepts first; open them one by one (each
+        # relayed before the next) until both workers hold some, at most 60.
+        for n in range(1, 61):
+            s = socket.create_connection(("127.0.0.1", lb.port), timeout=WAIT)
+            per_server[recv_line(s)].append(s)
+            counts = sorted(len(v) for v in per_server.values())
+            assert counts[-1] - counts[0] <= 1, counts  # least_conn over every worker's connections
+            if n >= 12 and all(p["active"] >= 2 for p in workers(lb)["processes"]):
+                break
+        held = [p["active"] for p in workers(lb)["processes"]]
+        assert len(held) == 2 and min(held) >= 2, held  # both workers hold connections
+        status, pool = api(admin_port(lb), "GET", "/api/v1/pools/app")
+        assert sorted(r["active"] for r in pool["servers"]) == sorted(len(v) for v in per_server.values())
+    finally:
+        for group in per_server.values():
+            for s in group:
+                s.close()
+
+
+def test_a_killed_worker_is_replaced_and_the_listener_keeps_answering(backends, balancer) -> None:
+    lb = balancer(with_workers(pool_config(servers_toml(backends(2)))))
+    before = workers(lb)
+    victim = before["processes"][0]["pid"]
+    os.kill(victim, signal.SIGKILL)
+    for _ in range(20):  # the other worker answers meanwhile (the socket is shared: none is refused)
+        assert get(lb.port)[0] == 200
+    lb.wait_for(rf"worker 0 \(pid {victim}\) was killed by SIGKILL; starting another")
+    assert wait_until(lambda: len([p for p in workers(lb)["processes"] if p["serving"]]) == 2)
+    after = workers(lb)
+    assert after["restarts"] == 1 and victim not in [p["pid"] for p in after["processes"]]
+    for _ in range(20):
+        assert get(lb.port)[0] == 200
+
+
+def test_metrics_total_every_workers_requests(backends, balancer) -> None:
+    lb = balancer(with_workers(pool_config(servers_toml(backends(2)))))
+    for _ in range(40):  # a new connection each: both workers serve some
+        assert get(lb.port)[0] == 200
+    status, raw = api(admin_port(lb), "GET", "/metrics")
+    families = {f.name: f for f in text_string_to_metric_families(raw.decode())}
+    served = sum(s.value for s in families["steelyard_requests"].samples
+                 if s.name == "steelyard_requests_total")
+    assert served == 40
+
+
+def test_health_checks_in_the_control_process_reach_every_worker(backends, balancer) -> None:
+    a, b = backends(2)
+    lb = balancer(with_workers(pool_config(
+        servers_toml([a, b]), 'retry_header = true\n[pool.health]\npath = "/"\ninterval = "100ms"\nfall = 1')))
+    a.kill()
+    lb.wait_for(r"server s1.*down")
+    for _ in range(20):  # no worker tries s1 any more: nothing needed a retry
+        status, body, headers = get(lb.port)
+        assert status == 200 and server_of(body) == "s2" and "x-steelyard-retries" not in headers
+
+
+def test_a_server_added_through_the_admin_api_is_used_by_every_worker(backends, balancer) -> None:
+    a, b = backends(2)
+    lb = balancer(with_workers(pool_config(servers_toml([a]))))
+    status, _ = api(admin_port(lb), "POST", "/api/v1/pools/app/servers", {"address": b.address, "name": "s2"})
+    assert status == 201
+    seen = {server_of(get(lb.port)[1]) for _ in range(20)}
+    assert seen == {"s1", "s2"}
+
+
+def test_reload_starts_a_new_generation_and_the_old_one_leaves(backends, balancer, tmp_path) -> None:
+    a, b = backends(2)
+    lb = balancer(with_workers(pool_config(servers_toml([a]))))
+    old = [p["pid"] for p in workers(lb)["processes"]]
+    (tmp_path / "steelyard.toml").write_text(with_workers(pool_config(servers_toml([a, b]))))
+    lb.proc.send_signal(signal.SIGHUP)
+    lb.wait_for(r"steelyard: reloaded")
+    gone = lb.wait_for(r"generation 2 serving .*the previous ones \(pids ([\d, ]+)\) have finished")
+    assert sorted(int(p) for p in gone[0].group(1).split(", ")) == sorted(old)
+    procs = workers(lb)["processes"]
+    assert [p["generation"] for p in procs] == [2, 2] and not set(old) & {p["pid"] for p in procs}
+    seen = {server_of(get(lb.port)[1]) for _ in range(20)}
+    assert seen == {"s1", "s2"}
+
+
+def test_workers_on_the_command_line_and_a_clean_stop(backends, tmp_path) -> None:
+    path = tmp_path / "one.toml"
+    path.write_text(textwrap.dedent(pool_config(servers_toml(backends(1)))))
+    lb = Balancer.__new__(Balancer)
+    from .conftest import STEELYARD, Proc
+
+    Proc.__init__(lb, [*STEELYARD, "serve", "--config", str(path), "--workers", "3"], r"3 workers serving \(pids (.*)\)")
+    pids = [int(p) for p in lb.matches[0].group(1).split(", ")]
+    port = int(lb.wait_for(r"listener web serving http on [\d.]+:(\d+)")[0].group(1))
+    assert get(port)[0] == 200
+    assert lb.terminate() == 0
+    assert "steelyard: stopped" in "".join(lb.lines)
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline and any(os.path.exists(f"/proc/{p}") for p in pids):
+        time.sleep(0.05)
+    assert not any(os.path.exists(f"/proc/{p}") for p in pids)  # no worker outlives the balancer
+
+
+def test_udp_flows_through_several_workers_each_stick_to_a_server(balancer) -> None:
+    from .l4util import DnsServer
+    from .test_udp_proxy import ask
+
+    dns = [DnsServer("127.0.0.11"), DnsServer("127.0.0.12")]
+    try:
+        lb = balancer(with_workers(l4_config("udp", [s.address for s in dns])))
+        clients = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(8)]
+        try:
+            for c in clients:  # each worker bound the port (SO_REUSEPORT): a flow stays on one worker
+                answers = {ask(c, lb.port) for _ in range(3)}
+                assert len(answers) == 1 and answers <= {"127.0.0.11", "127.0.0.12"}
+        finally:
+            for c in clients:
+                c.close()
+    finally:
+        for s in dns:
+            s.close()
+
+
+def test_tls_and_sticky_cookies_work_across_workers(tmp_path, backends, balancer) -> None:
+    import shutil
+    import subprocess
+
+    from .testca import TestCA
+
+    if shutil.which("curl") is None:
+        raise AssertionError("curl is not installed (scripts/os-deps.sh installs it)")
+    ca = TestCA(tmp_path)
+    cert, key = ca.leaf("a.test")
+    a, b = backends(2)
+    lb = balancer(with_workers(pool_config(servers_toml([a, b]), '[pool.sticky]\nmode = "cookie"').replace(
+        'pool = "app"', f'pool = "app"\n[listener.tls]\ncert = "{cert}"\nkey = "{key}"', 1)))
+    jar = tmp_path / "jar"
+
+    def curl() -> str:
+        out = subprocess.run(["curl", "-sS", "--max-time", str(WAIT), "--cacert", str(ca.ca), "-b", str(jar),
+                              "-c", str(jar), "-H", "Connection: close", "--resolve", f"a.test:{lb.port}:127.0.0.1",
+                              f"https://a.test:{lb.port}/"], capture_output=True, text=True, timeout=WAIT + 5)
+        assert out.returncode == 0, out.stderr
+        return server_of(out.stdout)
+
+    first = curl()
+    assert {curl() for _ in range(12)} == {first}  # a new connection each: any worker reads the cookie

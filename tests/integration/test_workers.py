@@ -193,3 +193,66 @@ def test_tls_and_sticky_cookies_work_across_workers(tmp_path, backends, balancer
 
     first = curl()
     assert {curl() for _ in range(12)} == {first}  # a new connection each: any worker reads the cookie
+
+
+def test_workers_share_one_access_log_without_mixing_lines(backends, balancer, tmp_path) -> None:
+    import json
+
+    log_file = tmp_path / "access.jsonl"
+    lb = balancer(with_workers(pool_config(servers_toml(backends(2))).replace(
+        'pool = "app"\n', f'pool = "app"\n        access_log = "{log_file}"\n', 1)))
+    for i in range(60):  # a new connection each: both workers answer some
+        assert get(lb.port, f"/n/{i}")[0] == 200
+    assert lb.terminate() == 0  # each worker flushes its log as it stops
+    lines = [json.loads(line) for line in log_file.read_text().splitlines()]
+    assert sorted(x["path"] for x in lines) == sorted(f"/n/{i}" for i in range(60))
+
+
+def test_no_worker_outlives_a_killed_control_process(backends, balancer) -> None:
+    lb = balancer(with_workers(pool_config(servers_toml(backends(1)))))
+    pids = [p["pid"] for p in workers(lb)["processes"]]
+    lb.kill()  # SIGKILL: no goodbye; each worker sees its channel close, finishes and exits
+    assert wait_until(lambda: not any(os.path.exists(f"/proc/{p}") and _alive(p) for p in pids))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_reloads_under_load_fail_no_request(backends, balancer, tmp_path) -> None:
+    import threading
+
+    a, b = backends(2)
+    lb = balancer(with_workers(pool_config(servers_toml([a, b]))))
+    done, results = threading.Event(), {"ok": 0, "failed": []}
+
+    def client() -> None:
+        deadline = time.monotonic() + 60
+        while not done.is_set() and time.monotonic() < deadline and results["ok"] < 20000:
+            try:
+                status = get(lb.port)[0]
+            except OSError as exc:
+                results["failed"].append(repr(exc))
+                continue
+            if status == 200:
+                results["ok"] += 1
+            else:
+                results["failed"].append(status)
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        for generation in (2, 3, 4):
+            lb.proc.send_signal(signal.SIGHUP)
+            lb.wait_for(rf"workers of generation {generation} serving")
+    finally:
+        done.set()
+        for t in threads:
+            t.join(WAIT)
+    print(f"reloads under load: {results['ok']} requests, {len(results['failed'])} failed")
+    assert results["failed"] == [] and results["ok"] > 0

@@ -26,7 +26,9 @@ class AccessLog:
         self.path, self.loop = path, loop
         self.pending: list[tuple] = []
         self.offset = time.time() - loop.time()  # loop clock -> Unix time
-        self.file: Any = sys.stdout if path == "-" else open(path, "a", encoding="utf-8")  # noqa: SIM115
+        # (unbuffered, O_APPEND: each batch is one write, so worker processes sharing the file
+        # never interleave inside a line)
+        self.file: Any = sys.stdout if path == "-" else open(path, "ab", buffering=0)  # noqa: SIM115
         self.task = loop.create_task(self._run())
         self.writing: asyncio.Future | None = None
 
@@ -50,8 +52,14 @@ class AccessLog:
                 "path": url.decode("latin-1"), "status": status, "bytes": size,
                 "duration_ms": round((end - t) * 1000, 3), "pool": pool.name if pool is not None else None,
                 "server": server.name if server is not None else None, "retries": tries}, separators=(",", ":")))
-        self.file.write("\n".join(lines) + "\n")
-        self.file.flush()
+        text = "\n".join(lines) + "\n"
+        if self.file is sys.stdout:
+            self.file.write(text)
+            self.file.flush()
+            return
+        data = memoryview(text.encode("utf-8"))
+        while data:
+            data = data[self.file.write(data):]
 
     async def _run(self) -> None:
         while True:

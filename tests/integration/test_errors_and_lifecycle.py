@@ -101,7 +101,6 @@ def test_sigterm_finishes_in_flight_requests_then_exits_0(balancer):
 
     threading.Thread(target=slow_server, daemon=True).start()
     lb = balancer(address_config(srv.getsockname()[1]))
-    idle = RawConnection(lb.port)  # an idle keep-alive client: closed at once on shutdown
     result = {}
 
     def client():
@@ -115,13 +114,31 @@ def test_sigterm_finishes_in_flight_requests_then_exits_0(balancer):
     lb.proc.send_signal(15)
     # wait until the balancer says it is stopping, then let the server answer
     lb.wait_for("stopping")
-    assert idle.is_closed_by_peer()
     release.set()
     t.join(20)
     assert result["response"][0] == 200 and result["response"][2] == b"done"
     assert lb.proc.wait(20) == 0
-    idle.close()
     srv.close()
+
+
+def test_sigterm_closes_idle_keep_alive_connections_and_answers_fresh_ones(backends, balancer):
+    """Between requests a keep-alive connection is closed at once; one whose client has just
+    connected (no request yet) gets its first request answered, with Connection: close."""
+    lb = balancer(pool_config(servers_toml(backends(1))))
+    fresh = RawConnection(lb.port)  # connected only (accepted: the balancer accepts in order, and
+    idle = RawConnection(lb.port)  # this later connection is served before the stop)
+    idle.send(get("/"))
+    assert idle.response()[0] == 200  # served once: now idle between requests
+    lb.proc.send_signal(15)
+    lb.wait_for("stopping")
+    assert idle.is_closed_by_peer()
+    fresh.send(get("/late"))
+    status, headers, _ = fresh.response()
+    assert status == 200 and headers.get("connection", "").lower() == "close"
+    assert fresh.is_closed_by_peer()
+    assert lb.proc.wait(20) == 0
+    idle.close()
+    fresh.close()
 
 
 def test_response_timeout_applies_on_a_reused_connection(backends, balancer):

@@ -254,5 +254,5 @@ def test_reloads_under_load_fail_no_request(backends, balancer, tmp_path) -> Non
         done.set()
         for t in threads:
             t.join(WAIT)
-    print(f"reloads under load: {results['ok']} requests, {len(results['failed'])} failed")
+    print(f"reloads under load: {results['ok']} requests, failed: {results['failed']}")
     assert results["failed"] == [] and results["ok"] > 0

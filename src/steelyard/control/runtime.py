@@ -13,13 +13,11 @@ import asyncio
 import logging
 import random
 import signal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import ConfigError, parse_config
 from ..config_base import read_file
 from ..core.model import Server
-from ..dns.server import DnsListener
-from ..dns.zone import Zone
 from ..proxy.http.connpool import ConnPool
 from ..proxy.http.listener import HttpListener
 from ..proxy.http.router import build_router
@@ -28,10 +26,13 @@ from ..proxy.pool import FULL, PoolRuntime
 from ..proxy.sticky import Sticky
 from ..proxy.tls import client_context
 from ..proxy.udp import UdpListener
-from .admin import AdminApp, AdminServer
 from .changes import RuntimeChanges
 from .health import PoolHealthKeeper
 from .reload import reload
+
+if TYPE_CHECKING:
+    from ..dns.server import DnsListener
+    from .admin import AdminServer
 
 log = logging.getLogger("steelyard")
 
@@ -72,6 +73,9 @@ class Runtime:
             raise
         self._sweeper = loop.create_task(self._sweep_upstreams())
         try:
+            if self.config.dns:  # (imported on use: worker processes and plain balancers skip dnspython)
+                from ..dns.server import DnsListener
+                from ..dns.zone import Zone
             for dc in self.config.dns:
                 self.dns[dc.name] = dns_listener = DnsListener(dc, Zone(dc, self.pools, self.health, self.rng),
                                                                dc.host, dc.port, loop)
@@ -88,6 +92,8 @@ class Runtime:
             await self.cluster.start()
         admin = self.config.admin
         if admin is not None:
+            from .admin import AdminApp, AdminServer  # (Starlette and uvicorn only where there is an admin API)
+
             try:
                 token = admin.read_token()
                 self.admin = AdminServer(AdminApp(self, self.changes, token), admin.host, admin.port)

@@ -24,10 +24,10 @@ import sys
 from typing import Any
 
 from ..config import parse_config
+from ..control.runtime import Runtime
 from ..core.balancing import resolve_algorithm
 from ..core.balancing.cluster_load import CLUSTER_VARIANTS
 from ..core.model import Server
-from ..control.runtime import Runtime
 from .channel import Channel
 from .slots import SharedLoad, SlotTable
 

@@ -117,13 +117,15 @@ class DownstreamProtocol(asyncio.Protocol):
         return True if self.current is not None or self.queue else None
 
     def shutdown(self) -> None:
-        """Stop taking requests: close now when idle, else after the current response (which
-        says ``Connection: close`` if its head has not gone yet); pipelined ones wait no more."""
+        """Stop taking requests: close now when idle between requests, else after the current
+        response (which says ``Connection: close`` if its head has not gone yet); pipelined ones
+        wait no more. A connection that has not sent its first request yet gets it answered (its
+        client just connected: closing would fail a request no client retries)."""
         self.closing = True
         self.queue.clear()
         if self.current is not None:
             self.current.keep_alive = False
-        elif self.ex is None and self.tunnel is None:
+        elif self.ex is None and self.tunnel is None and self.served:
             self._close()
 
     # -- flow control --------------------------------------------------------------

@@ -255,12 +255,9 @@ def test_several_workers_are_accepted_up_to_32(tmp_path: Path) -> None:
 
 
 def test_several_workers_refuse_what_one_process_must_keep(tmp_path: Path) -> None:
-    cluster = '[cluster]\nredis = "redis://127.0.0.1:6379"\nnode = "a"\n'
     source = '[pool.sticky]\nmode = "source"\n'
-    _, errors = errors_of("workers = 2\n" + MINIMAL + source + cluster, tmp_path)
+    _, errors = errors_of("workers = 2\n" + MINIMAL + source, tmp_path)
     assert errors == [
-        ("workers", "[cluster] runs with one worker process per balancer; use workers = 1 (and more balancer "
-                    "nodes) with [cluster]"),
         ('pool "app" → sticky → mode', 'mode "source" keeps its stick table in one process; with workers = 2 use '
                                       'mode = "cookie" (every worker reads the cookie) or workers = 1'),
     ]

@@ -352,18 +352,13 @@ def _cross_problems(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
 
 
 def _one_process_only(data: Mapping[str, Any], pools: list[tuple[int, Mapping[str, Any]]]) -> list[tuple[Loc, str]]:
-    """What several worker processes cannot share (yet): the cluster link, a source stick table."""
+    """What several worker processes cannot share (yet): a source stick table."""
     workers = data.get("workers", 1)
     if not isinstance(workers, int) or workers < 2:
         return []
-    problems: list[tuple[Loc, str]] = []
-    if "cluster" in data:
-        problems.append((("workers",), "[cluster] runs with one worker process per balancer; "
-                                       "use workers = 1 (and more balancer nodes) with [cluster]"))
-    problems += [(("pool", i, "sticky", "mode"), "mode \"source\" keeps its stick table in one process; with "
-                  f"workers = {workers} use mode = \"cookie\" (every worker reads the cookie) or workers = 1")
-                 for i, p in pools if isinstance(p.get("sticky"), Mapping) and p["sticky"].get("mode") == "source"]
-    return problems
+    return [(("pool", i, "sticky", "mode"), "mode \"source\" keeps its stick table in one process; with "
+             f"workers = {workers} use mode = \"cookie\" (every worker reads the cookie) or workers = 1")
+            for i, p in pools if isinstance(p.get("sticky"), Mapping) and p["sticky"].get("mode") == "source"]
 
 
 # --- errors ---------------------------------------------------------------------

@@ -256,3 +256,37 @@ def test_reloads_under_load_fail_no_request(backends, balancer, tmp_path) -> Non
             t.join(WAIT)
     print(f"reloads under load: {results['ok']} requests, failed: {results['failed']}")
     assert results["failed"] == [] and results["ok"] > 0
+
+
+def test_clustered_workers_count_the_other_balancers_requests(backends, balancer, tmp_path) -> None:
+    """lb2 (one process, only server a) holds 3 slow requests on a; lb1 (two workers, a and b,
+    least_conn) learns it through Redis and its workers send new requests to b."""
+    import threading
+
+    from .redisproc import RedisServer, need_redis
+    from .test_cluster import cluster_config, poll, served_by
+
+    need_redis()
+    redis = RedisServer()
+    try:
+        a, b = backends(["a", "b"])
+        lb1 = balancer("workers = 2\n" + textwrap.dedent(cluster_config(servers_toml([a, b]), redis.url, "lb1",
+                                                                     'algorithm = "least_conn"')), "lb1.toml")
+        lb2 = balancer(cluster_config(servers_toml([a]), redis.url, "lb2", 'algorithm = "least_conn"'), "lb2.toml")
+        p1 = admin_port(lb1)
+        release = threading.Event()
+        holders = [threading.Thread(target=lambda: get(lb2.port, "/sleep/4000")) for _ in range(3)]
+        for t in holders:
+            t.start()
+
+        def remote_on_a() -> int:
+            rows = api(p1, "GET", "/api/v1/pools/app")[1]["servers"]
+            return next(r["remote_active"] for r in rows if r["server"] == "a")
+
+        poll(lambda: remote_on_a() == 3, "lb1 sees lb2's 3 requests on a")
+        assert [served_by(lb1.port) for _ in range(6)] == ["b"] * 6  # every worker adds lb2's load
+        release.set()
+        for t in holders:
+            t.join(WAIT)
+    finally:
+        redis.kill()

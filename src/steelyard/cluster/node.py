@@ -338,6 +338,8 @@ class ClusterNode:
                             ewmas.append(float(entry[1]))
                 load.remote = active
                 load.remote_ewma = sum(ewmas) / len(ewmas) if ewmas else 0.0
+        if getattr(self.runtime, "hub", None) is not None:  # (workers = N: they pick, so they need it)
+            self.runtime.hub.push_remote()
 
     async def members(self) -> list[dict[str, Any]]:
         """Every live node (ours included) with its age and its view of each server."""

@@ -230,6 +230,7 @@ class PoolHealthKeeper:
             rows.append({
                 "server": st.server.name, "address": st.server.address, "status": st.status,
                 "backup": st.backup, "weight": st.server.weight, "active": load.active,
+                "remote_active": load.remote,  # ([cluster]: in flight through the other balancers)
                 "requests": load.requests, "failures": load.failures, "reason": st.reason,
                 "origin": st.origin, "removing": st.removing,
                 "latency_sum_s": round(load.latency_sum, 6), "latency_count": sum(load.latency),

@@ -174,7 +174,7 @@ class Runtime:
 
     def make_listener(self, lc: Any, loop: asyncio.AbstractEventLoop) -> Any:
         if self.hub is not None:  # the workers serve: this process holds the socket they share
-            from ..workers.master import SocketHolder
+            from ..workers.holder import SocketHolder
 
             return SocketHolder(lc)
         if lc.mode == "tcp":

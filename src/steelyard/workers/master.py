@@ -1,10 +1,8 @@
 """The control process of a balancer with ``workers = N``.
 
-It binds every listener's socket once (the workers inherit them: the kernel hands each new
-connection to whichever worker accepts first, and a worker that dies leaves the queue to the
-others) and runs what there is one of: health checks, the admin API, DNS, the state file.
-It serves no traffic itself. UDP listeners are bound by each worker with ``SO_REUSEPORT``
-(the kernel keeps a flow on one worker by hashing its addresses).
+It binds every listener's socket once (``holder.SocketHolder``: the workers inherit them) and
+runs what there is one of: health checks, the admin API, DNS, the state file, the cluster
+link. It serves no traffic itself.
 
 ``WorkerHub``:
 - starts ``N`` workers (``python -m steelyard.workers.worker``) and waits until each serves;
@@ -38,59 +36,6 @@ log = logging.getLogger("steelyard.workers")
 START_TIMEOUT = 60.0  # a worker not serving by then is a failed start
 STATS_TIMEOUT = 2.0
 YOUNG = 2.0  # a worker dying sooner than this after its start is restarted with a growing delay
-
-
-class SocketHolder:
-    """The control process's stand-in for a listener: it holds the bound socket the workers
-    inherit (a stream listener) or the port they bind (a UDP listener)."""
-
-    holder = True
-
-    def __init__(self, lc: Any, backlog: int = 1024) -> None:
-        self.name, self.mode, self.host, self.port = lc.name, lc.mode, lc.host, lc.port
-        self.requested_port = lc.port
-        self.tls = getattr(lc, "tls", None)
-        self.backlog = backlog
-        self.sock: socket.socket | None = None
-        self.connections: tuple = ()
-
-    async def start(self) -> None:
-        kind = socket.SOCK_DGRAM if self.mode == "udp" else socket.SOCK_STREAM
-        family, _, _, _, addr = socket.getaddrinfo(self.host, self.port, type=kind, flags=socket.AI_PASSIVE)[0]
-        sock = socket.socket(family, kind)
-        try:
-            if self.mode == "udp":  # each worker binds its own (SO_REUSEPORT): only the port is chosen here
-                sock.bind(addr)
-                self.port = sock.getsockname()[1]
-                sock.close()
-                return
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.bind(addr)
-            sock.listen(self.backlog)
-        except BaseException:
-            sock.close()
-            raise
-        self.port = sock.getsockname()[1]
-        self.sock = sock
-
-    def stop_accepting(self) -> None:
-        if self.sock is not None:  # (workers keep their own copies until they exit)
-            self.sock.close()
-            self.sock = None
-
-    def shutdown_connections(self) -> None:
-        pass
-
-    async def wait_idle(self, grace: float) -> bool:
-        return True
-
-    def abort_connections(self) -> None:
-        pass
-
-    async def close(self) -> None:
-        self.stop_accepting()
 
 
 class Worker:
@@ -263,6 +208,16 @@ class WorkerHub:
             return
         self.workers.append(new)
 
+    def push_remote(self) -> None:
+        """[cluster]: other balancers' in-flight counts are in the shared block already (row 0,
+        written through ``TotalLoad.remote``); their mean response times go to every worker."""
+        by_column = {str(st.server.load.col): st.server.load.remote_ewma
+                     for keeper in self.rt.health.values() for st in keeper.health.states
+                     if isinstance(st.server.load, TotalLoad) and st.server.load.remote_ewma}
+        for w in self.workers:
+            if w.channel is not None and not w.stopping:
+                w.channel.send({"op": "remote", "ewma": by_column})
+
     # -- counters ------------------------------------------------------------------
 
     async def _refresh_loop(self) -> None:
@@ -302,6 +257,10 @@ class WorkerHub:
                 (load.requests, load.failures, load.latency_sum, load.resp_bytes, load.req_bytes,
                  by_class, latency) = row
                 load.by_class, load.latency = list(by_class), list(latency)
+            measured = [r[name]["ewma"] for r in reports[1:] if name in r and "ewma" in r[name]]
+            for st in keeper.health.states:  # ([cluster] publishes it: the mean over workers that measured)
+                seen = [m[st.server.name] for m in measured if st.server.name in m]
+                st.server.load.ewma = sum(seen) / len(seen) if seen else 0.0
             keeper.pool.retried_total = pool.get("retried", 0)
             keeper.pool.answered = Counter({int(k): v for k, v in pool.get("answered", {}).items()})
         self.queued = {name: sum(r.get(name, {}).get("queued", 0) for r in reports[1:]) for name in self.rt.health}

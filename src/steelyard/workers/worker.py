@@ -117,9 +117,19 @@ class WorkerRuntime(Runtime):
                 servers[s.name] = row if have is None else [
                     *(a + b for a, b in zip(have[:5], row[:5])),
                     [a + b for a, b in zip(have[5], row[5])], [a + b for a, b in zip(have[6], row[6])]]
+            latest: dict[str, Any] = {}  # server name -> its most recently measured load record
+            for s in pool.known:
+                if s.load.ewma and (s.name not in latest or s.load.ewma_stamp > latest[s.name].ewma_stamp):
+                    latest[s.name] = s.load
             out[name] = {"servers": servers, "retried": pool.retried_total,
-                         "answered": {str(k): v for k, v in pool.answered.items()}, "queued": len(pool.waiting)}
+                         "answered": {str(k): v for k, v in pool.answered.items()}, "queued": len(pool.waiting),
+                         "ewma": {n: load.ewma for n, load in latest.items()}}
         return out
+
+    def set_remote_ewma(self, by_column: dict[str, float]) -> None:
+        """Other balancers' mean response time per server column ([cluster]: least_time)."""
+        for key, server in self.servers.items():
+            server.load.remote_ewma = by_column.get(str(key[5]), 0.0)
 
 
 async def main(fd: int) -> int:
@@ -146,6 +156,8 @@ async def main(fd: int) -> int:
             op = msg.get("op")
             if op == "pools":
                 runtime.apply(msg["views"])
+            elif op == "remote":
+                runtime.set_remote_ewma(msg["ewma"])
             elif op == "stats":
                 channel.send({"op": "stats", "id": msg["id"], "stats": runtime.stats()})
             elif op == "stop":

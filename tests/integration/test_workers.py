@@ -83,6 +83,10 @@ def test_a_killed_worker_is_replaced_and_the_listener_keeps_answering(backends, 
     assert after["restarts"] == 1 and victim not in [p["pid"] for p in after["processes"]]
     for _ in range(20):
         assert get(lb.port)[0] == 200
+    lb.proc.send_signal(signal.SIGUSR1)  # the status table names the workers too
+    lb.wait_for(r"^workers 2 \(1 restarts\)")
+    new = next(p["pid"] for p in after["processes"] if p["index"] == 0)
+    lb.wait_for(rf"worker 0  pid {new}  generation 1  active 0")
 
 
 def test_metrics_total_every_workers_requests(backends, balancer) -> None:

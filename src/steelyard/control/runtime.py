@@ -208,6 +208,10 @@ class Runtime:
                 lines.append(f"  {r['server']:<20} {r['status']:<8}{' backup' if r['backup'] else ''}  "
                              f"active {r['active']}  requests {r['requests']}  failures {r['failures']}  "
                              f"since {r['since']}: {r['reason']}")
+        if self.hub is not None:
+            lines.append(f"workers {self.hub.count} ({self.hub.restarts} restarts)")
+            lines += [f"  worker {w['index']}  pid {w['pid']}  generation {w['generation']}  active {w['active']}"
+                      f"{'  stopping' if w['stopping'] else ''}" for w in self.hub.status()]
         return "\n".join(lines)
 
     async def stop(self, grace: float | None = None) -> None:

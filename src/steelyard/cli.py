@@ -122,7 +122,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(f"steelyard: invalid configuration with --workers {args.workers}\n{err}", file=sys.stderr)
             return 2
     try:
-        run(config, text)
+        run(config, text, args.workers)
     except (OSError, RuntimeError) as exc:  # the address is in use or not ours to bind; a worker did not start
         print(f"steelyard: cannot start: {exc}", file=sys.stderr)
         return 1

@@ -9,21 +9,21 @@ import pytest
 from steelyard.core.balancing.base import BalancerOptions, PickContext
 from steelyard.core.balancing.cluster_load import ClusterLeastConn
 from steelyard.core.model import Server
-from steelyard.workers.slots import COLUMNS, ROWS, SharedLoad, SlotTable, TotalLoad
+from steelyard.workers.slots import COLUMNS, HIGH, ROWS, SharedLoad, SlotTable, TotalLoad
 
 CTX = PickContext("10.0.0.1")
 
 
 @pytest.fixture
 def table():
-    t = SlotTable(span=5)
+    t = SlotTable()
     yield t
     t.close()
 
 
 def worker_view(table: SlotTable, row: int, cols: list[int]) -> list[Server]:
     """One worker's servers (same columns, its own row), as the worker process builds them."""
-    return [Server(f"s{c}", "127.0.0.1", 9000 + c, load=SharedLoad(table.cells, row, c, table.span)) for c in cols]
+    return [Server(f"s{c}", "127.0.0.1", 9000 + c, load=SharedLoad(table.cells, row, c)) for c in cols]
 
 
 def test_each_worker_writes_its_row_and_reads_the_others(table) -> None:
@@ -74,7 +74,7 @@ def test_a_row_given_back_is_zeroed_and_rows_are_handed_out_lowest_first(table) 
     assert table.take_row() == 1
 
 
-def test_columns_are_reused_only_when_unpublished_and_idle(table) -> None:
+def test_columns_are_reused_only_when_unpublished_and_idle_longest_free_first(table) -> None:
     a, b = table.column(("app", "a")), table.column(("app", "b"))
     assert a != b and table.column(("app", "a")) == a
     row = table.take_row()
@@ -84,7 +84,21 @@ def test_columns_are_reused_only_when_unpublished_and_idle(table) -> None:
     assert ("app", "b") in table.columns
     server.load.active = 0
     table.release_unused({("app", "a")})
-    assert ("app", "b") not in table.columns and table.column(("app", "c")) == b
+    assert ("app", "b") not in table.columns
+    assert table.column(("app", "c")) not in (a, b)  # b's column goes to the back of the free list
+    assert HIGH not in table.free_columns  # (row 0's last cell says which rows are in use)
+
+
+def test_readers_see_every_row_in_use_however_many_generations_overlap(table) -> None:
+    col = table.column(("app", "a"))
+    rows = [table.take_row() for _ in range(7)]  # e.g. three generations of two, and a restart
+    assert table.cells[HIGH] == max(rows) == 7
+    views = [worker_view(table, r, [col])[0] for r in rows]
+    views[-1].load.active = 2  # the highest row
+    views[0].load.active = 1
+    assert views[0].load.remote == 2 and views[3].load.remote == 3
+    table.give_back_row(rows[-1])
+    assert table.cells[HIGH] == 6 and views[0].load.remote == 0
 
 
 def test_a_second_mapping_of_the_same_descriptor_shares_the_counts(table) -> None:

@@ -3,7 +3,8 @@ connection or failing a request.
 
 Order (``reload``):
 1. The new configuration was validated before this is called (an invalid one never gets here;
-   the old one keeps running).
+   the old one keeps running). New listeners' addresses are bound first: one that is taken
+   refuses the reload before anything changed.
 2. New pools and health keepers are built; a server whose name, address, weight and limit are
    unchanged keeps its ``Server`` object, so its in-flight count and learned latency carry over.
 3. Listeners whose name, mode, bind and TLS-or-not are unchanged stay bound (no socket closes):
@@ -31,23 +32,29 @@ log = logging.getLogger("steelyard")
 async def reload(rt: Any, new: Any) -> None:
     loop = asyncio.get_running_loop()
     old_pools, old_keepers, old_listeners = rt.pools, rt.health, rt.listeners
+    plan = {lc.name: _kept(old_listeners.get(lc.name), lc) for lc in new.listeners}
+    bound = await _bind_new([lc for lc in new.listeners if plan[lc.name] is None], one_process=rt.hub is None)
+    # (nothing below can fail for an address: the old configuration is untouched until here)
     keep = {(pool, s.name): s for pool, k in old_keepers.items() for s in (st.server for st in k.health.states)}
     rt.config = new
     rt.pools, rt.health = {}, {}
     rt.build_pools(loop, reuse=keep)
     kept, started, retired = {}, [], []
     for lc in new.listeners:
-        old = old_listeners.get(lc.name)
-        if old is not None and old.mode == lc.mode and (old.host, old.requested_port) == (lc.host, lc.port) \
-                and (getattr(old, "tls", None) is None) == (getattr(lc, "tls", None) is None):
+        old = plan[lc.name]
+        if old is not None:
             _retarget(rt, old, lc)
             kept[lc.name] = old
+            continue
+        holder = bound[lc.name]
+        if rt.hub is not None:
+            listener = holder  # (the workers serve: the bound socket is all this process keeps)
         else:
             listener = rt.make_listener(lc, loop)
-            listener.requested_port = lc.port
+            listener.requested_port, listener.sock = lc.port, holder.sock
             await listener.start()
-            started.append(lc.name)
-            kept[lc.name] = listener
+        started.append(lc.name)
+        kept[lc.name] = listener
     retired = [lst for name, lst in old_listeners.items() if kept.get(name) is not lst]
     rt.listeners = kept
     for name, pool in old_pools.items():
@@ -69,6 +76,33 @@ async def reload(rt: Any, new: Any) -> None:
         loop.create_task(_retire(lst, new.shutdown_grace))
     log.warning("reloaded %s: %d listener(s) kept, %d started, %d stopping; %d pool(s)",
                 new.source, len(kept) - len(started), len(started), len(retired), len(rt.pools))
+
+
+def _kept(old: Any, lc: Any) -> Any:
+    """``old`` when listener config ``lc`` can keep it (same mode, address, TLS or not), else None."""
+    if old is not None and old.mode == lc.mode and (old.host, old.requested_port) == (lc.host, lc.port) \
+            and (getattr(old, "tls", None) is None) == (getattr(lc, "tls", None) is None):
+        return old
+    return None
+
+
+async def _bind_new(configs: list, one_process: bool) -> dict[str, Any]:
+    """Bind the new listeners' sockets first: an address in use refuses the whole reload
+    before anything changed (OSError)."""
+    from ..workers.holder import SocketHolder
+
+    bound: dict[str, Any] = {}
+    try:
+        for lc in configs:
+            holder = SocketHolder(lc, keep_udp=one_process)
+            await holder.start()
+            holder.requested_port = lc.port
+            bound[lc.name] = holder
+    except BaseException:
+        for holder in bound.values():
+            holder.stop_accepting()
+        raise
+    return bound
 
 
 def _retarget(rt: Any, listener: Any, lc: Any) -> None:

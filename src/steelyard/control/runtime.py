@@ -57,6 +57,7 @@ class Runtime:
         self.changes: RuntimeChanges | None = None
         self.cluster: Any = None  # cluster.node.ClusterNode with [cluster]
         self.hub: Any = None  # workers.master.WorkerHub with workers > 1 (this process then serves no traffic)
+        self.workers_override: int | None = None  # `serve --workers N`: wins over the file's, on reloads too
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -134,13 +135,20 @@ class Runtime:
             pool.sticky = Sticky(pc.sticky, clock=loop.time, full=FULL, secret=secret)
         return pool
 
-    async def reload(self, config: Any, text: str | None = None) -> None:
+    async def reload(self, config: Any, text: str | None = None, workers: int | None = None) -> None:
         """Switch to ``config`` (already validated; read from ``text``) without dropping
-        anything (``reload``; with workers, a new generation of them takes over)."""
+        anything (``reload``; with workers, a new generation of ``workers`` takes over)."""
         async with self._reloading:
-            await reload(self, config)
-            if self.hub is not None and text is not None:
-                await self.hub.roll(text, config.workers)
+            if self.hub is None:
+                await reload(self, config)
+                return
+            self.hub.rolling = True  # (no shared-counter column is reused while old workers may count on it)
+            try:
+                await reload(self, config)
+                if text is not None:
+                    await self.hub.roll(text, workers or config.workers)
+            finally:
+                self.hub.rolling = False
 
     async def refresh_stats(self) -> None:
         """With workers: their counters, totalled into this process's load records."""
@@ -163,8 +171,13 @@ class Runtime:
             log.error("reload refused, still serving the previous configuration:\n%s", err)
             print(f"steelyard: reload refused: {err}", flush=True)
             return False, str(err)
+        workers = self.workers_override or new.workers
+        if self.hub is None and workers > 1:
+            log.warning("workers = %d takes effect at the next start: this process goes on serving alone", workers)
+        elif self.hub is not None and workers != self.hub.count:
+            log.warning("workers: %d -> %d", self.hub.count, workers)
         try:
-            await self.reload(new, text)
+            await self.reload(new, text, workers)
         except (OSError, RuntimeError) as exc:  # a new listener's address is taken; workers did not start
             log.error("reload failed: %s", exc)
             print(f"steelyard: reload failed: {exc}", flush=True)
@@ -218,6 +231,8 @@ class Runtime:
         """Graceful stop: in-flight requests get ``grace`` seconds (config's shutdown_grace)."""
         if grace is None:
             grace = self.config.shutdown_grace
+        if self.hub is not None:
+            self.hub.closing = True  # (workers leaving from now on are not replaced)
         if self._sweeper is not None:
             self._sweeper.cancel()
         if self.cluster is not None:
@@ -225,6 +240,8 @@ class Runtime:
         if self.admin is not None:
             await self.admin.stop()
         if self.hub is not None:  # the workers finish their in-flight work within the grace, then exit
+            for holder in self.listeners.values():
+                holder.stop_accepting()  # (new connections are refused, not queued for no one)
             await self.hub.stop(grace)
         for dns_listener in self.dns.values():
             await dns_listener.close()
@@ -275,14 +292,22 @@ def _upstream_factory(loop: asyncio.AbstractEventLoop, pc: Any):
     return make
 
 
-async def serve_forever(config: Any, *, ready: Any = None, text: str | None = None) -> None:
+async def serve_forever(config: Any, *, ready: Any = None, text: str | None = None,
+                        workers_override: int | None = None) -> None:
     """Run until SIGTERM or SIGINT, then stop gracefully. With ``workers`` > 1 this process
     is the control process and ``text`` (the configuration as read) goes to the workers."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     runtime = Runtime(config)
+    runtime.workers_override = workers_override
+
+    def stopping() -> None:
+        if runtime.hub is not None:  # (systemd signals every process of the unit: workers are not replaced)
+            runtime.hub.closing = True
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping)
     if config.workers > 1:
         from ..workers.master import WorkerHub
 
@@ -318,11 +343,12 @@ async def _print_status(runtime: Runtime) -> None:
     print(runtime.status_text(), flush=True)
 
 
-def run(config: Any, text: str | None = None) -> None:
+def run(config: Any, text: str | None = None, workers_override: int | None = None) -> None:
     """Blocking entry point for ``steelyard serve``: uvloop when available."""
+    main = serve_forever(config, text=text, workers_override=workers_override)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency
-        asyncio.run(serve_forever(config, text=text))
+        asyncio.run(main)
     else:
-        uvloop.run(serve_forever(config, text=text))
+        uvloop.run(main)

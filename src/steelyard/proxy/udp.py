@@ -93,6 +93,7 @@ class Flow:
 class UdpListener(asyncio.DatagramProtocol):
     mode = "udp"
     reuse_port = False  # (worker processes each bind the port, SO_REUSEPORT: flows hash to one of them)
+    sock: Any = None  # a socket bound already (a reload binds new listeners first); None: bind here
 
     def __init__(
         self,
@@ -129,8 +130,11 @@ class UdpListener(asyncio.DatagramProtocol):
         return self.flows
 
     async def start(self) -> None:
-        self.transport, _ = await self.loop.create_datagram_endpoint(
-            lambda: self, local_addr=(self.host, self.port), reuse_port=self.reuse_port or None)
+        if self.sock is not None:
+            self.transport, _ = await self.loop.create_datagram_endpoint(lambda: self, sock=self.sock)
+        else:
+            self.transport, _ = await self.loop.create_datagram_endpoint(
+                lambda: self, local_addr=(self.host, self.port), reuse_port=self.reuse_port or None)
         self.port = self.transport.get_extra_info("sockname")[1]
         self._sweeper = self.loop.create_task(self._sweep())
 
@@ -247,6 +251,10 @@ class UdpListener(asyncio.DatagramProtocol):
 
     def stop_accepting(self) -> None:
         self.accepting = False  # datagrams that would need a new flow are dropped
+        if self.reuse_port and self.transport is not None:
+            # a worker leaving: out of the SO_REUSEPORT group at once, so the kernel sends new
+            # flows to the workers that stay (this worker's flows end with it)
+            self.transport.close()
 
     def shutdown_connections(self) -> None:
         pass

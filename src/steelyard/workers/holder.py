@@ -7,7 +7,8 @@ configuration says port 0): each worker binds its own socket with ``SO_REUSEPORT
 kernel keeps a flow on one worker by hashing its addresses.
 
 It answers the graceful-stop steps a listener has (reload retires it like one): stopping
-closes this process's copy; the workers keep theirs until they exit.
+closes this process's copy; the workers keep theirs until they exit. A reload also uses it,
+with one process or several, to bind every new listener before anything else changes.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ class SocketHolder:
 
     holder = True
 
-    def __init__(self, lc: Any, backlog: int = 1024) -> None:
+    def __init__(self, lc: Any, backlog: int = 1024, keep_udp: bool = False) -> None:
         self.name, self.mode, self.host, self.port = lc.name, lc.mode, lc.host, lc.port
+        self.keep_udp = keep_udp  # (a reload binding ahead for one process: it keeps the UDP socket too)
         self.requested_port = lc.port
         self.tls = getattr(lc, "tls", None)
         self.backlog = backlog
@@ -38,7 +40,10 @@ class SocketHolder:
             if self.mode == "udp":  # each worker binds its own (SO_REUSEPORT): only the port is chosen here
                 sock.bind(addr)
                 self.port = sock.getsockname()[1]
-                sock.close()
+                if self.keep_udp:
+                    self.sock = sock
+                else:
+                    sock.close()
                 return
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == socket.AF_INET6:

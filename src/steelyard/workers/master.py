@@ -50,6 +50,7 @@ class Worker:
         self.stopping = False
         self.started = asyncio.get_running_loop().time()
         self.stats: dict[str, Any] = {}  # the last counters it reported
+        self.failure = ""  # why it could not start (its own words), if it said
         self.asked: dict[int, asyncio.Future] = {}
 
     @property
@@ -61,15 +62,17 @@ class WorkerHub:
     def __init__(self, runtime: Any, count: int, config_text: str) -> None:
         self.rt = runtime
         self.count = count
-        self.config_text = config_text
-        self.slots = SlotTable(span=1 + 2 * count)
+        self.config_text = config_text  # what the serving generation (and its restarts) runs
+        self.slots = SlotTable()
         self.secret = os.urandom(32).hex()  # sticky cookies signed alike by every worker (no secret configured)
         self.workers: list[Worker] = []
-        self.generation = 1
+        self.generation = 1  # the serving generation (a reload's new one becomes it once it serves)
         self.views: dict[str, dict] = {}  # pool -> the last view published (sent to new workers)
         self.retired: dict[str, dict] = {}  # counters of workers that have exited (pool -> totals)
         self.restarts = 0
         self.closing = False
+        self.rolling = False  # a reload is under way (Runtime.reload sets it)
+        self.spawning = 0
         self._asks = 0
         self._deaths: dict[int, int] = {}  # worker index -> deaths in a row while young
         self._refresher: asyncio.Task | None = None
@@ -78,7 +81,8 @@ class WorkerHub:
     # -- what the workers are told -----------------------------------------------------
 
     def column(self, pool: str, server: Server) -> int:
-        col = self.slots.column((pool, server.name, server.host, server.port, server.weight, server.max_conns))
+        """The shared-counter column of ``server`` (the same across a weight change, as its load)."""
+        col = self.slots.column((pool, server.name, server.host, server.port))
         load = server.load
         if not isinstance(load, TotalLoad) or load.col != col:
             object.__setattr__(server, "load", TotalLoad(self.slots.cells, col))
@@ -100,20 +104,26 @@ class WorkerHub:
             "window": keeper.slow_start, "floor": keeper.cfg.slow_start_floor,
             "draining": [[ref(s), now - since] for s, since in (draining or {}).values()],
         }
-        for w in self.workers:
-            if w.channel is not None:
-                w.channel.send({"op": "pools", "views": {pool: view}})
+        self._send({"op": "pools", "views": {pool: view}})
         self._release_columns()
 
+    def _send(self, message: dict) -> None:
+        for w in self.workers:
+            if w.channel is not None and not w.stopping:  # (a stopping worker reads no more)
+                w.channel.send(message)
+
     def _release_columns(self) -> None:
-        in_use = {(name, st.server.name, st.server.host, st.server.port, st.server.weight, st.server.max_conns)
+        if self.rolling or len({w.generation for w in self.workers}) > 1:
+            return  # (an older generation may still count on a server the current one dropped)
+        in_use = {(name, st.server.name, st.server.host, st.server.port)
                   for name, keeper in self.rt.health.items() for st in keeper.health.states}
         self.slots.release_unused(in_use)
 
     # -- starting and supervising ------------------------------------------------------
 
     async def start(self) -> None:
-        self.workers = [await self._spawn(i, self.generation, initial=True) for i in range(self.count)]
+        for i in range(self.count):
+            self.workers.append(await self._spawn(i, self.generation, self.config_text, initial=True))
         await self._wait_ready(self.workers)
         self._refresher = asyncio.get_running_loop().create_task(self._refresh_loop())
 
@@ -124,28 +134,34 @@ class WorkerHub:
         if pending:
             raise RuntimeError(f"{len(pending)} worker(s) not serving after {START_TIMEOUT:.0f}s")
 
-    async def _spawn(self, index: int, generation: int, initial: bool = False) -> Worker:
-        w = Worker(index, generation, self.slots.take_row(), initial)
-        parent, child = socket.socketpair()
-        listeners, fds = {}, [child.fileno(), self.slots.fd]
-        for name, holder in self.rt.listeners.items():
-            if holder.sock is not None:
-                fds.append(holder.sock.fileno())
-            listeners[name] = {"fd": holder.sock.fileno() if holder.sock is not None else None, "port": holder.port}
+    async def _spawn(self, index: int, generation: int, text: str, initial: bool = False) -> Worker:
+        self.spawning += 1
         try:
-            w.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "steelyard.workers.worker", str(child.fileno()), pass_fds=fds)
-        except BaseException:
-            parent.close()
-            self.slots.give_back_row(w.row)
-            raise
+            w = Worker(index, generation, self.slots.take_row(), initial)
+            parent, child = socket.socketpair()
+            listeners, fds = {}, [child.fileno(), self.slots.fd]
+            for name, holder in self.rt.listeners.items():
+                if holder.sock is not None:
+                    fds.append(holder.sock.fileno())
+                listeners[name] = {"fd": holder.sock.fileno() if holder.sock is not None else None,
+                                   "port": holder.port}
+            try:  # (a session of its own: a terminal's Ctrl-C reaches the control process only)
+                w.proc = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "steelyard.workers.worker", str(child.fileno()), pass_fds=fds,
+                    start_new_session=True)
+            except BaseException:
+                parent.close()
+                self.slots.give_back_row(w.row)
+                raise
+            finally:
+                child.close()
+            w.channel = await Channel.open(parent)
+            w.channel.send({"op": "hello", "index": index, "generation": generation, "row": w.row,
+                            "slots_fd": self.slots.fd, "config": text, "source": self.rt.config.source,
+                            "listeners": listeners, "secret": self.secret, "pools": self.views,
+                            "log_level": logging.getLogger().getEffectiveLevel()})
         finally:
-            child.close()
-        w.channel = await Channel.open(parent)
-        w.channel.send({"op": "hello", "index": index, "generation": generation, "row": w.row,
-                        "span": self.slots.span, "slots_fd": self.slots.fd, "config": self.config_text,
-                        "source": self.rt.config.source, "listeners": listeners, "secret": self.secret,
-                        "pools": self.views, "log_level": logging.getLogger().getEffectiveLevel()})
+            self.spawning -= 1
         loop = asyncio.get_running_loop()
         loop.create_task(self._read(w))
         loop.create_task(self._watch(w))
@@ -159,6 +175,8 @@ class WorkerHub:
             if op == "ready":
                 if not w.ready.done():
                     w.ready.set_result(None)
+            elif op == "failed":  # (it could not start: why, before it exits)
+                w.failure = msg.get("why", "")
             elif op == "failing":
                 self._failing(msg["pool"], msg["server"], msg["why"])
             elif op in ("stats", "bye"):
@@ -185,7 +203,8 @@ class WorkerHub:
         if w.channel is not None:
             w.channel.close()
         if not w.ready.done():
-            w.ready.set_exception(RuntimeError(f"worker {w.index} exited before serving ({_how(code)})"))
+            why = f": {w.failure}" if w.failure else ""
+            w.ready.set_exception(RuntimeError(f"worker {w.index} could not start ({_how(code)}){why}"))
         served = w.ready.exception() is None
         if w.stopping or self.closing or w.generation != self.generation or (w.initial and not served):
             log.info("worker %d (pid %d) %s", w.index, w.pid, _how(code))
@@ -194,7 +213,8 @@ class WorkerHub:
         young = loop.time() - w.started < YOUNG
         deaths = self._deaths[w.index] = self._deaths.get(w.index, 0) + 1 if young else 0
         delay = min(5.0, 0.1 * 2 ** deaths) if deaths else 0.0
-        log.warning("worker %d (pid %d) %s; starting another%s", w.index, w.pid, _how(code),
+        why = f" ({w.failure})" if w.failure else ""
+        log.warning("worker %d (pid %d) %s%s; starting another%s", w.index, w.pid, _how(code), why,
                     f" in {delay:.1f}s" if delay else "")
         if delay:
             await asyncio.sleep(delay)
@@ -202,11 +222,20 @@ class WorkerHub:
             return
         self.restarts += 1
         try:
-            new = await self._spawn(w.index, w.generation)
-        except OSError as exc:
+            new = await self._spawn(w.index, w.generation, self.config_text)
+        except (OSError, RuntimeError) as exc:
             log.error("worker %d could not be started again: %s", w.index, exc)
             return
         self.workers.append(new)
+        if self.closing or new.generation != self.generation:
+            self._stop(new)  # (a stop or a reload began while it started)
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(new.ready), START_TIMEOUT)
+        except (TimeoutError, RuntimeError):
+            if new.proc is not None and new.proc.returncode is None:
+                log.error("worker %d (pid %d) not serving after %.0fs: killed", new.index, new.pid, START_TIMEOUT)
+                new.proc.kill()  # (its watcher starts another)
 
     def push_remote(self) -> None:
         """[cluster]: other balancers' in-flight counts are in the shared block already (row 0,
@@ -214,9 +243,7 @@ class WorkerHub:
         by_column = {str(st.server.load.col): st.server.load.remote_ewma
                      for keeper in self.rt.health.values() for st in keeper.health.states
                      if isinstance(st.server.load, TotalLoad) and st.server.load.remote_ewma}
-        for w in self.workers:
-            if w.channel is not None and not w.stopping:
-                w.channel.send({"op": "remote", "ewma": by_column})
+        self._send({"op": "remote", "ewma": by_column})
 
     # -- counters ------------------------------------------------------------------
 
@@ -268,24 +295,27 @@ class WorkerHub:
     # -- reload and stop ---------------------------------------------------------------
 
     async def roll(self, config_text: str, count: int) -> None:
-        """A reload: a new generation of workers with ``config_text``; the old one finishes."""
-        old = list(self.workers)
+        """A reload: a new generation of ``count`` workers with ``config_text``; once every one
+        serves it becomes the serving generation and the previous ones finish and exit. If one
+        cannot start, the new ones go and nothing changes (restarts keep the previous text)."""
         self.views = {name: view for name, view in self.views.items() if name in self.rt.health}
-        self.config_text, self.count = config_text, count
-        self.slots.span = max(self.slots.span, 1 + 2 * count)
-        self.generation += 1
+        pending = self.generation + 1
         new: list[Worker] = []
         try:
             for i in range(count):
-                new.append(await self._spawn(i, self.generation, initial=True))
+                new.append(await self._spawn(i, pending, config_text, initial=True))
                 self.workers.append(new[-1])
             await self._wait_ready(new)
         except BaseException:
             log.error("reload: the new workers did not start; the previous ones keep serving")
-            self.generation -= 1
             for w in new:
-                self._stop(w)
+                if w.ready.done() and w.ready.exception() is None:
+                    self._stop(w)
+                elif w.proc is not None and w.proc.returncode is None:
+                    w.proc.kill()
             raise
+        self.generation, self.config_text, self.count = pending, config_text, count
+        old = [w for w in self.workers if w.generation != pending]
         for w in old:
             self._stop(w)
         asyncio.get_running_loop().create_task(self._say_when_gone(old, new))
@@ -304,19 +334,24 @@ class WorkerHub:
             w.channel.send({"op": "stop"})
 
     async def stop(self, grace: float) -> None:
+        """Every worker finishes its in-flight work within ``grace`` and exits (killed 5 s after)."""
         self.closing = True
         if self._refresher is not None:
             self._refresher.cancel()
-        procs = [w.proc for w in self.workers if w.proc is not None]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace + 5.0
+        while (self.workers or self.spawning) and loop.time() < deadline:
+            for w in self.workers:
+                if not w.stopping:
+                    self._stop(w)
+            waits = [asyncio.ensure_future(w.proc.wait()) for w in self.workers if w.proc is not None]
+            if waits:
+                await asyncio.wait(waits, timeout=deadline - loop.time())
+            await asyncio.sleep(0.05 if self.spawning else 0)  # (the watchers forget the exited ones)
         for w in list(self.workers):
-            self._stop(w)
-        if procs:
-            _, pending = await asyncio.wait([asyncio.ensure_future(p.wait()) for p in procs], timeout=grace + 5.0)
-            for p in procs:
-                if p.returncode is None:
-                    p.kill()
-            if pending:
-                await asyncio.wait(pending, timeout=5.0)
+            if w.proc is not None and w.proc.returncode is None:
+                w.proc.kill()
+                await asyncio.wait([asyncio.ensure_future(w.proc.wait())], timeout=5.0)
         # (the shared block stays mapped until this process exits: watchers may still zero rows)
 
     def status(self) -> list[dict[str, Any]]:

@@ -40,9 +40,11 @@ class WorkerRuntime(Runtime):
     def __init__(self, config: Any, hello: dict, channel: Channel) -> None:
         super().__init__(config)
         self.hello, self.channel = hello, channel
-        self.row, self.span = hello["row"], hello["span"]
+        self.row = hello["row"]
         self.slots = SlotTable(hello["slots_fd"])
         self.servers: dict[tuple, Server] = {}  # (name, host, port, weight, max_conns, column) -> server
+        # (name, host, port, column) -> its load: a weight change makes another Server, same count
+        self.loads: dict[tuple, SharedLoad] = {}
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -84,8 +86,10 @@ class WorkerRuntime(Runtime):
         server = self.servers.get(key)
         if server is None:
             name, host, port, weight, max_conns, col = ref
-            server = self.servers[key] = Server(name, host, port, weight, max_conns,
-                                                load=SharedLoad(self.slots.cells, self.row, col, self.span))
+            load = self.loads.get((name, host, port, col))
+            if load is None:
+                load = self.loads[(name, host, port, col)] = SharedLoad(self.slots.cells, self.row, col)
+            server = self.servers[key] = Server(name, host, port, weight, max_conns, load=load)
         return server
 
     def _forget_unused(self) -> None:
@@ -97,6 +101,8 @@ class WorkerRuntime(Runtime):
         for key, server in list(self.servers.items()):
             if server not in used and not server.load.active:
                 del self.servers[key]
+        kept = {id(s.load) for s in self.servers.values()}
+        self.loads = {k: load for k, load in self.loads.items() if id(load) in kept}
 
     def _failing(self, server: Server, why: str) -> None:
         server.load.fail_streak = server.load.err_streak = 0  # (counting starts over, as the keeper does)
@@ -138,17 +144,22 @@ async def main(fd: int) -> int:
     hello = await channel.receive()
     if hello is None or hello.get("op") != "hello":
         return 2
-    config = parse_config(hello["config"], hello["source"] or "<string>")
     root = logging.getLogger()
     root.setLevel(hello.get("log_level", logging.WARNING))
     root.handlers[0].setFormatter(
         logging.Formatter(f"%(asctime)s %(levelname)s %(name)s [worker {hello['index']}]: %(message)s"))
-    runtime = WorkerRuntime(config, hello, channel)
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
         loop.add_signal_handler(sig, lambda: None)
-    await runtime.start()
+    try:
+        runtime = WorkerRuntime(parse_config(hello["config"], hello["source"] or "<string>"), hello, channel)
+        await runtime.start()
+    except Exception as exc:  # (a certificate gone since the control process read the file, ...)
+        log.error("cannot serve: %s", exc)
+        channel.send({"op": "failed", "why": str(exc)})
+        await channel.drain()
+        return 1
     channel.send({"op": "ready"})
 
     async def listen() -> None:

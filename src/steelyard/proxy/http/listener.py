@@ -21,6 +21,8 @@ from .timeouts import check_timeouts
 if TYPE_CHECKING:
     from ..pool import PoolRuntime
 
+FIRST_REQUEST_GRACE = 1.0  # seconds a stopping listener waits for a new connection's first request
+
 
 class HttpListener(StreamListener):
     mode = "http"
@@ -116,3 +118,11 @@ class HttpListener(StreamListener):
     def shutdown_connections(self) -> None:
         for conn in list(self.connections):
             conn.shutdown()
+        # connections that had not sent a request yet are kept for it (downstream.shutdown),
+        # for a moment: one that stays silent (a browser's preconnect, a probe) holds no stop
+        self.loop.call_later(FIRST_REQUEST_GRACE, self._close_silent)
+
+    def _close_silent(self) -> None:
+        for conn in list(self.connections):
+            if not conn.served and conn.ex is None and conn.current is None and conn.tunnel is None and not conn.dead:
+                conn._close()

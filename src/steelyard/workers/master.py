@@ -51,6 +51,7 @@ class Worker:
         self.started = asyncio.get_running_loop().time()
         self.stats: dict[str, Any] = {}  # the last counters it reported
         self.failure = ""  # why it could not start (its own words), if it said
+        self.reader: asyncio.Task | None = None
         self.asked: dict[int, asyncio.Future] = {}
 
     @property
@@ -163,7 +164,7 @@ class WorkerHub:
         finally:
             self.spawning -= 1
         loop = asyncio.get_running_loop()
-        loop.create_task(self._read(w))
+        w.reader = loop.create_task(self._read(w))
         loop.create_task(self._watch(w))
         log.info("worker %d (pid %d) started", index, w.pid)
         return w
@@ -196,6 +197,8 @@ class WorkerHub:
     async def _watch(self, w: Worker) -> None:
         assert w.proc is not None
         code = await w.proc.wait()
+        if w.reader is not None:  # (its last lines, "bye" with its final counters among them, are read first)
+            await asyncio.wait([w.reader], timeout=STATS_TIMEOUT)
         self._add_retired(w.stats)
         self.slots.give_back_row(w.row)
         if w in self.workers:

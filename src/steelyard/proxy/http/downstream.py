@@ -25,6 +25,9 @@ Rules:
   that declines the upgrade never sees them (they would be a smuggled request).
 - Endings the client causes (it went away, it stalled its upload) are not reported to
   the balancer as the server's success or failure.
+- An idle keep-alive connection holds no request parser (``request`` lends one per request)
+  and no pipelining list; what depends only on the client address is shared per address
+  (``HttpListener.client``).
 """
 
 from __future__ import annotations
@@ -32,25 +35,21 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
-
-from ...core.balancing import PickContext
-from . import dispatch
-from . import headers as H
-from .errors import BUSY, CANNED, Closed
-from .exchange import Exchange
-from .guard import HEAD_STEP, Refused, in_slices, parse_status, version_ok  # (a long target: 414 once the head is in)
+from . import dispatch, request
+from .errors import BUSY, CANNED
+from .request import MAX_HEAD, PENDING_FULL, PENDING_LIMIT, PIPELINE, SPARE, UPSTREAM_FULL, release
 from .tunnel import Tunnel
 
 if TYPE_CHECKING:
+    from httptools import HttpRequestParser
+
+    from ...core.balancing import PickContext
+    from .exchange import Exchange
     from .listener import HttpListener
     from .upstream import UpstreamConnection
 
-
-PIPELINE, UPSTREAM_FULL, PENDING_FULL = 1, 2, 4
-PENDING_LIMIT = 256 * 1024  # body bytes buffered per request while no connection is ready
-MAX_HEAD = 64 * 1024  # request line + headers; more is refused with 431 (measured within HEAD_STEP)
-_request_code = H.REQUEST_CODES.get  # bound once: one C call per header, no lookups
+__all__ = ["MAX_HEAD", "PENDING_LIMIT", "UPSTREAM_FULL", "DownstreamProtocol"]
+NO_QUEUE: tuple = ()  # ``queue`` until a request is pipelined (a list: 56 bytes per idle connection)
 
 
 class DownstreamProtocol(asyncio.Protocol):
@@ -65,10 +64,10 @@ class DownstreamProtocol(asyncio.Protocol):
         self.clock = listener.clock  # (the listener's bound loop.time: read several times per request)
         self.keep_headers = listener.keep_headers
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
-        self.parser = HttpRequestParser(self)
+        self.parser: HttpRequestParser | None = None  # taken while a request is read (``request``)
         self.ex: Exchange | None = None  # the request being parsed
         self.current: Exchange | None = None  # the request being answered
-        self.queue: list[Exchange] = []  # pipelined requests waiting their turn (a list: 56 bytes, a deque 760)
+        self.queue: list[Exchange] | tuple = NO_QUEUE  # pipelined requests waiting their turn
         self.paused, self.write_paused, self.closing = 0, 0.0, False
         self.tunnel: Tunnel | None = None
         self.tunnel_conn: UpstreamConnection | None = None  # (the server's side of the tunnel)
@@ -86,9 +85,8 @@ class DownstreamProtocol(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         ip = peer[0] if peer else ""
-        self.ip = ip.encode()
-        self.forwarded = b"X-Forwarded-For: %b\r\nX-Forwarded-Proto: %b\r\n" % (self.ip, self.L.scheme)
-        self.ctx = PickContext(ip)
+        client = self.L.clients.get(ip)  # (shared by the connections of one client address)
+        self.ip, self.forwarded, self.ctx = client if client is not None else self.L.client(ip)
         self.last_active = self.L.now
         if not self.L.admit(self, ip):  # over max_connections (per listener or per client): closed at once
             self.dead = True
@@ -100,7 +98,7 @@ class DownstreamProtocol(asyncio.Protocol):
         if self.tunnel is not None:
             self.tunnel.close()
         cur, self.current = self.current, None
-        self.queue.clear()
+        self.queue = NO_QUEUE
         if cur is not None:
             cur.drop_upstream()
             cur.abandon()
@@ -122,7 +120,7 @@ class DownstreamProtocol(asyncio.Protocol):
         wait no more. A connection that has not sent its first request yet gets it answered (its
         client just connected: closing would fail a request no client retries)."""
         self.closing = True
-        self.queue.clear()
+        self.queue = NO_QUEUE
         if self.current is not None:
             self.current.keep_alive = False
         elif self.ex is None and self.tunnel is None and self.served:
@@ -162,125 +160,13 @@ class DownstreamProtocol(asyncio.Protocol):
         if conn is not None and conn.transport is not None:
             conn.transport.resume_reading() if on else conn.transport.pause_reading()
 
-    # -- request parsing ---------------------------------------------------------
+    # -- request parsing (``request``: llhttp's callbacks act on the connection being fed) --------
 
-    def data_received(self, data: bytes) -> None:
-        self.last_active = self.L.now
-        if self.tunnel is not None:
-            self.tunnel.server.write(data)
-            return
-        if self.upgrading is not None:
-            self._hold_early(data)
-            return
-        if self.dead or self.refusal:
-            return
-        if len(data) > HEAD_STEP and in_slices(self, data):  # (so that every head's size is measured)
-            return
-        before = self.ex
-        try:
-            self.parser.feed_data(data)
-        except HttpParserUpgrade as upg:
-            # the upgrade request is the last one parsed: current, or last in the queue
-            self.upgrading = self.queue[-1] if self.queue else self.current
-            if self.upgrading is not None:
-                self.upgrading.extra().early = []
-                self._hold_early(data[upg.args[0] :])
-        except HttpParserError as exc:
-            if not self.dead:
-                self._refuse_malformed(parse_status(exc))  # 400, or a limit's 413 / 414
-            return
-        ex = self.ex
-        if ex is not None and not ex.method and (ex is before or self.current is None):
-            # a head begun in an earlier read and still not finished: all of this read is head
-            # (so is all of a read that began it when no other request is in flight)
-            self.head_bytes += len(data)
-            if self.head_bytes > MAX_HEAD:
-                self._refuse_malformed(431)
-                return
-        cur = self.current
-        if cur is not None and cur.pending and not cur.flush_pending(self.clock) and cur.pending_size > PENDING_LIMIT:
-            self._pause(PENDING_FULL)  # body bytes pile up while no connection is ready
+    data_received = request.data_received
 
     def _hold_early(self, data: bytes) -> None:
         if data and self.upgrading is not None and self.upgrading.hold_early(data) > PENDING_LIMIT:
             self._pause(PENDING_FULL)
-
-    def on_message_begin(self) -> None:
-        if self.dead:
-            raise Closed("the connection is closing")
-        self.ex = Exchange(self.L.now)
-        self.head_bytes = 0
-        if self.current is not None:
-            self._pause(PIPELINE)
-
-    def on_url(self, url: bytes) -> None:
-        self.ex.url += url  # type: ignore[union-attr]
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        ex = self.ex
-        if ex.method:  # type: ignore[union-attr]
-            return  # a trailer (after a chunked body): not forwarded, never a header of another request
-        if self.keep_headers:
-            ex.headers.append((name, value))  # type: ignore[union-attr]
-        code = _request_code(name)
-        if code is None:
-            code = H.request_code(name)
-        if not code:  # ORDINARY
-            ex.parts += (name, b": ", value, b"\r\n")  # type: ignore[union-attr]
-        elif code == H.HOST:  # (every request has one: kept inline)
-            if ex.host is not None:  # type: ignore[union-attr]
-                ex.refuse = 400  # type: ignore[union-attr]  # several Host headers
-            ex.host = value  # type: ignore[union-attr]
-            ex.parts += (name, b": ", value, b"\r\n")  # type: ignore[union-attr]
-        else:
-            ex.special_header(code, value)  # type: ignore[union-attr]
-
-    def on_headers_complete(self) -> None:
-        if self.dead:
-            raise Closed("the connection is closing")
-        ex = self.ex
-        p = self.parser
-        ex.method = p.get_method()  # type: ignore[union-attr]
-        keep = p.should_keep_alive()
-        ex.keep_alive = keep and not self.closing  # type: ignore[union-attr]
-        ex.http11 = keep  # type: ignore[union-attr]  # without Connection/Proxy-Connection, llhttp keeps 1.1 alive
-        specials = ex.specials  # type: ignore[union-attr]
-        if specials:  # (Connection, Upgrade and the framing headers are all special: else none came)
-            if ex.connection_header:  # type: ignore[union-attr]  # (get_http_version formats a string: dear)
-                ex.http11 = p.get_http_version() == "1.1"  # type: ignore[union-attr]
-            if ex.upgrade is not None and not p.should_upgrade():  # type: ignore[union-attr]
-                ex.upgrade = None  # type: ignore[union-attr]  # Upgrade without "Connection: upgrade" is ignored
-            if ex.chunked and ex.clen is not None:  # type: ignore[union-attr]
-                ex.refuse = 400  # type: ignore[union-attr]  # both Content-Length and Transfer-Encoding
-        if not ex.http11 and not version_ok(p.get_http_version()):  # type: ignore[union-attr]
-            ex.refuse = 505  # type: ignore[union-attr]  # HTTP/2.0 or 0.9 in an HTTP/1 request line
-        L = self.L
-        if len(ex.parts) + specials > L.max_parts or len(ex.url) > L.max_uri_length:  # type: ignore[union-attr]
-            ex.refuse = 431 if len(ex.parts) + specials > L.max_parts else 414  # type: ignore[union-attr]
-        if self.current is None:
-            self.current = ex
-            self._dispatch(ex)  # type: ignore[arg-type]
-        else:
-            self.queue.append(ex)  # type: ignore[arg-type]
-
-    def on_body(self, body: bytes) -> None:
-        ex = self.ex
-        more = ex.more or ex.extra()  # type: ignore[union-attr]
-        more.body_size += len(body)
-        if more.body_size > (more.max_body or self.L.max_body):
-            raise Refused(413)
-        ex.pending.append(H.chunk(body) if ex.chunked else body)  # type: ignore[union-attr]
-        ex.pending_size += len(body)  # type: ignore[union-attr]
-
-    def on_message_complete(self) -> None:
-        ex = self.ex
-        self.ex = None
-        if ex.chunked:  # type: ignore[union-attr]
-            ex.pending.append(H.LAST_CHUNK)  # type: ignore[union-attr]
-        ex.request_done = True  # type: ignore[union-attr]
-        if ex.conn is not None and not ex.pending:  # type: ignore[union-attr]
-            # sent in full (reused connection): the response timeout starts (no body: it was sent just now)
-            ex.t_sent = ex.t_start if ex.more is None and not ex.chunked else self.clock()  # type: ignore[union-attr]
 
     # -- dispatch ----------------------------------------------------------------
 
@@ -310,7 +196,11 @@ class DownstreamProtocol(asyncio.Protocol):
         elif self.paused or self.queue or self.eof or self.refusal:
             self._next()
         else:
-            self.last_active = self.L.now  # all _next does when nothing waits
+            self.last_active = self.L.now  # all _next does when nothing waits, and give back the parser:
+            parser = self.parser  # (``request.release``, inline)
+            if parser is not None and self.ex is None and request.feeding is not self:
+                SPARE.append(parser)
+                self.parser = None
 
     def exchange_failed(self, ex: Exchange, status: int, responded: bool, retry: int = 0) -> None:
         """``ex`` failed with ``status``; with ``retry`` (``dispatch.SENT`` or ``UNSENT``: the request
@@ -353,7 +243,9 @@ class DownstreamProtocol(asyncio.Protocol):
         if self.paused:  # (the finished exchange's server may have left this connection paused)
             self._resume(PIPELINE | PENDING_FULL | UPSTREAM_FULL)
         while self.current is None and self.queue and not self.dead:
-            ex = self.current = self.queue.pop(0)
+            ex = self.current = self.queue.pop(0)  # type: ignore[union-attr]
+            if not self.queue:
+                self.queue = NO_QUEUE
             self._dispatch(ex)
         self.advancing = False
         if self.current is not None or self.dead:
@@ -363,6 +255,8 @@ class DownstreamProtocol(asyncio.Protocol):
             self._close()
         elif (self.closing or self.eof) and self.ex is None:
             self._close()
+        elif self.ex is None:
+            release(self)  # idle (after a kept-alive request: any other closed the connection)
 
     def _refuse_malformed(self, status: int) -> None:
         """A request that cannot be parsed: when it is a later pipelined one, the requests
@@ -378,7 +272,7 @@ class DownstreamProtocol(asyncio.Protocol):
         """Answer a request that will not be forwarded, and close (its framing is suspect)."""
         cur = self.current
         self.current = self.ex = self.upgrading = None
-        self.queue.clear()
+        self.queue = NO_QUEUE
         if cur is not None:
             responded = cur.drop_upstream()
             cur.abandon()  # (every refusal is the client's doing, never the server's failure)

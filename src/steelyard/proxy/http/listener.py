@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from ...core.balancing import PickContext
 from ...core.ratelimit import TokenBuckets
 from ..listening import StreamListener
 from ..tls import SniContexts
 from .access import AccessLog
+from . import request
 from .downstream import DownstreamProtocol
 from .router import Router
 from .timeouts import check_timeouts
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
     from ..pool import PoolRuntime
 
 FIRST_REQUEST_GRACE = 1.0  # seconds a stopping listener waits for a new connection's first request
+CLIENTS_MAX = 4096  # client addresses whose shared per-connection values are kept (then all are dropped)
 
 
 class HttpListener(StreamListener):
@@ -58,6 +61,9 @@ class HttpListener(StreamListener):
         self.keepalive_timeout = keepalive_timeout
         self.request_timeout = request_timeout
         self.scheme = scheme
+        # per client address, shared by its connections: (address as bytes, the X-Forwarded-For/-Proto
+        # block for requests that bring none, the balancer's PickContext); bounded like a cache
+        self.clients: dict[str, tuple[bytes, bytes, PickContext]] = {}
         self.refresh()
 
     def refresh(self) -> None:
@@ -73,6 +79,15 @@ class HttpListener(StreamListener):
             HttpListener.max_body  # (instance attributes: read per request, found at the first lookup)
         # a timeout may fire up to one sweep late, and stamps are up to one sweep old
         self.slack = self.sweep_interval
+
+    def client(self, ip: str) -> tuple[bytes, bytes, PickContext]:
+        """What the connections from ``ip`` share (built once; the picker sets ``key`` per pick)."""
+        if len(self.clients) >= CLIENTS_MAX:
+            self.clients.clear()
+        bip = ip.encode()
+        client = self.clients[ip] = (
+            bip, b"X-Forwarded-For: %b\r\nX-Forwarded-Proto: %b\r\n" % (bip, self.scheme), PickContext(ip))
+        return client
 
     @property
     def sweep_interval(self) -> float:
@@ -97,6 +112,7 @@ class HttpListener(StreamListener):
             self.tls = SniContexts(lc.tls)
             self.ssl = self.tls.default
             self.scheme = b"https"
+            self.clients.clear()  # (their forwarded blocks name the scheme)
             self.handshake_timeout = self.request_timeout
         return self
 
@@ -106,6 +122,7 @@ class HttpListener(StreamListener):
     def sweep(self, now: float) -> None:
         for conn in list(self.connections):
             check_timeouts(conn, now)
+        request.trim()
 
     def abort(self, conn: DownstreamProtocol) -> None:
         conn.transport.abort()

@@ -1,0 +1,208 @@
+"""Request parsing for client connections: reads fed to llhttp, and llhttp's callbacks.
+
+``data_received`` and the callbacks below are ``DownstreamProtocol``'s (bound there as class
+attributes, like ``dispatch``); the connection's state machine is in ``downstream``.
+
+Parsers are shared, not owned:
+- Every request parser is built on one callbacks object (``CALLBACKS``: plain functions, no
+  bound methods), and the callbacks act on ``feeding``, the connection whose ``feed_data`` is
+  running (set around each call, restored after it, so a nested feed is harmless). A parser
+  built on the protocol itself holds six bound methods, 384 bytes per connection.
+- A connection takes a parser (from ``SPARE``, else a new one) when bytes arrive and gives it
+  back (``release``) when it goes idle between requests: idle keep-alive connections hold no
+  parser at all (~900 bytes each with its llhttp state). Only a parser whose last request was
+  complete and kept alive by llhttp is given back, and never from inside its own
+  ``feed_data``: llhttp is then at the start of a message, as a new parser is. Any other
+  parser (a closing connection's, one in the middle of a head) goes with its connection.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
+
+from . import headers as H
+from .errors import Closed
+from .exchange import Exchange
+from .guard import HEAD_STEP, Refused, in_slices, parse_status, version_ok  # (a long target: 414 once the head is in)
+
+if TYPE_CHECKING:
+    from .downstream import DownstreamProtocol
+
+PIPELINE, UPSTREAM_FULL, PENDING_FULL = 1, 2, 4  # why reading is paused (bits of ``DownstreamProtocol.paused``)
+PENDING_LIMIT = 256 * 1024  # body bytes buffered per request while no connection is ready
+MAX_HEAD = 64 * 1024  # request line + headers; more is refused with 431 (measured within HEAD_STEP)
+SPARE_MAX = 256  # idle parsers kept for the next connection that needs one (more: dropped by the sweep)
+_request_code = H.REQUEST_CODES.get  # bound once: one C call per header, no lookups
+
+feeding: DownstreamProtocol | None = None  # the connection whose parser is running
+SPARE: list[HttpRequestParser] = []  # parsers given back, taken again last in first out
+
+
+def trim() -> None:
+    """Drop the spare parsers past ``SPARE_MAX`` (the listeners' sweep calls this: it keeps
+    ``release``, once per request, to one append)."""
+    del SPARE[SPARE_MAX:]
+
+
+def data_received(self: DownstreamProtocol, data: bytes) -> None:
+    global feeding
+    self.last_active = self.L.now
+    if self.tunnel is not None:
+        self.tunnel.server.write(data)
+        return
+    if self.upgrading is not None:
+        self._hold_early(data)
+        return
+    if self.dead or self.refusal:
+        return
+    if len(data) > HEAD_STEP and in_slices(self, data):  # (so that every head's size is measured)
+        return
+    before = self.ex
+    parser = self.parser
+    if parser is None:
+        parser = self.parser = SPARE.pop() if SPARE else HttpRequestParser(CALLBACKS)
+    outer, feeding = feeding, self
+    try:
+        parser.feed_data(data)
+    except HttpParserUpgrade as upg:
+        # the upgrade request is the last one parsed: current, or last in the queue
+        self.upgrading = self.queue[-1] if self.queue else self.current
+        if self.upgrading is not None:
+            self.upgrading.extra().early = []
+            self._hold_early(data[upg.args[0] :])
+    except HttpParserError as exc:
+        if not self.dead:
+            self._refuse_malformed(parse_status(exc))  # 400, or a limit's 413 / 414
+        return
+    finally:
+        feeding = outer
+    ex = self.ex
+    if ex is not None and not ex.method and (ex is before or self.current is None):
+        # a head begun in an earlier read and still not finished: all of this read is head
+        # (so is all of a read that began it when no other request is in flight)
+        self.head_bytes += len(data)
+        if self.head_bytes > MAX_HEAD:
+            self._refuse_malformed(431)
+            return
+    cur = self.current
+    if cur is not None and cur.pending and not cur.flush_pending(self.clock) and cur.pending_size > PENDING_LIMIT:
+        self._pause(PENDING_FULL)  # body bytes pile up while no connection is ready
+
+
+def release(down: DownstreamProtocol) -> None:
+    """``down`` is idle after a kept-alive request (none begun since): its parser goes back."""
+    parser = down.parser
+    if parser is not None and down.ex is None and feeding is not down:
+        down.parser = None
+        SPARE.append(parser)
+
+
+# -- llhttp's callbacks (on ``feeding``) -------------------------------------------
+
+
+def on_message_begin() -> None:
+    down = feeding
+    if down.dead:  # type: ignore[union-attr]
+        raise Closed("the connection is closing")
+    down.ex = Exchange(down.L.now)  # type: ignore[union-attr]
+    down.head_bytes = 0  # type: ignore[union-attr]
+    if down.current is not None:  # type: ignore[union-attr]
+        down._pause(PIPELINE)  # type: ignore[union-attr]
+
+
+def on_url(url: bytes) -> None:
+    feeding.ex.url += url  # type: ignore[union-attr]
+
+
+def on_header(name: bytes, value: bytes) -> None:
+    down = feeding
+    ex = down.ex  # type: ignore[union-attr]
+    if ex.method:  # type: ignore[union-attr]
+        return  # a trailer (after a chunked body): not forwarded, never a header of another request
+    if down.keep_headers:  # type: ignore[union-attr]
+        ex.headers.append((name, value))  # type: ignore[union-attr]
+    code = _request_code(name)
+    if code is None:
+        code = H.request_code(name)
+    if not code:  # ORDINARY
+        ex.parts += (name, b": ", value, b"\r\n")  # type: ignore[union-attr]
+    elif code == H.HOST:  # (every request has one: kept inline)
+        if ex.host is not None:  # type: ignore[union-attr]
+            ex.refuse = 400  # type: ignore[union-attr]  # several Host headers
+        ex.host = value  # type: ignore[union-attr]
+        ex.parts += (name, b": ", value, b"\r\n")  # type: ignore[union-attr]
+    else:
+        ex.special_header(code, value)  # type: ignore[union-attr]
+
+
+def on_headers_complete() -> None:
+    down = feeding
+    if down.dead:  # type: ignore[union-attr]
+        raise Closed("the connection is closing")
+    ex = down.ex  # type: ignore[union-attr]
+    p = down.parser  # type: ignore[union-attr]
+    ex.method = p.get_method()
+    keep = p.should_keep_alive()
+    ex.keep_alive = keep and not down.closing  # type: ignore[union-attr]
+    ex.http11 = keep  # without Connection/Proxy-Connection, llhttp keeps 1.1 alive
+    specials = ex.specials
+    if specials:  # (Connection, Upgrade and the framing headers are all special: else none came)
+        if ex.connection_header:  # (get_http_version formats a string: dear)
+            ex.http11 = p.get_http_version() == "1.1"
+        if ex.upgrade is not None and not p.should_upgrade():
+            ex.upgrade = None  # Upgrade without "Connection: upgrade" is ignored
+        if ex.chunked and ex.clen is not None:
+            ex.refuse = 400  # both Content-Length and Transfer-Encoding
+    if not ex.http11 and not version_ok(p.get_http_version()):
+        ex.refuse = 505  # HTTP/2.0 or 0.9 in an HTTP/1 request line
+    L = down.L  # type: ignore[union-attr]
+    if len(ex.parts) + specials > L.max_parts or len(ex.url) > L.max_uri_length:
+        ex.refuse = 431 if len(ex.parts) + specials > L.max_parts else 414
+    if down.current is None:  # type: ignore[union-attr]
+        down.current = ex  # type: ignore[union-attr]
+        down._dispatch(ex)  # type: ignore[union-attr]
+    elif down.queue:  # type: ignore[union-attr]
+        down.queue.append(ex)  # type: ignore[union-attr]
+    else:
+        down.queue = [ex]  # type: ignore[union-attr]  # (no list until a request is pipelined)
+
+
+def on_body(body: bytes) -> None:
+    down = feeding
+    ex = down.ex  # type: ignore[union-attr]
+    more = ex.more or ex.extra()
+    more.body_size += len(body)
+    if more.body_size > (more.max_body or down.L.max_body):  # type: ignore[union-attr]
+        raise Refused(413)
+    ex.pending.append(H.chunk(body) if ex.chunked else body)
+    ex.pending_size += len(body)
+
+
+def on_message_complete() -> None:
+    down = feeding
+    ex = down.ex  # type: ignore[union-attr]
+    down.ex = None  # type: ignore[union-attr]
+    if ex.chunked:
+        ex.pending.append(H.LAST_CHUNK)
+    ex.request_done = True
+    if ex.conn is not None and not ex.pending:
+        # sent in full (reused connection): the response timeout starts (no body: it was sent just now)
+        ex.t_sent = ex.t_start if ex.more is None and not ex.chunked else down.clock()  # type: ignore[union-attr]
+
+
+class _Callbacks:
+    """What every request parser calls: the functions themselves (``staticmethod``: reading one
+    off the instance makes no bound method), shared by all parsers."""
+
+    __slots__ = ()
+    on_message_begin = staticmethod(on_message_begin)
+    on_url = staticmethod(on_url)
+    on_header = staticmethod(on_header)
+    on_headers_complete = staticmethod(on_headers_complete)
+    on_body = staticmethod(on_body)
+    on_message_complete = staticmethod(on_message_complete)
+
+
+CALLBACKS = _Callbacks()

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 
 _bucket = bisect_right
+_FIRST = _BOUNDS[0]
 # RFC 9110 section 9.2.2: only these may be retried automatically
 IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"))
 
@@ -123,7 +124,7 @@ class Exchange:
             self.xff = value if self.xff is None else self.xff + b", " + value
         elif code == H.CONNECTION:
             self.connection_header = True
-            if value.lower() not in H.PLAIN_CONNECTION_TOKENS:
+            if value not in H.PLAIN_CONNECTION_VALUES and value.lower() not in H.PLAIN_CONNECTION_TOKENS:
                 # several Connection headers make one list (RFC 9110 section 5.3)
                 self.tokens = (self.tokens or []) + H.connection_tokens(value)
         elif code == H.UPGRADE:
@@ -187,7 +188,7 @@ class Exchange:
         load.active -= 1
         now = now or clock()
         elapsed = now - self.t_start
-        load.latency[_bucket(_BOUNDS, elapsed)] += 1
+        load.latency[_bucket(_BOUNDS, elapsed) if elapsed >= _FIRST else 0] += 1  # (most fall in the first)
         load.latency_sum += elapsed
         pool = self.pool
         if ok:
@@ -254,8 +255,8 @@ class Exchange:
         header, forwarding headers added. ``forwarded`` is the connection's prebuilt
         X-Forwarded-For/-Proto block for requests that bring no X-Forwarded-For."""
         if not self.specials and self.host is not None:  # no special header but Host: the common case
-            self.head = b"".join((self.method, b" ", self.url, b" HTTP/1.1\r\n", *self.parts,
-                                  b"X-Forwarded-Host: ", self.host, b"\r\n", forwarded, b"\r\n"))
+            self.head = b"%b %b HTTP/1.1\r\n%bX-Forwarded-Host: %b\r\n%b\r\n" % (
+                self.method, self.url, b"".join(self.parts), self.host, forwarded)
             return
         parts = self.parts
         if self.tokens and not H.PLAIN_CONNECTION_TOKENS.issuperset(self.tokens):

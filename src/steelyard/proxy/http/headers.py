@@ -82,6 +82,8 @@ response_code = partial(_classify, RESPONSE_SPECIAL, RESPONSE_CODES)
 
 # Connection tokens that name no header of their own worth a second filtering pass.
 PLAIN_CONNECTION_TOKENS = frozenset((b"keep-alive", b"close", b"upgrade"))
+# the usual spellings of a Connection value that is one of those (found without lower-casing it)
+PLAIN_CONNECTION_VALUES = frozenset((b"keep-alive", b"close", b"upgrade", b"Keep-Alive", b"Close", b"Upgrade"))
 
 
 def connection_tokens(value: bytes) -> list[bytes]:

@@ -210,7 +210,7 @@ class UpstreamConnection(asyncio.Protocol):
         elif code == H.CONTENT_LENGTH:  # (the most common special headers first)
             self.clen = value
         elif code == H.CONNECTION:
-            if value.lower() not in H.PLAIN_CONNECTION_TOKENS:
+            if value not in H.PLAIN_CONNECTION_VALUES and value.lower() not in H.PLAIN_CONNECTION_TOKENS:
                 self.tokens = (self.tokens or []) + H.connection_tokens(value)
         elif code == H.TRANSFER_ENCODING:
             if value.strip().lower() != b"chunked":

@@ -345,6 +345,9 @@ async def _print_status(runtime: Runtime) -> None:
 
 def run(config: Any, text: str | None = None, workers_override: int | None = None) -> None:
     """Blocking entry point for ``steelyard serve``: uvloop when available."""
+    from ..proxy import malloc
+
+    malloc.tune()  # (steady costs for large buffers: see proxy/malloc.py)
     main = serve_forever(config, text=text, workers_override=workers_override)
     try:
         import uvloop

@@ -186,6 +186,9 @@ async def main(fd: int) -> int:
 
 
 def run() -> None:
+    from ..proxy import malloc
+
+    malloc.tune()  # (steady costs for large buffers: see proxy/malloc.py)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     fd = int(sys.argv[1])
     try:

@@ -13,7 +13,7 @@ import time
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from .conftest import Balancer, pool_config, servers_toml
+from .conftest import STEELYARD, Balancer, Proc, pool_config, servers_toml
 from .l4util import WAIT, l4_config, recv_line, wait_until
 from .test_admin import admin_port, api
 from .test_tcp_proxy import greeter
@@ -46,13 +46,12 @@ def workers(lb) -> dict:
     return body
 
 
-def test_least_conn_spreads_long_lived_connections_across_workers(inline, balancer) -> None:
-    servers = [inline(greeter(name)) for name in (b"a", b"b", b"c")]
-    lb = balancer(with_workers(l4_config("tcp", [s.address for s in servers], pool='algorithm = "least_conn"')))
+def spread_over_workers(lb) -> dict[bytes, list[socket.socket]]:
+    """Open long-lived connections to a least_conn tcp listener over the greeters a, b and c, one
+    by one (each relayed before the next), until both workers hold at least 2 (at most 60); after
+    each, the servers' counts differ by at most one. The caller closes them."""
     per_server: dict[bytes, list[socket.socket]] = {b"a\n": [], b"b\n": [], b"c\n": []}
     try:
-        # Connections arrive at whichever worker accepts first; open them one by one (each
-        # relayed before the next) until both workers hold some, at most 60.
         for n in range(1, 61):
             s = socket.create_connection(("127.0.0.1", lb.port), timeout=WAIT)
             per_server[recv_line(s)].append(s)
@@ -62,12 +61,35 @@ def test_least_conn_spreads_long_lived_connections_across_workers(inline, balanc
                 break
         held = [p["active"] for p in workers(lb)["processes"]]
         assert len(held) == 2 and min(held) >= 2, held  # both workers hold connections
+    except BaseException:
+        close_all(per_server)
+        raise
+    return per_server
+
+
+def close_all(per_server: dict[bytes, list[socket.socket]]) -> None:
+    for group in per_server.values():
+        for s in group:
+            s.close()
+
+
+def serve_cli(path, extra: list[str], pattern: str) -> Balancer:
+    """`steelyard serve --config PATH EXTRA...`, started once ``pattern`` is printed."""
+    lb = Balancer.__new__(Balancer)
+    Proc.__init__(lb, [*STEELYARD, "serve", "--config", str(path), *extra], pattern)
+    lb.port = int(lb.wait_for(r"listener web serving http on [\d.]+:(\d+)")[0].group(1))
+    return lb
+
+
+def test_least_conn_spreads_long_lived_connections_across_workers(inline, balancer) -> None:
+    servers = [inline(greeter(name)) for name in (b"a", b"b", b"c")]
+    lb = balancer(with_workers(l4_config("tcp", [s.address for s in servers], pool='algorithm = "least_conn"')))
+    per_server = spread_over_workers(lb)  # (connections arrive at whichever worker accepts first)
+    try:
         status, pool = api(admin_port(lb), "GET", "/api/v1/pools/app")
         assert sorted(r["active"] for r in pool["servers"]) == sorted(len(v) for v in per_server.values())
     finally:
-        for group in per_server.values():
-            for s in group:
-                s.close()
+        close_all(per_server)
 
 
 def test_a_killed_worker_is_replaced_and_the_listener_keeps_answering(backends, balancer) -> None:
@@ -138,13 +160,9 @@ def test_reload_starts_a_new_generation_and_the_old_one_leaves(backends, balance
 def test_workers_on_the_command_line_and_a_clean_stop(backends, tmp_path) -> None:
     path = tmp_path / "one.toml"
     path.write_text(textwrap.dedent(pool_config(servers_toml(backends(1)))))
-    lb = Balancer.__new__(Balancer)
-    from .conftest import STEELYARD, Proc
-
-    Proc.__init__(lb, [*STEELYARD, "serve", "--config", str(path), "--workers", "3"], r"3 workers serving \(pids (.*)\)")
+    lb = serve_cli(path, ["--workers", "3"], r"3 workers serving \(pids (.*)\)")
     pids = [int(p) for p in lb.matches[0].group(1).split(", ")]
-    port = int(lb.wait_for(r"listener web serving http on [\d.]+:(\d+)")[0].group(1))
-    assert get(port)[0] == 200
+    assert get(lb.port)[0] == 200
     assert lb.terminate() == 0
     assert "steelyard: stopped" in "".join(lb.lines)
     deadline = time.monotonic() + WAIT

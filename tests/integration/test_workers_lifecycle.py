@@ -11,23 +11,16 @@ import time
 
 import pytest
 
-from .conftest import STEELYARD, Balancer, Proc, pool_config, servers_toml
+from .conftest import STEELYARD, pool_config, servers_toml
 from .l4util import WAIT, wait_until
-from .test_workers import ADMIN, get, server_of, with_workers, workers
-
-
-def _serve_cli(path, extra: list[str], pattern: str) -> Balancer:
-    lb = Balancer.__new__(Balancer)
-    Proc.__init__(lb, [*STEELYARD, "serve", "--config", str(path), *extra], pattern)
-    lb.port = int(lb.wait_for(r"listener web serving http on [\d.]+:(\d+)")[0].group(1))
-    return lb
+from .test_workers import ADMIN, close_all, get, serve_cli, server_of, spread_over_workers, with_workers, workers
 
 
 def test_a_reload_keeps_the_workers_given_on_the_command_line(backends, tmp_path) -> None:
     """`serve --workers 3`, then SIGHUP with the file (no `workers`) unchanged: still 3 workers."""
     path = tmp_path / "one.toml"
     path.write_text(textwrap.dedent(pool_config(servers_toml(backends(1)))) + ADMIN)
-    lb = _serve_cli(path, ["--workers", "3"], r"3 workers serving")
+    lb = serve_cli(path, ["--workers", "3"], r"3 workers serving")
     try:
         assert len(workers(lb)["processes"]) == 3
         lb.proc.send_signal(signal.SIGHUP)
@@ -110,20 +103,7 @@ def test_a_third_generation_on_high_rows_still_counts_across_workers(inline, bal
     assert wait_until(lambda: {p["generation"] for p in workers(lb)["processes"]} == {3})
     rows = sorted(p["row"] for p in workers(lb)["processes"])
     assert max(rows) > 1 + 2 * 2, rows  # (rows of a third generation: readers must still see them)
-    per_server: dict[bytes, list[socket.socket]] = {b"a\n": [], b"b\n": [], b"c\n": []}
-    try:
-        for n in range(1, 61):
-            s = socket.create_connection(("127.0.0.1", lb.port), timeout=WAIT)
-            per_server[recv_line(s)].append(s)
-            counts = sorted(len(v) for v in per_server.values())
-            assert counts[-1] - counts[0] <= 1, counts  # least_conn over both workers' connections
-            if n >= 12 and all(p["active"] >= 2 for p in workers(lb)["processes"]):
-                break
-        assert min(p["active"] for p in workers(lb)["processes"]) >= 2
-    finally:
-        for group in per_server.values():
-            for s in group:
-                s.close()
+    close_all(spread_over_workers(lb))
 
 
 def test_a_worker_dying_during_a_failed_reload_is_replaced(tmp_path, backends, balancer) -> None:

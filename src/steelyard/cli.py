@@ -112,15 +112,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         text = read_file(args.config)
         config = parse_config(text, args.config)
-    except ConfigError as err:
-        print(f"steelyard: invalid configuration\n{err}", file=sys.stderr)
-        return 2
-    if args.workers is not None:
-        try:
+        if args.workers is not None:  # (checked as if the file said so: its limit and what it excludes)
             config = parse_config({**tomllib.loads(text), "workers": args.workers}, args.config)
-        except ConfigError as err:
-            print(f"steelyard: invalid configuration with --workers {args.workers}\n{err}", file=sys.stderr)
-            return 2
+    except ConfigError as err:
+        given = "" if args.workers is None else f" with --workers {args.workers}"
+        print(f"steelyard: invalid configuration{given}\n{err}", file=sys.stderr)
+        return 2
     try:
         run(config, text, args.workers)
     except (OSError, RuntimeError) as exc:  # the address is in use or not ours to bind; a worker did not start

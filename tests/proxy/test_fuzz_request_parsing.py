@@ -11,47 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 
 import pytest
 from httptools import HttpParserError, HttpRequestParser
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from steelyard.core.balancing import BalancerOptions
-from steelyard.core.model import Server
 from steelyard.proxy.http import guard
-from steelyard.proxy.http.connpool import ConnPool
 from steelyard.proxy.http.downstream import DownstreamProtocol
-from steelyard.proxy.http.listener import HttpListener
-from steelyard.proxy.http.router import Router
 from steelyard.proxy.http.upstream import UpstreamConnection
-from steelyard.proxy.pool import PoolRuntime
+
+from .fakes import Transport
+from .fakes import site as make_site
 
 EXAMPLES = int(os.environ.get("STEELYARD_FUZZ_EXAMPLES", "300"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-class Transport:
-    def __init__(self) -> None:
-        self.out: list[bytes] = []
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        self.out.append(bytes(data))
-
-    def get_extra_info(self, name: str):
-        return ("127.0.0.1", 40000) if name == "peername" else None
-
-    def pause_reading(self) -> None: ...
-    def resume_reading(self) -> None: ...
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def close(self) -> None:
-        self.closed = True
-
-    abort = close
 
 
 @pytest.fixture(scope="module")
@@ -64,22 +38,13 @@ def loop():
 
 
 def build(loop):
-    server = Server(name="s1", host="127.0.0.1", port=9)
-    holder = {}
-
-    def make_upstream(s):
-        holder["cp"] = ConnPool(s, loop, max_idle=8, idle_timeout=60, connect_timeout=1, timeout=30)
-        return holder["cp"]
-
-    pool = PoolRuntime("app", "round_robin", BalancerOptions(), [server], make_upstream=make_upstream,
-                       rng=random.Random(1), clock=loop.time, timeout=30.0)
-    listener = HttpListener("web", "127.0.0.1", 0, Router(pool), loop=loop, keepalive_timeout=60, request_timeout=30)
+    listener, cp = make_site(loop)
     listener.max_uri_length, listener.max_parts, listener.max_body = 2048, 4 * 50, 10_000
     down = DownstreamProtocol(listener)
     down.connection_made(Transport())
-    conn = UpstreamConnection(holder["cp"])
+    conn = UpstreamConnection(cp)
     conn.connection_made(Transport())
-    holder["cp"].release(conn)
+    cp.release(conn)
     return down, conn
 
 

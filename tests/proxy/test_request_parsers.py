@@ -5,48 +5,19 @@ own ``feed_data``; what depends on the client address is shared by its connectio
 from __future__ import annotations
 
 import asyncio
-import random
 
 import pytest
 
-from steelyard.core.balancing import BalancerOptions
-from steelyard.core.model import Server
 from steelyard.proxy.http import request
-from steelyard.proxy.http.connpool import ConnPool
 from steelyard.proxy.http.downstream import DownstreamProtocol
-from steelyard.proxy.http.listener import HttpListener
-from steelyard.proxy.http.router import Router
 from steelyard.proxy.http.upstream import UpstreamConnection
 from steelyard.proxy.pool import PoolRuntime
 
+from .fakes import Transport
+from .fakes import site as make_site
+
 GET = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-
-
-class Transport:
-    def __init__(self, peer: str = "192.0.2.7", on_write=None) -> None:
-        self.out: list[bytes] = []
-        self.closed = False
-        self.peer = peer
-        self.on_write = on_write
-
-    def write(self, data: bytes) -> None:
-        self.out.append(bytes(data))
-        if self.on_write is not None:
-            self.on_write(data)
-
-    def get_extra_info(self, name: str):
-        return (self.peer, 40000) if name == "peername" else None
-
-    def pause_reading(self) -> None: ...
-    def resume_reading(self) -> None: ...
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def close(self) -> None:
-        self.closed = True
-
-    abort = close
 
 
 @pytest.fixture
@@ -61,18 +32,9 @@ def loop():
 @pytest.fixture
 def site(loop):
     """(listener, connection pool); the pool holds idle upstream connections added by ``upstream``."""
-    server = Server(name="s1", host="127.0.0.1", port=9)
-    holder = {}
-
-    def make_upstream(s):
-        holder["cp"] = ConnPool(s, loop, max_idle=8, idle_timeout=60, connect_timeout=1, timeout=30)
-        return holder["cp"]
-
-    pool = PoolRuntime("app", "round_robin", BalancerOptions(), [server], make_upstream=make_upstream,
-                       rng=random.Random(1), clock=loop.time, timeout=30.0)
-    listener = HttpListener("web", "127.0.0.1", 0, Router(pool), loop=loop, keepalive_timeout=60, request_timeout=30)
+    listener, cp = make_site(loop)
     request.SPARE.clear()
-    yield listener, holder["cp"]
+    yield listener, cp
     request.SPARE.clear()
 
 

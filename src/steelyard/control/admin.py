@@ -77,14 +77,11 @@ class AdminApp:
         rows = keeper.status()
         return {"name": name, "algorithm": keeper.algorithm_name, "servers": len(rows),
                 "usable": len(keeper.pool.snapshot.servers), "panic": keeper.health.panic,
-                "queued": self.runtime.queue_depth(name) if hasattr(self.runtime, "queue_depth")
-                else len(keeper.pool.waiting)}
+                "queued": self.runtime.queue_depth(name)}
 
     async def _fresh(self) -> None:
         """With workers: their counters first (this process serves no traffic itself)."""
-        refresh = getattr(self.runtime, "refresh_stats", None)
-        if refresh is not None:
-            await refresh()
+        await self.runtime.refresh_stats()
 
     async def status(self, request: Request) -> JSONResponse:
         rt = self.runtime
@@ -153,7 +150,7 @@ class AdminApp:
 
     async def workers(self, request: Request) -> JSONResponse:
         """The worker processes (``workers`` > 1): pid, generation, in-flight count, uptime."""
-        hub = getattr(self.runtime, "hub", None)
+        hub = self.runtime.hub
         if hub is None:
             return JSONResponse({"workers": 1, "processes": [], "restarts": 0})
         return JSONResponse({"workers": hub.count, "processes": hub.status(), "restarts": hub.restarts})

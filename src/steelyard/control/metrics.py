@@ -77,8 +77,7 @@ class _Collector:
                 buckets.append(("+Inf", total + load.latency[-1]))
                 latency.add_metric(labels, buckets, load.latency_sum)
             retries.add_metric([pool_name], pool.retried_total)
-            queued.add_metric([pool_name], rt.queue_depth(pool_name) if hasattr(rt, "queue_depth")
-                              else len(pool.waiting))
+            queued.add_metric([pool_name], rt.queue_depth(pool_name))
             for code, count in sorted(pool.answered.items()):
                 answers.add_metric([pool_name, str(code)], count)
         dns_queries = CounterMetricFamily("steelyard_dns_queries", "DNS queries answered (or refused) by name, "

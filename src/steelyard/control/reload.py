@@ -96,7 +96,6 @@ async def _bind_new(configs: list, one_process: bool) -> dict[str, Any]:
         for lc in configs:
             holder = SocketHolder(lc, keep_udp=one_process)
             await holder.start()
-            holder.requested_port = lc.port
             bound[lc.name] = holder
     except BaseException:
         for holder in bound.values():

@@ -14,7 +14,32 @@ import json
 import socket
 from typing import Any
 
+from ..core.model import LATENCY_BOUNDS
+
 LIMIT = 64 * 1024 * 1024  # one message at most (a stats answer of thousands of servers)
+
+
+# -- a server's counters in a ``stats`` answer: one row ------------------------------------
+# [requests, failures, latency_sum, resp_bytes, req_bytes, by_class (6), latency (buckets)]
+
+def counter_row(load: Any) -> list:
+    return [load.requests, load.failures, load.latency_sum, load.resp_bytes, load.req_bytes,
+            load.by_class, load.latency]
+
+
+def empty_row() -> list:
+    return [0, 0, 0.0, 0, 0, [0] * 6, [0] * (len(LATENCY_BOUNDS) + 1)]
+
+
+def add_rows(a: list, b: list) -> list:
+    return [*(x + y for x, y in zip(a[:5], b[:5])), [x + y for x, y in zip(a[5], b[5])],
+            [x + y for x, y in zip(a[6], b[6])]]
+
+
+def set_counters(load: Any, row: list) -> None:
+    """The load record takes the counters of ``row`` (the control process's totals)."""
+    load.requests, load.failures, load.latency_sum, load.resp_bytes, load.req_bytes = row[:5]
+    load.by_class, load.latency = list(row[5]), list(row[6])
 
 
 class Channel:

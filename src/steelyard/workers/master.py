@@ -28,8 +28,8 @@ import sys
 from collections import Counter
 from typing import Any
 
-from ..core.model import LATENCY_BOUNDS, Server
-from .channel import Channel
+from ..core.model import Server
+from .channel import Channel, add_rows, empty_row, set_counters
 from .slots import COLUMNS, SlotTable, TotalLoad
 
 log = logging.getLogger("steelyard.workers")
@@ -83,7 +83,7 @@ class WorkerHub:
 
     def column(self, pool: str, server: Server) -> int:
         """The shared-counter column of ``server`` (the same across a weight change, as its load)."""
-        col = self.slots.column((pool, server.name, server.host, server.port))
+        col = self.slots.column(_key(pool, server))
         load = server.load
         if not isinstance(load, TotalLoad) or load.col != col:
             object.__setattr__(server, "load", TotalLoad(self.slots.cells, col))
@@ -116,8 +116,7 @@ class WorkerHub:
     def _release_columns(self) -> None:
         if self.rolling or len({w.generation for w in self.workers}) > 1:
             return  # (an older generation may still count on a server the current one dropped)
-        in_use = {(name, st.server.name, st.server.host, st.server.port)
-                  for name, keeper in self.rt.health.items() for st in keeper.health.states}
+        in_use = {_key(name, st.server) for name, keeper in self.rt.health.items() for st in keeper.health.states}
         self.slots.release_unused(in_use)
 
     # -- starting and supervising ------------------------------------------------------
@@ -281,12 +280,8 @@ class WorkerHub:
             servers = pool.get("servers", {})
             for st in keeper.health.states:
                 row = servers.get(st.server.name)
-                if row is None:
-                    continue
-                load = st.server.load
-                (load.requests, load.failures, load.latency_sum, load.resp_bytes, load.req_bytes,
-                 by_class, latency) = row
-                load.by_class, load.latency = list(by_class), list(latency)
+                if row is not None:
+                    set_counters(st.server.load, row)
             measured = [r[name]["ewma"] for r in reports[1:] if name in r and "ewma" in r[name]]
             for st in keeper.health.states:  # ([cluster] publishes it: the mean over workers that measured)
                 seen = [m[st.server.name] for m in measured if st.server.name in m]
@@ -367,6 +362,11 @@ class WorkerHub:
                 for w in sorted(self.workers, key=lambda w: (w.generation, w.index))]
 
 
+def _key(pool: str, server: Server) -> tuple:
+    """What a shared-counter column belongs to: a server's pool, name and address."""
+    return (pool, server.name, server.host, server.port)
+
+
 def _how(code: int) -> str:
     if code < 0:
         try:
@@ -379,7 +379,6 @@ def _how(code: int) -> str:
 def _sum_stats(reports: list[dict]) -> dict:
     """Pool -> {"servers": name -> counters, "retried", "answered"}, summed over ``reports``."""
     out: dict[str, dict] = {}
-    width = len(LATENCY_BOUNDS) + 1
     for report in reports:
         for pool, data in report.items():
             into = out.setdefault(pool, {"servers": {}, "retried": 0, "answered": {}})
@@ -387,8 +386,5 @@ def _sum_stats(reports: list[dict]) -> dict:
             for code, n in data.get("answered", {}).items():
                 into["answered"][code] = into["answered"].get(code, 0) + n
             for name, row in data.get("servers", {}).items():
-                have = into["servers"].get(name) or [0, 0, 0.0, 0, 0, [0] * 6, [0] * width]
-                into["servers"][name] = [*(a + b for a, b in zip(have[:5], row[:5])),
-                                         [a + b for a, b in zip(have[5], row[5])],
-                                         [a + b for a, b in zip(have[6], row[6])]]
+                into["servers"][name] = add_rows(into["servers"].get(name) or empty_row(), row)
     return out

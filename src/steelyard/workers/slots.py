@@ -88,8 +88,7 @@ class SlotTable:
 
     def total(self, col: int) -> int:
         """In flight to column ``col`` through every worker (other balancers' row left out)."""
-        cells = self.cells
-        return sum(cells[row * COLUMNS + col] for row in range(1, ROWS))
+        return _workers_sum(self.cells, col)
 
     def close(self) -> None:
         self.cells.release()
@@ -146,8 +145,7 @@ class TotalLoad(ServerLoad):
 
     @property  # type: ignore[override]
     def active(self) -> int:
-        cells, col = self.cells, self.col
-        return sum([cells[r * COLUMNS + col] for r in range(1, cells[HIGH] + 1)])
+        return _workers_sum(self.cells, self.col)
 
     @active.setter
     def active(self, value: int) -> None:
@@ -161,3 +159,7 @@ class TotalLoad(ServerLoad):
     def remote(self, value: int) -> None:
         self.cells[self.col] = value
 
+
+def _workers_sum(cells: memoryview, col: int) -> int:
+    """Column ``col`` summed over the worker rows in use (1 to ``HIGH``)."""
+    return sum([cells[r * COLUMNS + col] for r in range(1, cells[HIGH] + 1)])

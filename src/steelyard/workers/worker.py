@@ -28,7 +28,7 @@ from ..control.runtime import Runtime
 from ..core.balancing import resolve_algorithm
 from ..core.balancing.cluster_load import CLUSTER_VARIANTS
 from ..core.model import Server
-from .channel import Channel
+from .channel import Channel, add_rows, counter_row
 from .slots import SharedLoad, SlotTable
 
 log = logging.getLogger("steelyard.workers")
@@ -115,14 +115,10 @@ class WorkerRuntime(Runtime):
         out = {}
         for name, pool in self.pools.items():
             servers: dict[str, list] = {}
-            for s in pool.known:
-                load = s.load
-                row = [load.requests, load.failures, load.latency_sum, load.resp_bytes, load.req_bytes,
-                       load.by_class, load.latency]
+            for s in pool.known:  # (a weight change leaves two servers of one name: one row)
+                row = counter_row(s.load)
                 have = servers.get(s.name)
-                servers[s.name] = row if have is None else [
-                    *(a + b for a, b in zip(have[:5], row[:5])),
-                    [a + b for a, b in zip(have[5], row[5])], [a + b for a, b in zip(have[6], row[6])]]
+                servers[s.name] = row if have is None else add_rows(have, row)
             latest: dict[str, Any] = {}  # server name -> its most recently measured load record
             for s in pool.known:
                 if s.load.ewma and (s.name not in latest or s.load.ewma_stamp > latest[s.name].ewma_stamp):

@@ -43,7 +43,6 @@ from .tunnel import Tunnel
 if TYPE_CHECKING:
     from httptools import HttpRequestParser
 
-    from ...core.balancing import PickContext
     from .exchange import Exchange
     from .listener import HttpListener
     from .upstream import UpstreamConnection
@@ -124,6 +123,11 @@ class DownstreamProtocol(asyncio.Protocol):
         if self.current is not None:
             self.current.keep_alive = False
         elif self.ex is None and self.tunnel is None and self.served:
+            self._close()
+
+    def close_if_silent(self) -> None:
+        """After ``shutdown``'s moment of grace: a connection still without a first request goes."""
+        if not self.served and self.ex is None and self.current is None and self.tunnel is None and not self.dead:
             self._close()
 
     # -- flow control --------------------------------------------------------------

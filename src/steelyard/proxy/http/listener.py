@@ -14,8 +14,8 @@ from ...core.balancing import PickContext
 from ...core.ratelimit import TokenBuckets
 from ..listening import StreamListener
 from ..tls import SniContexts
-from .access import AccessLog
 from . import request
+from .access import AccessLog
 from .downstream import DownstreamProtocol
 from .router import Router
 from .timeouts import check_timeouts
@@ -141,5 +141,4 @@ class HttpListener(StreamListener):
 
     def _close_silent(self) -> None:
         for conn in list(self.connections):
-            if not conn.served and conn.ex is None and conn.current is None and conn.tunnel is None and not conn.dead:
-                conn._close()
+            conn.close_if_silent()

@@ -80,15 +80,23 @@ http {{
 
 
 def haproxy_conf(layer: str, port: int, b1: int, b2: int) -> str:
-    http = """    option http-keep-alive
+    http = (
+        """    option http-keep-alive
     http-reuse always
     option forwardfor
     timeout http-request 30s
     timeout http-keep-alive 60s
-""" if layer == "http" else ""
-    front = """    http-request set-header X-Forwarded-Proto http
+"""
+        if layer == "http"
+        else ""
+    )
+    front = (
+        """    http-request set-header X-Forwarded-Proto http
     http-request set-header X-Forwarded-Host %[req.hdr(host)]
-""" if layer == "http" else ""
+"""
+        if layer == "http"
+        else ""
+    )
     return f"""
 global
     nbthread 1
@@ -255,8 +263,11 @@ class Compare(H.Bench):
             port = H.free_port()
             conf = self.tmp / f"{name}.conf"
             conf.write_text(backend_conf(self.tmp, name, port))
-            proc = self.kids.start([self.tools["nginx"], "-p", str(self.tmp), "-c", str(conf)],
-                                   cpu=self.cpu(H.LOAD_CPU), log=self.tmp / f"{name}.out")
+            proc = self.kids.start(
+                [self.tools["nginx"], "-p", str(self.tmp), "-c", str(conf)],
+                cpu=self.cpu(H.LOAD_CPU),
+                log=self.tmp / f"{name}.out",
+            )
             H.wait_serving(port, proc, f"nginx backend {name}")
             self.backends.append((proc, port))
         self.nginx, self.nginx_port = self.backends[0]
@@ -303,8 +314,9 @@ class Compare(H.Bench):
                 time.sleep(0.5)
                 rss0 = rss_kib(proc.pid)
                 ok, rss1 = asyncio.run(_idle_clients(port, a.idle, proc.pid))
-                row.update(rss_kib=rss1, idle_ok=ok, errors=a.idle - ok,
-                           bytes_per_conn=(rss1 - rss0) * 1024 / max(ok, 1))
+                row.update(
+                    rss_kib=rss1, idle_ok=ok, errors=a.idle - ok, bytes_per_conn=(rss1 - rss0) * 1024 / max(ok, 1)
+                )
                 return row
             if a.warmup > 0:
                 self.wrk(port, a.warmup, conns, path, extra)
@@ -315,10 +327,15 @@ class Compare(H.Bench):
             cpu, secs = (c1 - c0) / self.tick, w["duration_us"] / 1e6
             mib = w["bytes"] / MiB
             row.update(
-                requests=w["requests"], rps=w["requests"] / secs, mib_s=mib / secs,
-                p50_ms=w["p50_us"] / 1000, p99_ms=w["p99_us"] / 1000, cpu_util=cpu / (t1 - t0),
+                requests=w["requests"],
+                rps=w["requests"] / secs,
+                mib_s=mib / secs,
+                p50_ms=w["p50_us"] / 1000,
+                p99_ms=w["p99_us"] / 1000,
+                cpu_util=cpu / (t1 - t0),
                 cpu_us_per_req=cpu / w["requests"] * 1e6 if w["requests"] else float("nan"),
-                cpu_ms_per_mib=cpu / mib * 1e3 if mib else float("nan"), rss_kib=rss_kib(proc.pid),
+                cpu_ms_per_mib=cpu / mib * 1e3 if mib else float("nan"),
+                rss_kib=rss_kib(proc.pid),
                 errors=w["status"] + w["connect"] + w["read"] + w["write"] + w["timeout"],
             )
             return row
@@ -340,8 +357,10 @@ def spread(values: list[float], fmt: str) -> str:
 
 
 def markdown(rows: list[dict], scenarios: list[str], targets: list[str]) -> str:
-    out = ["| scenario | target | req/s | p50 ms | p99 ms | balancer CPU | ÷ HAProxy CPU | ÷ HAProxy req/s | RSS MiB |",
-           "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    out = [
+        "| scenario | target | req/s | p50 ms | p99 ms | balancer CPU | ÷ HAProxy CPU | ÷ HAProxy req/s | RSS MiB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     units = {"req": "µs/req", "MiB": "ms/MiB", "conn": "B/idle conn"}
     for sc in scenarios:
         base = [r for r in rows if r["scenario"] == sc and r["target"] == "haproxy"]
@@ -364,24 +383,28 @@ def markdown(rows: list[dict], scenarios: list[str], targets: list[str]) -> str:
             if t == "direct":
                 cpu_cell, ratio = f"({cpu_cell}, backend)", ""
             mibs = f" ({H.median([r['mib_s'] for r in mine]):,.0f} MiB/s)" if SCENARIOS[sc][4] == "MiB" else ""
-            out.append(f"| {sc} | {t} | {spread(rps, ',.0f')}{mibs} | {spread([r['p50_ms'] for r in mine], '.2f')} | "
-                       f"{spread([r['p99_ms'] for r in mine], '.2f')} | {cpu_cell} | {ratio} | {rratio} | {rss} |")
+            out.append(
+                f"| {sc} | {t} | {spread(rps, ',.0f')}{mibs} | {spread([r['p50_ms'] for r in mine], '.2f')} | "
+                f"{spread([r['p99_ms'] for r in mine], '.2f')} | {cpu_cell} | {ratio} | {rratio} | {rss} |"
+            )
     return "\n".join(out)
 
 
 def write_results(table: str, args: argparse.Namespace, machine: dict) -> None:
     path = H.ROOT / "bench" / "RESULTS.md"
     text = path.read_text() if path.exists() else "# Latest benchmark results\n"
-    section = (f"{BEGIN}\n## Side by side: HAProxy, nginx, steelyard (`make bench` = `bench/compare.py`)\n\n"
-               f"{dt.date.today().isoformat()}, steelyard commit `{machine['steelyard_commit']}`; {machine['cpus']} "
-               f"CPUs ({machine['cpu_model']}), Linux {machine['kernel']}, Python {machine['python']}. "
-               f"`--runs {args.runs} --duration {args.duration:g}`; ranges are over runs. The balancer alone on "
-               f"CPU 0, the two nginx backends and wrk on CPU 1. `direct` is wrk straight at one backend (its CPU "
-               f"and RSS columns are that nginx's). `steelyard-w2` is steelyard with `workers = 2` (a control "
-               f"process and two workers, free to use both CPUs, so sharing CPU 1 with wrk and the backends; its "
-               f"CPU and RSS are the sum over its processes).\n\n{table}\n{END}")
+    section = (
+        f"{BEGIN}\n## Side by side: HAProxy, nginx, steelyard (`make bench` = `bench/compare.py`)\n\n"
+        f"{dt.date.today().isoformat()}, steelyard commit `{machine['steelyard_commit']}`; {machine['cpus']} "
+        f"CPUs ({machine['cpu_model']}), Linux {machine['kernel']}, Python {machine['python']}. "
+        f"`--runs {args.runs} --duration {args.duration:g}`; ranges are over runs. The balancer alone on "
+        f"CPU 0, the two nginx backends and wrk on CPU 1. `direct` is wrk straight at one backend (its CPU "
+        f"and RSS columns are that nginx's). `steelyard-w2` is steelyard with `workers = 2` (a control "
+        f"process and two workers, free to use both CPUs, so sharing CPU 1 with wrk and the backends; its "
+        f"CPU and RSS are the sum over its processes).\n\n{table}\n{END}"
+    )
     if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END):]
+        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END) :]
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     path.write_text(text)
@@ -424,9 +447,13 @@ def main(argv: list[str] | None = None) -> int:
                             continue
                         r = bench.run_one(t, sc, run)
                         rows.append(r)
-                        print(f"{sc:8} {t:9} run {run}: {headline(r):10.2f} "
-                              f"{'B/conn' if sc == 'idle' else SCENARIOS[sc][4]}  rps {r.get('rps', 0):9,.0f}  "
-                              f"errors {r['errors']}", file=sys.stderr, flush=True)
+                        print(
+                            f"{sc:8} {t:9} run {run}: {headline(r):10.2f} "
+                            f"{'B/conn' if sc == 'idle' else SCENARIOS[sc][4]}  rps {r.get('rps', 0):9,.0f}  "
+                            f"errors {r['errors']}",
+                            file=sys.stderr,
+                            flush=True,
+                        )
         except KeyboardInterrupt:
             return 130
         except H.BenchError as exc:

@@ -70,17 +70,38 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="steelyard-dnsbench-"))
     (work / "steelyard.toml").write_text(CONFIG.format(port=port, policy=a.policy))
     (work / "queries.txt").write_text("app.example.test A\n" * 9 + "nope.example.test A\n")
-    proc = subprocess.Popen([sys.executable, "-m", "steelyard.cli", "serve", "-c", str(work / "steelyard.toml")],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "steelyard.cli", "serve", "-c", str(work / "steelyard.toml")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         for line in proc.stdout:  # wait for the "serving" line
             if "dns" in line and "serving" in line:
                 break
         before = cpu_ticks(proc.pid)
         started = time.monotonic()
-        out = subprocess.run(["dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", str(work / "queries.txt"),
-                              "-l", f"{a.duration:g}", "-c", str(a.clients), "-q", "200"],
-                             capture_output=True, text=True, timeout=a.duration + 60)
+        out = subprocess.run(
+            [
+                "dnsperf",
+                "-s",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-d",
+                str(work / "queries.txt"),
+                "-l",
+                f"{a.duration:g}",
+                "-c",
+                str(a.clients),
+                "-q",
+                "200",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=a.duration + 60,
+        )
         elapsed = time.monotonic() - started
         ticks = cpu_ticks(proc.pid) - before
     finally:
@@ -92,9 +113,11 @@ def main() -> int:
     lost = int(re.search(r"Queries lost:\s+(\d+)", text).group(1))
     latency = re.search(r"Average Latency \(s\):\s+([\d.]+)", text).group(1)
     cpu_us = ticks / os.sysconf("SC_CLK_TCK") * 1e6 / max(completed, 1)
-    print(f"dnsperf -c {a.clients} -q 200, {a.duration:g}s, policy {a.policy}: {qps:,.0f} queries/s, "
-          f"{completed:,} completed, {lost} lost, average latency {float(latency) * 1000:.2f} ms, "
-          f"steelyard CPU {cpu_us:.1f} µs/query ({elapsed:.1f}s wall)")
+    print(
+        f"dnsperf -c {a.clients} -q 200, {a.duration:g}s, policy {a.policy}: {qps:,.0f} queries/s, "
+        f"{completed:,} completed, {lost} lost, average latency {float(latency) * 1000:.2f} ms, "
+        f"steelyard CPU {cpu_us:.1f} µs/query ({elapsed:.1f}s wall)"
+    )
     return 0
 
 

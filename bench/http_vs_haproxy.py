@@ -89,13 +89,17 @@ class Children:
     def __init__(self) -> None:
         self.procs: list[subprocess.Popen] = []
 
-    def start(self, argv: list[str], *, cpu: str | None, log: Path | None = None,
-              capture: bool = False) -> subprocess.Popen:
+    def start(
+        self, argv: list[str], *, cpu: str | None, log: Path | None = None, capture: bool = False
+    ) -> subprocess.Popen:
         if cpu is not None:
             argv = ["taskset", "-c", cpu, *argv]  # taskset execs: the pid is the program's own
         out = subprocess.PIPE if capture else (open(log, "wb") if log else subprocess.DEVNULL)
         proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C reaches only this script; it stops the children itself
             preexec_fn=_die_with_parent,  # and if this script is killed outright, they die too
         )
@@ -162,6 +166,7 @@ class OutputTail(threading.Thread):
 
 # --- helpers --------------------------------------------------------------------
 
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -222,7 +227,7 @@ def wait_serving(port: int, proc: subprocess.Popen, what: str, timeout: float = 
         except OSError as exc:
             last = exc
         time.sleep(0.05)
-    raise BenchError(f"{what} did not answer 200 \"ok\" on 127.0.0.1:{port} within {timeout:g}s (last: {last})")
+    raise BenchError(f'{what} did not answer 200 "ok" on 127.0.0.1:{port} within {timeout:g}s (last: {last})')
 
 
 def version_of(argv: list[str]) -> str:
@@ -235,8 +240,9 @@ def version_of(argv: list[str]) -> str:
 
 
 def find_tool(name: str) -> str | None:
-    return shutil.which(name) or next((p for d in ("/usr/sbin", "/sbin", "/usr/bin")
-                                       if os.access(p := f"{d}/{name}", os.X_OK)), None)
+    return shutil.which(name) or next(
+        (p for d in ("/usr/sbin", "/sbin", "/usr/bin") if os.access(p := f"{d}/{name}", os.X_OK)), None
+    )
 
 
 def median(values: list[float]) -> float:
@@ -244,6 +250,7 @@ def median(values: list[float]) -> float:
 
 
 # --- configurations ---------------------------------------------------------------
+
 
 def nginx_conf(tmp: Path, port: int) -> str:
     return f"""
@@ -325,6 +332,7 @@ idle_timeout = "60s"
 
 # --- the benchmark ----------------------------------------------------------------
 
+
 class Bench:
     def __init__(self, args: argparse.Namespace, tools: dict[str, str], tmp: Path) -> None:
         self.args = args
@@ -345,8 +353,11 @@ class Bench:
         self.nginx_port = free_port()
         conf = self.tmp / "nginx.conf"
         conf.write_text(nginx_conf(self.tmp, self.nginx_port))
-        self.nginx = self.kids.start([self.tools["nginx"], "-p", str(self.tmp), "-c", str(conf)],
-                                     cpu=self.cpu(LOAD_CPU), log=self.tmp / "nginx.out")
+        self.nginx = self.kids.start(
+            [self.tools["nginx"], "-p", str(self.tmp), "-c", str(conf)],
+            cpu=self.cpu(LOAD_CPU),
+            log=self.tmp / "nginx.out",
+        )
         try:
             wait_serving(self.nginx_port, self.nginx, "nginx")
         except BenchError as exc:
@@ -362,8 +373,7 @@ class Bench:
         conf = self.tmp / f"{name}.cfg"
         if name == "haproxy":
             conf.write_text(haproxy_conf(port, self.nginx_port))
-            check = subprocess.run([self.tools["haproxy"], "-c", "-q", "-f", str(conf)],
-                                   capture_output=True, text=True)
+            check = subprocess.run([self.tools["haproxy"], "-c", "-q", "-f", str(conf)], capture_output=True, text=True)
             if check.returncode != 0:
                 raise BenchError(f"haproxy rejects its configuration:\n{check.stdout}{check.stderr}")
             argv = [self.tools["haproxy"], "-db", "-f", str(conf)]  # -db: foreground, one process
@@ -377,8 +387,9 @@ class Bench:
             if ready is None:
                 self.kids.stop(proc)
                 tail.join(2)
-                raise BenchError(f"steelyard did not report ready (exit status {proc.returncode}); "
-                                 f"its output:\n{tail.text()}")
+                raise BenchError(
+                    f"steelyard did not report ready (exit status {proc.returncode}); its output:\n{tail.text()}"
+                )
         try:
             wait_serving(port, proc, name)
         except BenchError as exc:
@@ -388,8 +399,17 @@ class Bench:
         return proc, port, tail
 
     def wrk(self, port: int, duration: float, connections: int, path: str = "/", extra: tuple = ()) -> dict:
-        argv = [self.tools["wrk"], "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency", *extra,
-                "-s", str(self.lua), f"http://127.0.0.1:{port}{path}"]
+        argv = [
+            self.tools["wrk"],
+            "-t1",
+            f"-c{connections}",
+            f"-d{duration:g}s",
+            "--latency",
+            *extra,
+            "-s",
+            str(self.lua),
+            f"http://127.0.0.1:{port}{path}",
+        ]
         if self.pin:
             argv = ["taskset", "-c", LOAD_CPU, *argv]
         proc = self.kids.start(argv, cpu=None, capture=True)
@@ -412,11 +432,21 @@ class Bench:
             if a.warmup > 0:
                 self.wrk(port, a.warmup, a.connections)
             time.sleep(0.2)
-            before = (cpu_ticks(proc.pid), cpu_ticks(self.nginx.pid), time.monotonic(),  # type: ignore[union-attr]
-                      machine_busy_ticks(), reaped_children_cpu())
+            before = (
+                cpu_ticks(proc.pid),
+                cpu_ticks(self.nginx.pid),
+                time.monotonic(),  # type: ignore[union-attr]
+                machine_busy_ticks(),
+                reaped_children_cpu(),
+            )
             w = self.wrk(port, a.duration, a.connections)
-            after = (cpu_ticks(proc.pid), cpu_ticks(self.nginx.pid), time.monotonic(),  # type: ignore[union-attr]
-                     machine_busy_ticks(), reaped_children_cpu())
+            after = (
+                cpu_ticks(proc.pid),
+                cpu_ticks(self.nginx.pid),
+                time.monotonic(),  # type: ignore[union-attr]
+                machine_busy_ticks(),
+                reaped_children_cpu(),
+            )
             threads = thread_count(proc.pid)
             alive = proc.poll() is None
         finally:
@@ -431,11 +461,17 @@ class Bench:
         others = max(0.0, (after[3] - before[3]) / self.tick - proxy_cpu - nginx_cpu - wrk_cpu)
         socket_errors = w["connect"] + w["read"] + w["write"] + w["timeout"]
         return {
-            "proxy": name, "run": run, "port": port,
-            "requests": reqs, "duration_s": w["duration_us"] / 1e6,
+            "proxy": name,
+            "run": run,
+            "port": port,
+            "requests": reqs,
+            "duration_s": w["duration_us"] / 1e6,
             "rps": reqs / (w["duration_us"] / 1e6) if w["duration_us"] else 0.0,
-            "p50_ms": w["p50_us"] / 1000, "p90_ms": w["p90_us"] / 1000, "p99_ms": w["p99_us"] / 1000,
-            "max_ms": w["max_us"] / 1000, "mean_ms": w["mean_us"] / 1000,
+            "p50_ms": w["p50_us"] / 1000,
+            "p90_ms": w["p90_us"] / 1000,
+            "p99_ms": w["p99_us"] / 1000,
+            "max_ms": w["max_us"] / 1000,
+            "mean_ms": w["mean_us"] / 1000,
             "non_2xx_3xx": w["status"],
             "socket_errors": {k: w[k] for k in ("connect", "read", "write", "timeout")},
             "errors": w["status"] + socket_errors,
@@ -463,13 +499,25 @@ class Bench:
         try:
             if a.warmup > 0:
                 self.wrk(port, a.warmup, a.connections)
-            argv = [spy, "record", "--pid", str(proc.pid), "--duration", f"{max(1, round(a.duration))}",
-                    "--rate", str(a.profile_rate), "--format", "raw", "--output", str(raw),
-                    # without --nonblocking py-spy stops the process for each sample, and here
-                    # the stops land almost only on syscalls: the profile then shows nothing but
-                    # transport.write and the event loop. Non-blocking samples are unbiased (a
-                    # few are dropped as inconsistent reads).
-                    "--nonblocking"]
+            argv = [
+                spy,
+                "record",
+                "--pid",
+                str(proc.pid),
+                "--duration",
+                f"{max(1, round(a.duration))}",
+                "--rate",
+                str(a.profile_rate),
+                "--format",
+                "raw",
+                "--output",
+                str(raw),
+                # without --nonblocking py-spy stops the process for each sample, and here
+                # the stops land almost only on syscalls: the profile then shows nothing but
+                # transport.write and the event loop. Non-blocking samples are unbiased (a
+                # few are dropped as inconsistent reads).
+                "--nonblocking",
+            ]
             spy_proc = self.kids.start(argv, cpu=LOAD_CPU if self.pin else None, log=self.tmp / "py-spy.out")
             time.sleep(0.5)  # let py-spy attach
             w = self.wrk(port, a.duration, a.connections)
@@ -501,11 +549,19 @@ class Bench:
         RESULTS.mkdir(parents=True, exist_ok=True)
         shutil.copy(raw, folded)
         return {
-            "samples": samples, "rate": a.profile_rate, "folded_stacks": str(folded.relative_to(ROOT)),
+            "samples": samples,
+            "rate": a.profile_rate,
+            "folded_stacks": str(folded.relative_to(ROOT)),
             "wrk_rps_under_profiler": w["requests"] / (w["duration_us"] / 1e6) if w["duration_us"] else 0,
-            "top_self": [{"function": fn, "samples": n, "self_pct": 100 * n / samples if samples else 0,
-                          "total_pct": 100 * total_time[fn] / samples if samples else 0}
-                         for fn, n in self_time.most_common(a.profile_top)],
+            "top_self": [
+                {
+                    "function": fn,
+                    "samples": n,
+                    "self_pct": 100 * n / samples if samples else 0,
+                    "total_pct": 100 * total_time[fn] / samples if samples else 0,
+                }
+                for fn, n in self_time.most_common(a.profile_top)
+            ],
         }
 
 
@@ -516,7 +572,7 @@ def _frame_name(frame: str) -> str:
         return frame
     fn, path = m.groups()
     parts = Path(path).parts
-    short = "/".join(parts[parts.index("steelyard"):]) if "steelyard" in parts else Path(path).name
+    short = "/".join(parts[parts.index("steelyard") :]) if "steelyard" in parts else Path(path).name
     return f"{fn} ({short})"
 
 
@@ -526,14 +582,26 @@ def _stamp() -> str:
 
 # --- reporting ----------------------------------------------------------------------
 
+
 def summarize(rows: list[dict], proxies: list[str]) -> dict:
     out = {}
     for name in proxies:
         mine = [r for r in rows if r["proxy"] == name]
         if mine:
-            out[name] = {k: median([r[k] for r in mine]) for k in
-                         ("rps", "p50_ms", "p99_ms", "proxy_cpu_us_per_req", "proxy_cpu_util", "nginx_cpu_us_per_req",
-                          "nginx_cpu_util", "wrk_cpu_util", "other_cpu_util")}
+            out[name] = {
+                k: median([r[k] for r in mine])
+                for k in (
+                    "rps",
+                    "p50_ms",
+                    "p99_ms",
+                    "proxy_cpu_us_per_req",
+                    "proxy_cpu_util",
+                    "nginx_cpu_us_per_req",
+                    "nginx_cpu_util",
+                    "wrk_cpu_util",
+                    "other_cpu_util",
+                )
+            }
             out[name]["errors"] = sum(r["errors"] for r in mine)
             out[name]["runs"] = len(mine)
     if "steelyard" in out and "haproxy" in out:
@@ -550,9 +618,17 @@ def print_table(rows: list[dict], summary: dict, proxies: list[str], title: str)
     header = ["proxy", "run", "req/s", "p50 ms", "p99 ms", "µs CPU/req", "proxy CPU", "other CPU", "errors"]
 
     def cells(name: str, run: str, r: dict) -> list[str]:
-        return [name, run, f"{r['rps']:,.0f}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}",
-                f"{r['proxy_cpu_us_per_req']:.1f}", f"{100 * r['proxy_cpu_util']:.0f}%",
-                f"{100 * r['other_cpu_util']:.0f}%", str(r["errors"])]
+        return [
+            name,
+            run,
+            f"{r['rps']:,.0f}",
+            f"{r['p50_ms']:.2f}",
+            f"{r['p99_ms']:.2f}",
+            f"{r['proxy_cpu_us_per_req']:.1f}",
+            f"{100 * r['proxy_cpu_util']:.0f}%",
+            f"{100 * r['other_cpu_util']:.0f}%",
+            str(r["errors"]),
+        ]
 
     body: list[list[str] | None] = []
     for name in proxies:
@@ -566,8 +642,14 @@ def print_table(rows: list[dict], summary: dict, proxies: list[str], title: str)
     while body and body[-1] is None:
         body.pop()
     ratio = summary.get("ratio_steelyard_over_haproxy")
-    foot = (f"steelyard / haproxy (medians): CPU per request ×{ratio['cpu_us_per_req']:.2f}, "
-            f"req/s ×{ratio['rps']:.2f}, p50 ×{ratio['p50']:.2f}, p99 ×{ratio['p99']:.2f}") if ratio else ""
+    foot = (
+        (
+            f"steelyard / haproxy (medians): CPU per request ×{ratio['cpu_us_per_req']:.2f}, "
+            f"req/s ×{ratio['rps']:.2f}, p50 ×{ratio['p50']:.2f}, p99 ×{ratio['p99']:.2f}"
+        )
+        if ratio
+        else ""
+    )
     try:
         from rich.console import Console
         from rich.table import Table
@@ -603,13 +685,23 @@ def machine_info() -> dict:
                 break
     commit = "?"
     with contextlib.suppress(OSError, subprocess.SubprocessError):
-        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                                capture_output=True, text=True, timeout=5).stdout.strip() or "?"
-    return {"cpus": os.cpu_count(), "cpu_model": model, "kernel": platform.release(),
-            "python": platform.python_version(), "steelyard_commit": commit}
+        commit = (
+            subprocess.run(
+                ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5
+            ).stdout.strip()
+            or "?"
+        )
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "steelyard_commit": commit,
+    }
 
 
 # --- main ------------------------------------------------------------------------------
+
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="steelyard vs HAProxy: throughput, latency, CPU per request.")
@@ -619,8 +711,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--only", choices=PROXIES, help="benchmark one proxy only")
     p.add_argument("--warmup", type=float, default=2.0, help="seconds of the unmeasured wrk run first (default 2)")
     p.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs with taskset")
-    p.add_argument("--profile", action="store_true",
-                   help="afterwards, one more steelyard run under py-spy: top functions by self time")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="afterwards, one more steelyard run under py-spy: top functions by self time",
+    )
     p.add_argument("--profile-rate", type=int, default=500, help="py-spy samples per second (default 500)")
     p.add_argument("--profile-top", type=int, default=15, help="functions listed (default 15)")
     a = p.parse_args(argv)
@@ -672,8 +767,11 @@ def main(argv: list[str] | None = None) -> int:
     time.sleep(1.0)
     idle_load = (machine_busy_ticks() - busy0) / tick
     if idle_load > 0.1:
-        print(f"bench: warning: the machine is already busy ({100 * idle_load:.0f}% of a CPU in use before "
-              "starting); other programs skew the numbers (see the 'other CPU' column)", file=sys.stderr)
+        print(
+            f"bench: warning: the machine is already busy ({100 * idle_load:.0f}% of a CPU in use before "
+            "starting); other programs skew the numbers (see the 'other CPU' column)",
+            file=sys.stderr,
+        )
     proxies = [args.only] if args.only else list(PROXIES)
     rows: list[dict] = []
     failures: list[dict] = []
@@ -683,10 +781,13 @@ def main(argv: list[str] | None = None) -> int:
         bench = Bench(args, tools, Path(tmpdir))
         try:
             bench.start_nginx()
-            print(f"bench: nginx on 127.0.0.1:{bench.nginx_port}; "
-                  f"{'proxy on CPU 0, nginx and wrk on CPU 1' if bench.pin else 'no CPU pinning'}; "
-                  f"wrk -t1 -c{args.connections} -d{args.duration:g}s after a {args.warmup:g}s warm-up, "
-                  f"{args.runs} run(s)", flush=True)
+            print(
+                f"bench: nginx on 127.0.0.1:{bench.nginx_port}; "
+                f"{'proxy on CPU 0, nginx and wrk on CPU 1' if bench.pin else 'no CPU pinning'}; "
+                f"wrk -t1 -c{args.connections} -d{args.duration:g}s after a {args.warmup:g}s warm-up, "
+                f"{args.runs} run(s)",
+                flush=True,
+            )
             for run in range(1, args.runs + 1):
                 for name in proxies:  # interleaved, so drift on the machine hits both alike
                     print(f"bench: run {run}/{args.runs}: {name} ...", end=" ", flush=True)
@@ -698,15 +799,23 @@ def main(argv: list[str] | None = None) -> int:
                         failures.append({"proxy": name, "run": run, "error": str(exc)})
                         continue
                     rows.append(r)
-                    print(f"{r['rps']:,.0f} req/s, p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, "
-                          f"{r['proxy_cpu_us_per_req']:.1f} µs CPU/req, errors {r['errors']}", flush=True)
+                    print(
+                        f"{r['rps']:,.0f} req/s, p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, "
+                        f"{r['proxy_cpu_us_per_req']:.1f} µs CPU/req, errors {r['errors']}",
+                        flush=True,
+                    )
                     if r["other_cpu_util"] > 0.05:
-                        print(f"bench: note: other processes used {100 * r['other_cpu_util']:.0f}% of a CPU "
-                              "during this run: numbers are noisier", file=sys.stderr)
+                        print(
+                            f"bench: note: other processes used {100 * r['other_cpu_util']:.0f}% of a CPU "
+                            "during this run: numbers are noisier",
+                            file=sys.stderr,
+                        )
                     if r["errors"]:
-                        print(f"bench: {name}: ERRORS under load: non-2xx/3xx {r['non_2xx_3xx']}, "
-                              f"socket errors {r['socket_errors']}\n--- wrk ---\n{r['wrk_output']}",
-                              file=sys.stderr)
+                        print(
+                            f"bench: {name}: ERRORS under load: non-2xx/3xx {r['non_2xx_3xx']}, "
+                            f"socket errors {r['socket_errors']}\n--- wrk ---\n{r['wrk_output']}",
+                            file=sys.stderr,
+                        )
                     if r["errors"] or not r["proxy_alive_after"] or (name == "steelyard" and _noisy(r)):
                         print(f"--- {name} output ---\n{r['proxy_output'] or '(none)'}", file=sys.stderr)
             if args.profile and "steelyard" in proxies:
@@ -730,22 +839,37 @@ def main(argv: list[str] | None = None) -> int:
     if not rows:
         print("bench: no run succeeded")
     else:
-        print_table(rows, summary, proxies,
-                    f"HTTP proxy benchmark: wrk -t1 -c{args.connections} -d{args.duration:g}s, keep-alive, "
-                    f"{os.cpu_count()} CPUs")
+        print_table(
+            rows,
+            summary,
+            proxies,
+            f"HTTP proxy benchmark: wrk -t1 -c{args.connections} -d{args.duration:g}s, keep-alive, "
+            f"{os.cpu_count()} CPUs",
+        )
     if prof:
         print_profile(prof)
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"http_vs_haproxy-{started.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps({
-        "started": started.isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "settings": vars(args) | {"pinned": bench.pin, "proxy_cpu": PROXY_CPU, "load_cpu": LOAD_CPU},
-        "machine": machine_info() | {"busy_before_start_cpus": idle_load},
-        "versions": {"haproxy": version_of([tools["haproxy"], "-v"]), "nginx": version_of([tools["nginx"], "-v"]),
-                     "wrk": version_of([tools["wrk"], "-v"])},
-        "runs": rows, "failures": failures, "summary": summary, "profile": prof,
-    }, indent=2))
+    path.write_text(
+        json.dumps(
+            {
+                "started": started.isoformat(timespec="seconds"),
+                "command": " ".join([Path(sys.executable).name, *sys.argv]),
+                "settings": vars(args) | {"pinned": bench.pin, "proxy_cpu": PROXY_CPU, "load_cpu": LOAD_CPU},
+                "machine": machine_info() | {"busy_before_start_cpus": idle_load},
+                "versions": {
+                    "haproxy": version_of([tools["haproxy"], "-v"]),
+                    "nginx": version_of([tools["nginx"], "-v"]),
+                    "wrk": version_of([tools["wrk"], "-v"]),
+                },
+                "runs": rows,
+                "failures": failures,
+                "summary": summary,
+                "profile": prof,
+            },
+            indent=2,
+        )
+    )
     print(f"\nbench: results in {path.relative_to(ROOT)}")
     bad = failures or any(r["errors"] for r in rows)
     return 1 if bad else 0
@@ -758,8 +882,10 @@ def _noisy(r: dict) -> bool:
 
 
 def print_profile(prof: dict) -> None:
-    print(f"\nsteelyard under py-spy ({prof['samples']} samples at {prof['rate']}/s; "
-          f"{prof['wrk_rps_under_profiler']:,.0f} req/s while sampled) — top functions by self time:")
+    print(
+        f"\nsteelyard under py-spy ({prof['samples']} samples at {prof['rate']}/s; "
+        f"{prof['wrk_rps_under_profiler']:,.0f} req/s while sampled) — top functions by self time:"
+    )
     for i, f in enumerate(prof["top_self"], 1):
         print(f"  {i:2d}. {f['self_pct']:5.1f}% self  {f['total_pct']:5.1f}% total  {f['function']}")
     print(f"folded stacks (flamegraph.pl / speedscope input): {prof['folded_stacks']}")

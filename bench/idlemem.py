@@ -28,8 +28,11 @@ from steelyard.proxy.http.router import Router
 from steelyard.proxy.pool import PoolRuntime
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
-RESP = b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: text/plain\r\nContent-Length: 16\r\nConnection: keep-alive\r\n\r\n0123456789abcde\n"
-CLIENT = r'''
+RESP = (
+    b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: text/plain\r\nContent-Length: 16\r\n"
+    b"Connection: keep-alive\r\n\r\n0123456789abcde\n"
+)
+CLIENT = r"""
 import socket, sys
 port, n = int(sys.argv[1]), int(sys.argv[2])
 socks = []
@@ -42,7 +45,7 @@ for i in range(n):
     socks.append(s)
 print("ready", flush=True)
 sys.stdin.readline()
-'''
+"""
 
 
 class Backend(asyncio.Protocol):
@@ -53,10 +56,9 @@ class Backend(asyncio.Protocol):
         self.t.write(RESP * data.count(b"\r\n\r\n"))
 
 
-
 def rss() -> int:
     with open("/proc/self/status") as f:
-        return next(int(l.split()[1]) for l in f if l.startswith("VmRSS"))
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS"))
 
 
 async def main() -> None:
@@ -64,37 +66,54 @@ async def main() -> None:
     bsrv = await loop.create_server(Backend, "127.0.0.1", 0)
     bport = bsrv.sockets[0].getsockname()[1]
     server = Server(name="s1", host="127.0.0.1", port=bport)
+
     def mk(s):
         return ConnPool(s, loop, max_idle=1024, idle_timeout=60, connect_timeout=2, timeout=30)
 
-    pool = PoolRuntime("b", "round_robin", BalancerOptions(), [server], make_upstream=mk,
-                       rng=random.Random(1), clock=loop.time, timeout=30.0)
+    pool = PoolRuntime(
+        "b",
+        "round_robin",
+        BalancerOptions(),
+        [server],
+        make_upstream=mk,
+        rng=random.Random(1),
+        clock=loop.time,
+        timeout=30.0,
+    )
     L = HttpListener("web", "127.0.0.1", 0, Router(pool), loop=loop, keepalive_timeout=60, request_timeout=30)
     await L.start()
 
     async def clients(n: int):
-        p = await asyncio.create_subprocess_exec(sys.executable, "-c", CLIENT, str(L.port), str(n),
-                                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        p = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", CLIENT, str(L.port), str(n), stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
         assert (await p.stdout.readline()).startswith(b"ready")
         return p
+
     w = await clients(200)  # warm
     await asyncio.sleep(0.3)
-    w.stdin.close(); await w.wait(); await asyncio.sleep(0.3)
+    w.stdin.close()
+    await w.wait()
+    await asyncio.sleep(0.3)
     tracemalloc.start(int(os.environ.get("TM_FRAMES", "1")))
-    s0 = tracemalloc.take_snapshot(); r0 = rss()
+    s0 = tracemalloc.take_snapshot()
+    r0 = rss()
     p = await clients(N)
     await asyncio.sleep(0.5)
-    s1 = tracemalloc.take_snapshot(); r1 = rss()
+    s1 = tracemalloc.take_snapshot()
+    r1 = rss()
     assert len(L.connections) == N, len(L.connections)
     stats = s1.compare_to(s0, os.environ.get("TM_KEY", "lineno"))
     tot = sum(s.size_diff for s in stats)
-    print(f"tracemalloc: {tot/N:.0f} B/conn  (RSS incl. tracemalloc overhead {((r1-r0)*1024)/N:.0f} B/conn)")
+    print(f"tracemalloc: {tot / N:.0f} B/conn  (RSS incl. tracemalloc overhead {((r1 - r0) * 1024) / N:.0f} B/conn)")
     for s in stats[:25]:
         if abs(s.size_diff) / N >= 4:
             where = s.traceback[-1]
             print(f"{s.size_diff / N:8.1f} B {s.count_diff / N:5.2f} blocks  {where.filename}:{where.lineno}")
             print(f"{'':26}{s.traceback.format()[-1].strip()[:90]}")
-    p.stdin.close(); await p.wait()
+    p.stdin.close()
+    await p.wait()
+
 
 if __name__ == "__main__":
     uvloop.install()

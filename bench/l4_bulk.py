@@ -78,11 +78,17 @@ def run(relay: str, n_mib: int, up: tuple, down: tuple) -> dict:
     threading.Thread(target=serve, daemon=True).start()
     with tempfile.TemporaryDirectory() as tmp:
         conf = Path(tmp) / "bulk.toml"
-        conf.write_text(f'[[listener]]\nname = "bulk"\nbind = "127.0.0.1:0"\nmode = "tcp"\npool = "p"\n'
-                        f'splice = {"true" if relay == "splice" else "false"}\n\n'
-                        f'[[pool]]\nname = "p"\nservers = [ {{ address = "127.0.0.1:{srv.getsockname()[1]}" }} ]\n')
-        proc = subprocess.Popen([str(ROOT / ".venv/bin/steelyard"), "serve", "-c", str(conf)],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        conf.write_text(
+            f'[[listener]]\nname = "bulk"\nbind = "127.0.0.1:0"\nmode = "tcp"\npool = "p"\n'
+            f"splice = {'true' if relay == 'splice' else 'false'}\n\n"
+            f'[[pool]]\nname = "p"\nservers = [ {{ address = "127.0.0.1:{srv.getsockname()[1]}" }} ]\n'
+        )
+        proc = subprocess.Popen(
+            [str(ROOT / ".venv/bin/steelyard"), "serve", "-c", str(conf)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         try:
             m = re.search(r"serving tcp on \S+:(\d+)", proc.stdout.readline())
             if m is None:
@@ -102,8 +108,13 @@ def run(relay: str, n_mib: int, up: tuple, down: tuple) -> dict:
             srv.close()
     total = 2 * n_mib
     ok = client == (n_mib * MiB, down[1]) and got.get("server") == (n_mib * MiB, up[1])
-    return {"relay": relay, "ok": ok, "wall_s": t1 - t0, "mib_s": total / (t1 - t0),
-            "cpu_ms_per_mib": (c1 - c0) / tick * 1000 / total}
+    return {
+        "relay": relay,
+        "ok": ok,
+        "wall_s": t1 - t0,
+        "mib_s": total / (t1 - t0),
+        "cpu_ms_per_mib": (c1 - c0) / tick * 1000 / total,
+    }
 
 
 def main() -> int:
@@ -119,8 +130,11 @@ def main() -> int:
         for relay in relays:
             r = run(relay, a.mib, up, down)
             failed |= not r["ok"]
-            print(f"run {i + 1} {relay:6} {a.mib} MiB each way: sha256 {'match' if r['ok'] else 'MISMATCH'}, "
-                  f"{r['wall_s']:.2f} s, {r['mib_s']:.0f} MiB/s, {r['cpu_ms_per_mib']:.3f} ms CPU/MiB", flush=True)
+            print(
+                f"run {i + 1} {relay:6} {a.mib} MiB each way: sha256 {'match' if r['ok'] else 'MISMATCH'}, "
+                f"{r['wall_s']:.2f} s, {r['mib_s']:.0f} MiB/s, {r['cpu_ms_per_mib']:.3f} ms CPU/MiB",
+                flush=True,
+            )
     return 1 if failed else 0
 
 

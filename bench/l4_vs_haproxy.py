@@ -91,8 +91,11 @@ class L4Bench(H.Bench):
         conf = conf.replace("listen 127.0.0.1:0;", f"listen 127.0.0.1:{self.nginx_port};")
         path = self.tmp / "nginx.conf"
         path.write_text(conf)
-        self.nginx = self.kids.start([self.tools["nginx"], "-p", str(self.tmp), "-c", str(path)],
-                                     cpu=self.cpu(H.LOAD_CPU), log=self.tmp / "nginx.out")
+        self.nginx = self.kids.start(
+            [self.tools["nginx"], "-p", str(self.tmp), "-c", str(path)],
+            cpu=self.cpu(H.LOAD_CPU),
+            log=self.tmp / "nginx.out",
+        )
         H.wait_serving(self.nginx_port, self.nginx, "nginx")
 
     def start_proxy(self, name: str):
@@ -137,14 +140,22 @@ class L4Bench(H.Bench):
         mib = w["bytes"] / MiB
         errors = w["status"] + w["connect"] + w["read"] + w["write"] + w["timeout"]
         return {
-            "proxy": name, "scenario": scenario, "run": run, "requests": w["requests"],
-            "rps": w["requests"] / secs, "mib_s": mib / secs, "p50_ms": w["p50_us"] / 1000,
-            "p99_ms": w["p99_us"] / 1000, "cpu_s": cpu, "cpu_util": cpu / wall,
+            "proxy": name,
+            "scenario": scenario,
+            "run": run,
+            "requests": w["requests"],
+            "rps": w["requests"] / secs,
+            "mib_s": mib / secs,
+            "p50_ms": w["p50_us"] / 1000,
+            "p99_ms": w["p99_us"] / 1000,
+            "cpu_s": cpu,
+            "cpu_util": cpu / wall,
             "cpu_us_per_req": cpu / w["requests"] * 1e6 if w["requests"] else float("nan"),
             "cpu_ms_per_mib": cpu / mib * 1e3 if mib else float("nan"),
             "other_cpu_util": max(0.0, (m1 - m0) / self.tick - cpu - (k1 - k0) / self.tick - wrk_cpu) / wall,
-            "rss_kib_after": rss, "errors": errors, "socket_errors": {k: w[k] for k in ("connect", "read", "write",
-                                                                                      "timeout")},
+            "rss_kib_after": rss,
+            "errors": errors,
+            "socket_errors": {k: w[k] for k in ("connect", "read", "write", "timeout")},
         }
 
 
@@ -186,10 +197,13 @@ def main(argv: list[str] | None = None) -> int:
                     for name in proxies:
                         r = bench.measure_l4(name, scenario, run)
                         rows.append(r)
-                        print(f"{scenario:5} {name:10} run {run}: {headline(r)}  p50 {r['p50_ms']:.2f} ms  "
-                              f"p99 {r['p99_ms']:.2f} ms  proxy CPU {r['cpu_util']:.0%}  "
-                              f"other {r['other_cpu_util']:.0%}  RSS {r['rss_kib_after'] // 1024} MiB  "
-                              f"errors {r['errors']}", flush=True)
+                        print(
+                            f"{scenario:5} {name:10} run {run}: {headline(r)}  p50 {r['p50_ms']:.2f} ms  "
+                            f"p99 {r['p99_ms']:.2f} ms  proxy CPU {r['cpu_util']:.0%}  "
+                            f"other {r['other_cpu_util']:.0%}  RSS {r['rss_kib_after'] // 1024} MiB  "
+                            f"errors {r['errors']}",
+                            flush=True,
+                        )
         except KeyboardInterrupt:
             return 130
         finally:
@@ -199,9 +213,14 @@ def main(argv: list[str] | None = None) -> int:
         for name in proxies:
             mine = [r for r in rows if r["proxy"] == name and r["scenario"] == scenario]
             key = "cpu_ms_per_mib" if scenario == "1mib" else "cpu_us_per_req"
-            med = dict(mine[0], **{key: H.median([r[key] for r in mine]),
-                                   "rps": H.median([r["rps"] for r in mine]),
-                                   "mib_s": H.median([r["mib_s"] for r in mine])})
+            med = dict(
+                mine[0],
+                **{
+                    key: H.median([r[key] for r in mine]),
+                    "rps": H.median([r["rps"] for r in mine]),
+                    "mib_s": H.median([r["mib_s"] for r in mine]),
+                },
+            )
             print(f"median {scenario:5} {name:10} {headline(med)}")
     H.RESULTS.mkdir(parents=True, exist_ok=True)
     out = H.RESULTS / f"l4_vs_haproxy-{H._stamp()}.json"

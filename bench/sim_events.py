@@ -16,10 +16,12 @@ from steelyard.sim.builtin import heterogeneous, stale, supermarket
 from steelyard.sim.engine import simulate
 from steelyard.sim.scenario import parse_scenario
 
-CASES = (("supermarket d=2 λ=0.9", supermarket(100, 2), "p2c"),
-         ("supermarket d=2 λ=0.9", supermarket(100, 2), "least_conn"),
-         ("stale T=10", stale(10.0), "p2c"),
-         ("heterogeneous", heterogeneous(), "least_time"))
+CASES = (
+    ("supermarket d=2 λ=0.9", supermarket(100, 2), "p2c"),
+    ("supermarket d=2 λ=0.9", supermarket(100, 2), "least_conn"),
+    ("stale T=10", stale(10.0), "p2c"),
+    ("heterogeneous", heterogeneous(), "least_time"),
+)
 
 
 def main() -> None:

@@ -42,8 +42,9 @@ MINIMAL = toml("""
 
 def with_route(*bodies: str) -> str:
     """MINIMAL with one ``[[listener.route]]`` per body; a body without ``pool`` routes to "app"."""
-    routes = "".join(f'[[listener.route]]\n{body}\n' + ("" if "pool =" in body else 'pool = "app"\n') + "\n"
-                     for body in bodies)
+    routes = "".join(
+        f"[[listener.route]]\n{body}\n" + ("" if "pool =" in body else 'pool = "app"\n') + "\n" for body in bodies
+    )
     return MINIMAL.replace("[[pool]]", routes + "[[pool]]", 1)
 
 
@@ -60,6 +61,7 @@ def errors_of(text: str, tmp_path: Path, name: str = "bad.toml") -> tuple[str, l
 
 
 # --- valid configurations ---------------------------------------------------------
+
 
 def test_example_loads_with_values_and_defaults() -> None:
     cfg = load_config(EXAMPLES / "basic.toml")
@@ -99,7 +101,12 @@ def test_minimal_defaults() -> None:
     app = cfg.pools[0]
     assert (app.algorithm, app.hash_on, app.hash_balance_factor) == ("round_robin", "client_ip", None)
     assert (app.connect_timeout, app.timeout, app.max_idle, app.idle_timeout, app.ewma_decay) == (
-        2.0, 30.0, 64, 60.0, 10.0)
+        2.0,
+        30.0,
+        64,
+        60.0,
+        10.0,
+    )
     assert app.servers[0].weight == 1 and app.servers[0].name == "127.0.0.1:9001"
 
 
@@ -132,8 +139,9 @@ def test_custom_algorithm_and_hash_keys(monkeypatch: pytest.MonkeyPatch) -> None
     user_module = types.ModuleType("my_balancers")
     user_module.Mine = type("Mine", (Balancer,), {"pick": lambda self, ctx, exclude=(): None})
     monkeypatch.setitem(sys.modules, "my_balancers", user_module)
-    text = MINIMAL.replace('name = "app"\n', 'name = "app"\nalgorithm = "my_balancers:Mine"\n'
-                                            'hash_on = "header:X-User"\n')
+    text = MINIMAL.replace(
+        'name = "app"\n', 'name = "app"\nalgorithm = "my_balancers:Mine"\nhash_on = "header:X-User"\n'
+    )
     pool = parse_config(text).pools[0]
     assert pool.algorithm == "my_balancers:Mine"
     assert pool.balancer_options().hash_on == "header:X-User"
@@ -147,8 +155,13 @@ def test_wildcard_route_host_is_normalized() -> None:
 
 
 def test_parse_config_accepts_a_dict() -> None:
-    cfg = parse_config({"listener": [{"name": "l", "bind": "127.0.0.1:0", "pool": "p"}],
-                        "pool": [{"name": "p", "servers": [{"address": "127.0.0.1:1"}]}]}, source="api")
+    cfg = parse_config(
+        {
+            "listener": [{"name": "l", "bind": "127.0.0.1:0", "pool": "p"}],
+            "pool": [{"name": "p", "servers": [{"address": "127.0.0.1:1"}]}],
+        },
+        source="api",
+    )
     assert cfg.source == "api" and cfg.pool("p").servers[0].port == 1
 
 
@@ -165,15 +178,28 @@ def test_models_are_frozen() -> None:
 
 def test_describe_summarises() -> None:
     text = describe(load_config(EXAMPLES / "basic.toml"))
-    for needle in ("web", "127.0.0.1:8080", "http", "→ pool app", "host api.example.test", "path /api/",
-                   "header X-Canary: 1", "→ pool api", "round_robin", "consistent_hash", "hash on client_ip",
-                   "b 127.0.0.1:9002  weight 3", "127.0.0.1:9001  weight 1"):
+    for needle in (
+        "web",
+        "127.0.0.1:8080",
+        "http",
+        "→ pool app",
+        "host api.example.test",
+        "path /api/",
+        "header X-Canary: 1",
+        "→ pool api",
+        "round_robin",
+        "consistent_hash",
+        "hash on client_ip",
+        "b 127.0.0.1:9002  weight 3",
+        "127.0.0.1:9001  weight 1",
+    ):
         assert needle in text
     assert len(text.splitlines()) < 25
     assert "hash on" not in text.split("pools")[1].splitlines()[1]  # round_robin does not hash
 
 
 # --- errors name the file and the key path ----------------------------------------
+
 
 def test_unknown_algorithm(tmp_path: Path) -> None:
     text, errors = errors_of(MINIMAL.replace('name = "app"\n', 'name = "app"\nalgorithm = "fastest"\n'), tmp_path)
@@ -185,14 +211,14 @@ def test_unknown_algorithm(tmp_path: Path) -> None:
 @pytest.mark.parametrize("value", ["30", '"30"', '"30 sec"', '"0s"', '"-1s"', '"1h"'])
 def test_bad_duration(tmp_path: Path, value: str) -> None:
     text, errors = errors_of(MINIMAL.replace('name = "app"\n', f'name = "app"\ntimeout = {value}\n'), tmp_path)
-    (path, msg), = errors
+    ((path, msg),) = errors
     assert path == 'pool "app" → timeout'
     if value == "30":
         assert msg == 'expected a duration with a unit (ms, s, m), e.g. "2s"; got 30'
 
 
 def test_unknown_key_suggests_the_right_one(tmp_path: Path) -> None:
-    _, errors = errors_of(MINIMAL.replace('bind =', 'keepalive = "5s"\nbind ='), tmp_path)
+    _, errors = errors_of(MINIMAL.replace("bind =", 'keepalive = "5s"\nbind ='), tmp_path)
     assert errors == [('listener "web" → keepalive', "unknown key; did you mean 'keepalive_timeout'?")]
     _, errors = errors_of("source = 'x'\n" + MINIMAL, tmp_path)  # source is set by the loader, not the user
     assert errors[0][0] == "source" and errors[0][1].startswith("unknown key")
@@ -221,8 +247,13 @@ def test_duplicate_pool_names(tmp_path: Path) -> None:
 
 def test_duplicate_listeners_and_binds(tmp_path: Path) -> None:
     listener, pool = MINIMAL.split("[[pool]]")
-    text = (listener.replace(":0", ":8080") + listener.replace(":0", ":8080").replace('"web"', '"web2"')
-            + listener + "[[pool]]" + pool)
+    text = (
+        listener.replace(":0", ":8080")
+        + listener.replace(":0", ":8080").replace('"web"', '"web2"')
+        + listener
+        + "[[pool]]"
+        + pool
+    )
     _, errors = errors_of(text, tmp_path)
     assert errors == [
         ('listener "web" → name', 'duplicate name "web" (also listener #1)'),
@@ -233,8 +264,9 @@ def test_duplicate_listeners_and_binds(tmp_path: Path) -> None:
 
 
 def test_duplicate_servers_in_a_pool(tmp_path: Path) -> None:
-    text = MINIMAL.replace('{ address = "127.0.0.1:9001" }',
-                           '{ address = "127.0.0.1:9001" }, { address = "127.0.0.1:9001", name = "x" }')
+    text = MINIMAL.replace(
+        '{ address = "127.0.0.1:9001" }', '{ address = "127.0.0.1:9001" }, { address = "127.0.0.1:9001", name = "x" }'
+    )
     _, errors = errors_of(text, tmp_path)
     assert errors == [
         ('pool "app" → servers "x" → address', 'duplicate address "127.0.0.1:9001" (also servers #1)'),
@@ -242,7 +274,7 @@ def test_duplicate_servers_in_a_pool(tmp_path: Path) -> None:
 
 
 def test_unknown_mode(tmp_path: Path) -> None:
-    _, errors = errors_of(MINIMAL.replace('bind =', 'mode = "sctp"\nbind ='), tmp_path)
+    _, errors = errors_of(MINIMAL.replace("bind =", 'mode = "sctp"\nbind ='), tmp_path)
     assert errors == [('listener "web" → mode', 'unknown mode "sctp"; choose one of http, tcp, udp')]
 
 
@@ -258,8 +290,11 @@ def test_several_workers_refuse_what_one_process_must_keep(tmp_path: Path) -> No
     source = '[pool.sticky]\nmode = "source"\n'
     _, errors = errors_of("workers = 2\n" + MINIMAL + source, tmp_path)
     assert errors == [
-        ('pool "app" → sticky → mode', 'mode "source" keeps its stick table in one process; with workers = 2 use '
-                                      'mode = "cookie" (every worker reads the cookie) or workers = 1'),
+        (
+            'pool "app" → sticky → mode',
+            'mode "source" keeps its stick table in one process; with workers = 2 use '
+            'mode = "cookie" (every worker reads the cookie) or workers = 1',
+        ),
     ]
 
 
@@ -304,13 +339,16 @@ def test_several_errors_at_once(tmp_path: Path) -> None:
     assert messages['pool "app" → servers #1 → weight'].endswith("; got 5000")
 
 
-@pytest.mark.parametrize("snippet, path, fragment", [
-    ('path_prefix = "api"', 'listener "web" → route #1 → path_prefix', 'starting with "/"'),
-    ('host = "a.*.test"', 'listener "web" → route #1 → host', "*.suffix"),
-    ('header = "X-Canary"', 'listener "web" → route #1 → header', "expected a table"),
-    ('header = { name = "bad name", value = "1" }', 'listener "web" → route #1 → header → name', "header name"),
-    ('header = { name = "X-A" }', 'listener "web" → route #1 → header → value', "missing required key"),
-])
+@pytest.mark.parametrize(
+    "snippet, path, fragment",
+    [
+        ('path_prefix = "api"', 'listener "web" → route #1 → path_prefix', 'starting with "/"'),
+        ('host = "a.*.test"', 'listener "web" → route #1 → host', "*.suffix"),
+        ('header = "X-Canary"', 'listener "web" → route #1 → header', "expected a table"),
+        ('header = { name = "bad name", value = "1" }', 'listener "web" → route #1 → header → name', "header name"),
+        ('header = { name = "X-A" }', 'listener "web" → route #1 → header → value', "missing required key"),
+    ],
+)
 def test_route_errors(tmp_path: Path, snippet: str, path: str, fragment: str) -> None:
     _, errors = errors_of(with_route(snippet), tmp_path)
     assert len(errors) == 1 and errors[0][0] == path and fragment in errors[0][1]
@@ -329,7 +367,7 @@ def test_structure_errors(tmp_path: Path) -> None:
 
 def test_toml_syntax_error(tmp_path: Path) -> None:
     text, errors = errors_of("workers = 1\n[[pool]\n", tmp_path)
-    (where, msg), = errors
+    ((where, msg),) = errors
     assert where == "line 2, column 7" and msg.startswith("invalid TOML: ")
     assert "line 2" in text
 
@@ -342,5 +380,9 @@ def test_missing_file(tmp_path: Path) -> None:
 
 def test_direct_model_validation_runs_cross_checks() -> None:
     with pytest.raises(ValidationError, match="no pool named"):
-        Config.model_validate({"listener": [{"name": "l", "bind": "127.0.0.1:0", "pool": "x"}],
-                               "pool": [{"name": "p", "servers": [{"address": "127.0.0.1:1"}]}]})
+        Config.model_validate(
+            {
+                "listener": [{"name": "l", "bind": "127.0.0.1:0", "pool": "x"}],
+                "pool": [{"name": "p", "servers": [{"address": "127.0.0.1:1"}]}],
+            }
+        )

@@ -35,7 +35,12 @@ def test_defaults():
     lc = cfg().listeners[0]
     assert (lc.max_connections, lc.max_connections_per_client, lc.max_body_size) == (None, None, None)
     assert (lc.max_uri_length, lc.max_header_count, lc.rate_limit, lc.tls, lc.redirect_https) == (
-        8192, 100, None, None, False)
+        8192,
+        100,
+        None,
+        None,
+        False,
+    )
 
 
 def test_sizes_and_rate_limit():
@@ -57,7 +62,7 @@ def test_errors_name_the_key_path():
 
 
 def test_http_only_keys_are_refused_on_tcp_listeners():
-    (path, msg), = errors("max_body_size = 10", mode="tcp")
+    ((path, msg),) = errors("max_body_size = 10", mode="tcp")
     assert path == 'listener "web" → max_body_size' and "mode 'http'" in msg
     assert cfg("max_connections = 10\nmax_connections_per_client = 2", mode="tcp").listeners[0].max_connections == 10
 

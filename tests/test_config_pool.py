@@ -84,6 +84,7 @@ def with_table(table: str, lines: str) -> str:
 
 # --- valid configurations ---------------------------------------------------------
 
+
 def test_defaults_without_health_or_outlier_tables() -> None:
     app = parse_config(MINIMAL).pool("app")
     assert app.health is None  # no active checks unless asked for
@@ -145,34 +146,48 @@ def test_tcp_check_with_its_own_keys() -> None:
 
 
 def test_outlier_can_be_turned_off_and_limits_are_inclusive() -> None:
-    o = parse_config(with_table("outlier", "consecutive_failures = 0\nbase_ejection = \"1m\"\n"
-                                           "max_ejection = \"60s\"\nmax_ejection_percent = 100")).pool("app").outlier
+    o = (
+        parse_config(
+            with_table(
+                "outlier",
+                'consecutive_failures = 0\nbase_ejection = "1m"\nmax_ejection = "60s"\nmax_ejection_percent = 100',
+            )
+        )
+        .pool("app")
+        .outlier
+    )
     assert (o.consecutive_failures, o.base_ejection, o.max_ejection, o.max_ejection_percent) == (0, 60.0, 60.0, 100)
 
 
-@pytest.mark.parametrize(("text", "ranges"), [
-    ("200-399, 404", ((200, 399), (404, 404))),
-    ("200", ((200, 200),)),
-    ("200,204", ((200, 200), (204, 204))),
-    (" 200 - 299 ,301 ", ((200, 299), (301, 301))),
-    ("100-599", ((100, 599),)),
-    ("250-250", ((250, 250),)),
-])
+@pytest.mark.parametrize(
+    ("text", "ranges"),
+    [
+        ("200-399, 404", ((200, 399), (404, 404))),
+        ("200", ((200, 200),)),
+        ("200,204", ((200, 200), (204, 204))),
+        (" 200 - 299 ,301 ", ((200, 299), (301, 301))),
+        ("100-599", ((100, 599),)),
+        ("250-250", ((250, 250),)),
+    ],
+)
 def test_status_ranges(text: str, ranges: tuple[tuple[int, int], ...]) -> None:
     assert status_ranges(text) == ranges
 
 
-@pytest.mark.parametrize(("text", "fragment"), [
-    ("2xx", 'expected status codes or ranges, e.g. "200-399" or "200, 204"; got "2xx"'),
-    ("", "expected status codes or ranges"),
-    ("200,", "expected status codes or ranges"),
-    ("200;204", "expected status codes or ranges"),
-    ("20", "expected status codes or ranges"),
-    ("399-200", "run low to high"),
-    ("700", "within 100-599"),
-    ("200-600", "within 100-599"),
-    ("099", "within 100-599"),
-])
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("2xx", 'expected status codes or ranges, e.g. "200-399" or "200, 204"; got "2xx"'),
+        ("", "expected status codes or ranges"),
+        ("200,", "expected status codes or ranges"),
+        ("200;204", "expected status codes or ranges"),
+        ("20", "expected status codes or ranges"),
+        ("399-200", "run low to high"),
+        ("700", "within 100-599"),
+        ("200-600", "within 100-599"),
+        ("099", "within 100-599"),
+    ],
+)
 def test_status_ranges_refuses(text: str, fragment: str) -> None:
     with pytest.raises(ValueError, match="status") as info:
         status_ranges(text)
@@ -181,11 +196,15 @@ def test_status_ranges_refuses(text: str, fragment: str) -> None:
 
 # --- errors, each naming its key path ---------------------------------------------
 
-@pytest.mark.parametrize(("value", "fragment"), [
-    ("2xx", 'got "2xx"'),
-    ("399-200", "399-200"),
-    ("700", "700"),
-])
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ("2xx", 'got "2xx"'),
+        ("399-200", "399-200"),
+        ("700", "700"),
+    ],
+)
 def test_bad_expect_status(tmp_path: Path, value: str, fragment: str) -> None:
     text, errors = errors_of(with_table("health", f'expect_status = "{value}"'), tmp_path)
     assert len(errors) == 1
@@ -195,20 +214,23 @@ def test_bad_expect_status(tmp_path: Path, value: str, fragment: str) -> None:
     assert 'pool "app" → health → expect_status' in text
 
 
-@pytest.mark.parametrize(("line", "key", "fragment"), [
-    ("rise = 0", "rise", "greater than or equal to 1; got 0"),
-    ("fall = 0", "fall", "greater than or equal to 1; got 0"),
-    ("rise = 101", "rise", "less than or equal to 100; got 101"),
-    ("jitter = 0.9", "jitter", "less than or equal to 0.5; got 0.9"),
-    ("jitter = -0.1", "jitter", "greater than or equal to 0; got -0.1"),
-    ('interval = "2"', "interval", 'expected a duration with a unit (ms, s, m), e.g. "2s"; got "2"'),
-    ("interval = 2", "interval", "expected a duration with a unit"),
-    ('timeout = "0s"', "timeout", "greater than zero"),
-    ('fail_interval = "1 hour"', "fail_interval", "expected a duration with a unit"),
-    ('path = "healthz"', "path", "healthz"),
-    ('type = "udp"', "type", '"udp"'),
-    ('rise = "2"', "rise", "2"),
-])
+@pytest.mark.parametrize(
+    ("line", "key", "fragment"),
+    [
+        ("rise = 0", "rise", "greater than or equal to 1; got 0"),
+        ("fall = 0", "fall", "greater than or equal to 1; got 0"),
+        ("rise = 101", "rise", "less than or equal to 100; got 101"),
+        ("jitter = 0.9", "jitter", "less than or equal to 0.5; got 0.9"),
+        ("jitter = -0.1", "jitter", "greater than or equal to 0; got -0.1"),
+        ('interval = "2"', "interval", 'expected a duration with a unit (ms, s, m), e.g. "2s"; got "2"'),
+        ("interval = 2", "interval", "expected a duration with a unit"),
+        ('timeout = "0s"', "timeout", "greater than zero"),
+        ('fail_interval = "1 hour"', "fail_interval", "expected a duration with a unit"),
+        ('path = "healthz"', "path", "healthz"),
+        ('type = "udp"', "type", '"udp"'),
+        ('rise = "2"', "rise", "2"),
+    ],
+)
 def test_bad_health_values(tmp_path: Path, line: str, key: str, fragment: str) -> None:
     _, errors = errors_of(with_table("health", line), tmp_path)
     assert len(errors) == 1
@@ -232,8 +254,9 @@ def test_unknown_health_key_suggests_the_right_one(tmp_path: Path) -> None:
     _, errors = errors_of(with_table("health", 'intervall = "2s"'), tmp_path)
     assert errors == [('pool "app" → health → intervall', "unknown key; did you mean 'interval'?")]
     _, errors = errors_of(with_table("outlier", "consecutive_failure = 2"), tmp_path)
-    assert errors == [('pool "app" → outlier → consecutive_failure',
-                       "unknown key; did you mean 'consecutive_failures'?")]
+    assert errors == [
+        ('pool "app" → outlier → consecutive_failure', "unknown key; did you mean 'consecutive_failures'?")
+    ]
 
 
 def test_max_ejection_shorter_than_base(tmp_path: Path) -> None:
@@ -244,11 +267,14 @@ def test_max_ejection_shorter_than_base(tmp_path: Path) -> None:
     assert errors == [('pool "app" → outlier', "max_ejection must not be shorter than base_ejection")]
 
 
-@pytest.mark.parametrize(("line", "key", "fragment"), [
-    ("max_ejection_percent = 101", "max_ejection_percent", "less than or equal to 100; got 101"),
-    ("consecutive_failures = -1", "consecutive_failures", "greater than or equal to 0; got -1"),
-    ('base_ejection = "30"', "base_ejection", "expected a duration with a unit"),
-])
+@pytest.mark.parametrize(
+    ("line", "key", "fragment"),
+    [
+        ("max_ejection_percent = 101", "max_ejection_percent", "less than or equal to 100; got 101"),
+        ("consecutive_failures = -1", "consecutive_failures", "greater than or equal to 0; got -1"),
+        ('base_ejection = "30"', "base_ejection", "expected a duration with a unit"),
+    ],
+)
 def test_bad_outlier_values(tmp_path: Path, line: str, key: str, fragment: str) -> None:
     _, errors = errors_of(with_table("outlier", line), tmp_path)
     assert len(errors) == 1
@@ -258,7 +284,8 @@ def test_bad_outlier_values(tmp_path: Path, line: str, key: str, fragment: str) 
 
 def test_server_state_and_max_conns(tmp_path: Path) -> None:
     text = MINIMAL.replace('name = "a" }', 'name = "a", state = "sleeping" }').replace(
-        'name = "b" }', 'name = "b", max_conns = 0 }')
+        'name = "b" }', 'name = "b", max_conns = 0 }'
+    )
     _, errors = errors_of(text, tmp_path)
     assert len(errors) == 2
     (path_a, msg_a), (path_b, msg_b) = sorted(errors)
@@ -268,20 +295,23 @@ def test_server_state_and_max_conns(tmp_path: Path) -> None:
     assert "greater than or equal to 1; got 0" in msg_b
 
 
-@pytest.mark.parametrize(("line", "key", "fragment"), [
-    ("max_conns = 0", "max_conns", "greater than or equal to 1; got 0"),
-    ("panic_threshold = 150", "panic_threshold", "less than or equal to 100; got 150"),
-    ("panic_threshold = -1", "panic_threshold", "greater than or equal to 0; got -1"),
-    ("retry_budget = 2.0", "retry_budget", "less than or equal to 1; got 2.0"),
-    ("retries = 11", "retries", "less than or equal to 10; got 11"),
-    ("retries = -1", "retries", "greater than or equal to 0; got -1"),
-    ("slow_start_floor = 0.0", "slow_start_floor", "greater than 0; got 0.0"),
-    ("slow_start_floor = 1.5", "slow_start_floor", "less than or equal to 1; got 1.5"),
-    ("max_queue = -1", "max_queue", "greater than or equal to 0; got -1"),
-    ('try_timeout = "5"', "try_timeout", 'expected a duration with a unit (ms, s, m), e.g. "2s"; got "5"'),
-    ('slow_start = "30"', "slow_start", "expected a duration with a unit"),
-    ("queue_timeout = 5", "queue_timeout", "expected a duration with a unit"),
-])
+@pytest.mark.parametrize(
+    ("line", "key", "fragment"),
+    [
+        ("max_conns = 0", "max_conns", "greater than or equal to 1; got 0"),
+        ("panic_threshold = 150", "panic_threshold", "less than or equal to 100; got 150"),
+        ("panic_threshold = -1", "panic_threshold", "greater than or equal to 0; got -1"),
+        ("retry_budget = 2.0", "retry_budget", "less than or equal to 1; got 2.0"),
+        ("retries = 11", "retries", "less than or equal to 10; got 11"),
+        ("retries = -1", "retries", "greater than or equal to 0; got -1"),
+        ("slow_start_floor = 0.0", "slow_start_floor", "greater than 0; got 0.0"),
+        ("slow_start_floor = 1.5", "slow_start_floor", "less than or equal to 1; got 1.5"),
+        ("max_queue = -1", "max_queue", "greater than or equal to 0; got -1"),
+        ('try_timeout = "5"', "try_timeout", 'expected a duration with a unit (ms, s, m), e.g. "2s"; got "5"'),
+        ('slow_start = "30"', "slow_start", "expected a duration with a unit"),
+        ("queue_timeout = 5", "queue_timeout", "expected a duration with a unit"),
+    ],
+)
 def test_bad_pool_values(tmp_path: Path, line: str, key: str, fragment: str) -> None:
     text, errors = errors_of(with_pool_keys(line), tmp_path)
     assert len(errors) == 1
@@ -291,15 +321,25 @@ def test_bad_pool_values(tmp_path: Path, line: str, key: str, fragment: str) -> 
     assert f'pool "app" → {key}: ' in text
 
 
-@pytest.mark.parametrize(("text", "path"), [
-    (with_pool_keys('retry_header = "yes"'), 'pool "app" → retry_header'),
-    (with_pool_keys("retry_header = 1"), 'pool "app" → retry_header'),
-    (with_pool_keys("retry_budget = true"), 'pool "app" → retry_budget'),  # accepted as 1.0
-    (with_pool_keys('slow_start_floor = "0.5"'), 'pool "app" → slow_start_floor'),
-    (MINIMAL.replace('name = "a" }', 'name = "a", backup = "no" }'), 'pool "app" → servers "a" → backup'),
-    (with_table("health", 'jitter = "0.2"'), 'pool "app" → health → jitter'),
-], ids=["retry_header-string", "retry_header-int", "retry_budget-bool", "slow_start_floor-string",
-        "backup-string", "jitter-string"])
+@pytest.mark.parametrize(
+    ("text", "path"),
+    [
+        (with_pool_keys('retry_header = "yes"'), 'pool "app" → retry_header'),
+        (with_pool_keys("retry_header = 1"), 'pool "app" → retry_header'),
+        (with_pool_keys("retry_budget = true"), 'pool "app" → retry_budget'),  # accepted as 1.0
+        (with_pool_keys('slow_start_floor = "0.5"'), 'pool "app" → slow_start_floor'),
+        (MINIMAL.replace('name = "a" }', 'name = "a", backup = "no" }'), 'pool "app" → servers "a" → backup'),
+        (with_table("health", 'jitter = "0.2"'), 'pool "app" → health → jitter'),
+    ],
+    ids=[
+        "retry_header-string",
+        "retry_header-int",
+        "retry_budget-bool",
+        "slow_start_floor-string",
+        "backup-string",
+        "jitter-string",
+    ],
+)
 def test_toml_types_are_not_coerced(tmp_path: Path, text: str, path: str) -> None:
     """TOML is typed: a string or boolean where a boolean or number belongs is an error, as it is
     for every Int key and for splice / per_datagram / hash_balance_factor."""
@@ -309,12 +349,19 @@ def test_toml_types_are_not_coerced(tmp_path: Path, text: str, path: str) -> Non
 
 def test_several_new_errors_are_reported_at_once(tmp_path: Path) -> None:
     text = with_pool_keys("panic_threshold = 150\nretry_budget = 2.0") + (
-        '\n[pool.health]\nrise = 0\ninterval = "2"\n\n[pool.outlier]\nbase_ejection = "1m"\nmax_ejection = "1s"\n')
+        '\n[pool.health]\nrise = 0\ninterval = "2"\n\n[pool.outlier]\nbase_ejection = "1m"\nmax_ejection = "1s"\n'
+    )
     _, errors = errors_of(text, tmp_path)
     paths = sorted(path for path, _ in errors)
-    assert paths == sorted(['pool "app" → panic_threshold', 'pool "app" → retry_budget',
-                            'pool "app" → health → rise', 'pool "app" → health → interval',
-                            'pool "app" → outlier'])
+    assert paths == sorted(
+        [
+            'pool "app" → panic_threshold',
+            'pool "app" → retry_budget',
+            'pool "app" → health → rise',
+            'pool "app" → health → interval',
+            'pool "app" → outlier',
+        ]
+    )
 
 
 def test_health_config_is_usable_directly() -> None:
@@ -326,13 +373,22 @@ def test_health_config_is_usable_directly() -> None:
 
 # --- steelyard check ----------------------------------------------------------------
 
+
 def test_describe_runs_on_every_new_key() -> None:
     out = describe(parse_config(FULL))
     assert "app" in out and "least_conn" in out
     lines = {line.strip().split(":")[0]: line for line in out.splitlines() if ":" in line}
     health = lines["health"]
-    for fragment in ("/status/live?full=1", "200-299, 404", "'ok'", "5s", "1s while failing", "300ms",
-                     "rise 4", "fall 6"):
+    for fragment in (
+        "/status/live?full=1",
+        "200-299, 404",
+        "'ok'",
+        "5s",
+        "1s while failing",
+        "300ms",
+        "rise 4",
+        "fall 6",
+    ):
         assert fragment in health
     for fragment in ("3 failures", "10 failures or 5xx", "10s", "2m", "34%"):
         assert fragment in lines["ejection"]

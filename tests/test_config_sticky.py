@@ -24,15 +24,18 @@ def test_defaults() -> None:
     assert parse_config(BASE).pool("app").sticky is None
 
 
-@pytest.mark.parametrize("table, fragment", [
-    ('mode = "sticky"', "mode"),
-    ('mode = "cookie"\nsecret = "short"', "secret"),
-    ('mode = "cookie"\ncookie = "a b"', "cookie"),
-    ('mode = "cookie"\ntable_size = 10', "table_size only apply"),
-    ('mode = "source"\ncookie = "X"', "cookie only apply"),
-    ('mode = "source"\npersist = "yes"', "persist"),
-    ('mode = "cookie"\ndrain_grace = 5', "drain_grace"),
-])
+@pytest.mark.parametrize(
+    "table, fragment",
+    [
+        ('mode = "sticky"', "mode"),
+        ('mode = "cookie"\nsecret = "short"', "secret"),
+        ('mode = "cookie"\ncookie = "a b"', "cookie"),
+        ('mode = "cookie"\ntable_size = 10', "table_size only apply"),
+        ('mode = "source"\ncookie = "X"', "cookie only apply"),
+        ('mode = "source"\npersist = "yes"', "persist"),
+        ('mode = "cookie"\ndrain_grace = 5', "drain_grace"),
+    ],
+)
 def test_errors_name_the_key(table: str, fragment: str) -> None:
     with pytest.raises(ConfigError) as err:
         parse_config(BASE + "[pool.sticky]\n" + table + "\n")

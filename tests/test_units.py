@@ -3,7 +3,9 @@ import pytest
 from steelyard.units import format_duration, parse_duration, split_host_port
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("150ms", 0.15), ("2s", 2.0), ("1.5s", 1.5), ("2m", 120.0), (".5s", 0.5)])
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("150ms", 0.15), ("2s", 2.0), ("1.5s", 1.5), ("2m", 120.0), (".5s", 0.5)]
+)
 def test_durations_parse_to_seconds(text, seconds):
     assert parse_duration(text) == pytest.approx(seconds)
     assert parse_duration(format_duration(seconds)) == pytest.approx(seconds)

@@ -36,8 +36,11 @@ def _load(path: str):
 def _listener_notes(ls) -> str:
     d = format_duration
     if ls.mode == "tcp":
-        return (f"idle {d(ls.idle_timeout)}" + (f", PROXY protocol {ls.send_proxy}" if ls.send_proxy else "")
-                + ("" if ls.splice else ", no splice"))
+        return (
+            f"idle {d(ls.idle_timeout)}"
+            + (f", PROXY protocol {ls.send_proxy}" if ls.send_proxy else "")
+            + ("" if ls.splice else ", no splice")
+        )
     if ls.mode == "udp":
         each = "datagram" if ls.per_datagram else "flow"
         return f"balanced per {each}, flows idle {d(ls.idle_timeout)}, at most {ls.max_flows} flows"
@@ -47,27 +50,41 @@ def _listener_notes(ls) -> str:
 def describe(config: Config) -> str:
     """A one-screen plain-text summary, for ``steelyard check``."""
     d = format_duration
-    lines = [f"{config.source or '<string>'}: {len(config.listeners)} listener(s), {len(config.pools)} pool(s), "
-             f"{config.workers} worker(s), shutdown grace {d(config.shutdown_grace)}", "", "listeners"]
+    lines = [
+        f"{config.source or '<string>'}: {len(config.listeners)} listener(s), {len(config.pools)} pool(s), "
+        f"{config.workers} worker(s), shutdown grace {d(config.shutdown_grace)}",
+        "",
+        "listeners",
+    ]
     for ls in config.listeners:
         lines.append(f"  {ls.name}  {ls.mode} on {ls.bind}  → pool {ls.pool}  ({_listener_notes(ls)})")
         for n, r in enumerate(ls.routes, 1):
-            conds = [f"host {r.host}" if r.host else "", f"path {r.path_prefix}*" if r.path_prefix else "",
-                     f"header {r.header.name}: {r.header.value}" if r.header else ""]
+            conds = [
+                f"host {r.host}" if r.host else "",
+                f"path {r.path_prefix}*" if r.path_prefix else "",
+                f"header {r.header.name}: {r.header.value}" if r.header else "",
+            ]
             lines.append(f"    route {n}: {', '.join(filter(None, conds))}  → pool {r.pool}")
     lines += ["", "pools"]
     for p in config.pools:
         hashing = "hash" in p.algorithm or ":" in p.algorithm or p.hash_on != "client_ip"
-        notes = [f"hash on {p.hash_on}" if hashing else "",
-                 f"balance factor {p.hash_balance_factor:g}" if p.hash_balance_factor else "",
-                 f"ewma decay {d(p.ewma_decay)}" if p.algorithm == "least_time" else "",
-                 f"connect {d(p.connect_timeout)}", f"timeout {d(p.timeout)}",
-                 f"{p.max_idle} idle for {d(p.idle_timeout)}"]
+        notes = [
+            f"hash on {p.hash_on}" if hashing else "",
+            f"balance factor {p.hash_balance_factor:g}" if p.hash_balance_factor else "",
+            f"ewma decay {d(p.ewma_decay)}" if p.algorithm == "least_time" else "",
+            f"connect {d(p.connect_timeout)}",
+            f"timeout {d(p.timeout)}",
+            f"{p.max_idle} idle for {d(p.idle_timeout)}",
+        ]
         lines.append(f"  {p.name}  {p.algorithm}  ({', '.join(filter(None, notes))})")
         lines += [f"    {line}" for line in _availability(p)]
         for s in p.servers:
-            extra = [f"weight {s.weight}", "backup" if s.backup else "", s.state if s.state != "ready" else "",
-                     f"max {s.max_conns} in flight" if s.max_conns else ""]
+            extra = [
+                f"weight {s.weight}",
+                "backup" if s.backup else "",
+                s.state if s.state != "ready" else "",
+                f"max {s.max_conns} in flight" if s.max_conns else "",
+            ]
             name = s.address if s.name == s.address else f"{s.name} {s.address}"
             lines.append(f"    server {name}  {', '.join(filter(None, extra))}")
     return "\n".join(lines)
@@ -82,17 +99,29 @@ def _availability(p) -> list[str]:
         out.append("health: no active checks")
     else:
         what = f"GET {h.path} expecting {h.expect_status}" + (f" and {h.expect_body!r}" if h.expect_body else "")
-        out.append(f"health: {what if h.type == 'http' else 'TCP connect'} every {d(h.interval)} "
-                   f"({d(h.failing_interval)} while failing), timeout {d(h.timeout)}, rise {h.rise}, fall {h.fall}")
+        out.append(
+            f"health: {what if h.type == 'http' else 'TCP connect'} every {d(h.interval)} "
+            f"({d(h.failing_interval)} while failing), timeout {d(h.timeout)}, rise {h.rise}, fall {h.fall}"
+        )
     if o.consecutive_failures or o.consecutive_5xx:
-        after = [f"{o.consecutive_failures} failures" if o.consecutive_failures else "",
-                 f"{o.consecutive_5xx} failures or 5xx" if o.consecutive_5xx else ""]
-        out.append(f"ejection: after {' or '.join(filter(None, after))} in a row, for {d(o.base_ejection)} "
-                   f"growing to {d(o.max_ejection)}, at most {o.max_ejection_percent}% of the pool")
+        after = [
+            f"{o.consecutive_failures} failures" if o.consecutive_failures else "",
+            f"{o.consecutive_5xx} failures or 5xx" if o.consecutive_5xx else "",
+        ]
+        out.append(
+            f"ejection: after {' or '.join(filter(None, after))} in a row, for {d(o.base_ejection)} "
+            f"growing to {d(o.max_ejection)}, at most {o.max_ejection_percent}% of the pool"
+        )
     else:
         out.append("ejection: off")
-    out.append(f"retries: {p.retries}" + (f" (budget {p.retry_budget:.0%} of requests" + (
-        f", {d(p.try_timeout)} per try)" if p.try_timeout else ")") if p.retries else ""))
+    out.append(
+        f"retries: {p.retries}"
+        + (
+            f" (budget {p.retry_budget:.0%} of requests" + (f", {d(p.try_timeout)} per try)" if p.try_timeout else ")")
+            if p.retries
+            else ""
+        )
+    )
     if p.slow_start:
         out.append(f"slow start: over {d(p.slow_start)} from {p.slow_start_floor:.0%}")
     if p.max_conns or any(s.max_conns for s in p.servers):
@@ -163,8 +192,17 @@ def cmd_register(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await keep_registered(args.redis, args.pool, args.address, name=args.name, weight=args.weight,
-                              ttl=args.ttl, prefix=args.prefix, stop=stop, say=lambda m: print(m, flush=True))
+        await keep_registered(
+            args.redis,
+            args.pool,
+            args.address,
+            name=args.name,
+            weight=args.weight,
+            ttl=args.ttl,
+            prefix=args.prefix,
+            stop=stop,
+            say=lambda m: print(m, flush=True),
+        )
 
     asyncio.run(main())
     return 0
@@ -178,8 +216,11 @@ def _register_in_thread(args: argparse.Namespace, address: str) -> None:
     from .cluster.registry import keep_registered
 
     def run() -> None:
-        asyncio.run(keep_registered(args.register, args.pool, address, name=args.name, ttl=args.ttl,
-                                    say=lambda m: print(m, flush=True)))
+        asyncio.run(
+            keep_registered(
+                args.register, args.pool, address, name=args.name, ttl=args.ttl, say=lambda m: print(m, flush=True)
+            )
+        )
 
     threading.Thread(target=run, daemon=True, name="register").start()
 
@@ -272,8 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", required=True, help="name reported in X-Served-By")
     p.add_argument("--listen", required=True, type=_address, help="HOST:PORT to listen on")
     p.add_argument("--delay", type=_duration, default=0.0, help="latency added to every answer, e.g. 20ms")
-    p.add_argument("--sessions", help="serve /login, /me, /logout on a session store: "
-                                      "memory, redis://HOST:PORT/DB or replicated")
+    p.add_argument(
+        "--sessions", help="serve /login, /me, /logout on a session store: memory, redis://HOST:PORT/DB or replicated"
+    )
     p.add_argument("--peer", type=_address, action="append", help="replicated: a peer's replication HOST:PORT")
     p.add_argument("--replicate-on", type=_address, help="replicated: this node's replication HOST:PORT")
     p.add_argument("--register", metavar="REDIS_URL", help="register this backend in a cluster's --pool")
@@ -305,8 +347,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("scenario", nargs="?", choices=["sessions"], help="sessions: what survives a server's death")
     p.add_argument("--listen", type=_address, default=("127.0.0.1", 8080), help="balancer address")
     p.add_argument("--backend-port", type=int, default=9001, help="first of three backend ports (0: ephemeral)")
-    p.add_argument("--algorithm", "-a", action="append",
-                   help="instead: drive a bounded load through these algorithms and compare them (as `lab`)")
+    p.add_argument(
+        "--algorithm",
+        "-a",
+        action="append",
+        help="instead: drive a bounded load through these algorithms and compare them (as `lab`)",
+    )
     p.set_defaults(func=cmd_demo, requests=300, concurrency=8, time_limit=60.0)
 
     from .ctl import add_arguments as add_ctl_arguments

@@ -64,8 +64,18 @@ from .units import format_duration, split_host_port
 from .units import show_value as _show
 
 __all__ = [
-    "Config", "ConfigError", "Duration", "HeaderMatch", "ListenerConfig", "PoolConfig", "RouteConfig",
-    "ServerConfig", "format_duration", "load_config", "parse_config", "split_host_port",
+    "Config",
+    "ConfigError",
+    "Duration",
+    "HeaderMatch",
+    "ListenerConfig",
+    "PoolConfig",
+    "RouteConfig",
+    "ServerConfig",
+    "format_duration",
+    "load_config",
+    "parse_config",
+    "split_host_port",
 ]
 
 MODES = ("http", "tcp", "udp")
@@ -82,16 +92,21 @@ _TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"  # RFC 9110 token: a header or cookie na
 Address = Annotated[str, _check(split_host_port)]
 Bind = Annotated[str, _check(partial(split_host_port, allow_port_zero=True))]
 Name = Annotated[str, _matching(r"[A-Za-z0-9][A-Za-z0-9_.-]*", NAME_RULE)]
-RouteHost = Annotated[str, AfterValidator(lambda text: text.lower().rstrip(".")),  # as the router compares
-                      _matching(r"(\*\.)?[^\s/:*]+", 'expected a host name, or "*.suffix" for any subdomain')]
+RouteHost = Annotated[
+    str,
+    AfterValidator(lambda text: text.lower().rstrip(".")),  # as the router compares
+    _matching(r"(\*\.)?[^\s/:*]+", 'expected a host name, or "*.suffix" for any subdomain'),
+]
 PathPrefix = Annotated[str, _matching(r"/\S*", 'expected a path prefix starting with "/"')]
 HeaderName = Annotated[str, _matching(_TOKEN, "expected a header name")]
-HashOn = Annotated[str, _matching(rf"client_ip|uri|(header|cookie):{_TOKEN}",
-                                  "expected client_ip, uri, header:NAME or cookie:NAME")]
+HashOn = Annotated[
+    str, _matching(rf"client_ip|uri|(header|cookie):{_TOKEN}", "expected client_ip, uri, header:NAME or cookie:NAME")
+]
 Algorithm = Annotated[str, _check(resolve_algorithm)]  # its ValueError messages are written for users
 
 
 # --- models ---------------------------------------------------------------------
+
 
 class ServerConfig(_Model):
     """One upstream server; ``name`` defaults to the address."""
@@ -122,8 +137,13 @@ class HeaderMatch(_Model):
 class SniRoute(_Model):
     """A tcp listener's route by the TLS server name its client asks for (passed through, not decrypted)."""
 
-    name: Annotated[str, _matching(r"(\*\.)?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.?",
-                                   'expected a host name, or "*.suffix" for any name one label below it')]
+    name: Annotated[
+        str,
+        _matching(
+            r"(\*\.)?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.?",
+            'expected a host name, or "*.suffix" for any name one label below it',
+        ),
+    ]
     pool: str
 
 
@@ -146,13 +166,26 @@ class RouteConfig(_Model):
 
 # Keys that only mean something in some modes; any other mode refuses them (by key path).
 _MODE_KEYS = {
-    "route": ("http",), "keepalive_timeout": ("http",), "request_timeout": ("http",),
-    "idle_timeout": ("tcp", "udp"), "send_proxy": ("tcp",), "splice": ("tcp",),
-    "per_datagram": ("udp",), "max_flows": ("udp",), "access_log": ("http",), "sni": ("tcp",),
+    "route": ("http",),
+    "keepalive_timeout": ("http",),
+    "request_timeout": ("http",),
+    "idle_timeout": ("tcp", "udp"),
+    "send_proxy": ("tcp",),
+    "splice": ("tcp",),
+    "per_datagram": ("udp",),
+    "max_flows": ("udp",),
+    "access_log": ("http",),
+    "sni": ("tcp",),
     # hardening (config_listener.py, docs/security.md)
-    "max_connections": ("http", "tcp"), "max_connections_per_client": ("http", "tcp"),
-    "max_body_size": ("http",), "max_uri_length": ("http",), "max_header_count": ("http",),
-    "min_body_rate": ("http",), "rate_limit": ("http",), "tls": ("http",), "redirect_https": ("http",),
+    "max_connections": ("http", "tcp"),
+    "max_connections_per_client": ("http", "tcp"),
+    "max_body_size": ("http",),
+    "max_uri_length": ("http",),
+    "max_header_count": ("http",),
+    "min_body_rate": ("http",),
+    "rate_limit": ("http",),
+    "tls": ("http",),
+    "redirect_https": ("http",),
 }
 IDLE_DEFAULT = {"tcp": 3600.0, "udp": 30.0}  # a tunnel's idle limit (HAProxy's `timeout tunnel` style)
 
@@ -228,15 +261,18 @@ class PoolConfig(_Model):
 
     @model_validator(mode="after")
     def _unique_servers(self) -> PoolConfig:
-        problems = [*_duplicates("servers", "name", enumerate(s.name for s in self.servers)),
-                    *_duplicates("servers", "address", enumerate(s.address for s in self.servers))]
+        problems = [
+            *_duplicates("servers", "name", enumerate(s.name for s in self.servers)),
+            *_duplicates("servers", "address", enumerate(s.address for s in self.servers)),
+        ]
         if problems:
             raise _Problems(problems)
         return self
 
     def balancer_options(self) -> BalancerOptions:
-        return BalancerOptions(hash_on=self.hash_on, hash_balance_factor=self.hash_balance_factor,
-                               ewma_decay=self.ewma_decay)
+        return BalancerOptions(
+            hash_on=self.hash_on, hash_balance_factor=self.hash_balance_factor, ewma_decay=self.ewma_decay
+        )
 
 
 class Config(_Model):
@@ -309,45 +345,70 @@ def _hashes_on_l7(pool: Mapping[str, Any]) -> bool:
     """The pool's algorithm would hash on a header, cookie or URI (built-ins other than
     consistent_hash never read ``hash_on``; a custom algorithm might)."""
     hash_on, algorithm = pool.get("hash_on", "client_ip"), pool.get("algorithm", "round_robin")
-    return (isinstance(hash_on, str) and hash_on != "client_ip" and isinstance(algorithm, str)
-            and (algorithm == "consistent_hash" or ":" in algorithm))
+    return (
+        isinstance(hash_on, str)
+        and hash_on != "client_ip"
+        and isinstance(algorithm, str)
+        and (algorithm == "consistent_hash" or ":" in algorithm)
+    )
 
 
 def _cross_problems(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
     """Checks across sections, on raw (possibly invalid) input: shapes it does not know are skipped."""
     pools, listeners = _items(data, "pool"), _items(data, "listener")
-    problems = [*_duplicates("pool", "name", ((i, p.get("name")) for i, p in pools)),
-                *_duplicates("listener", "name", ((i, x.get("name")) for i, x in listeners)),
-                *_duplicates("listener", "bind", ((i, _bind_key(x.get("bind"))) for i, x in listeners
-                                                  if x.get("mode") != "udp")),  # TCP and UDP ports are apart
-                *_duplicates("listener", "bind", ((i, _bind_key(x.get("bind"))) for i, x in listeners
-                                                  if x.get("mode") == "udp"))]
+    problems = [
+        *_duplicates("pool", "name", ((i, p.get("name")) for i, p in pools)),
+        *_duplicates("listener", "name", ((i, x.get("name")) for i, x in listeners)),
+        *_duplicates(
+            "listener", "bind", ((i, _bind_key(x.get("bind"))) for i, x in listeners if x.get("mode") != "udp")
+        ),  # TCP and UDP ports are apart
+        *_duplicates(
+            "listener", "bind", ((i, _bind_key(x.get("bind"))) for i, x in listeners if x.get("mode") == "udp")
+        ),
+    ]
     for i, x in listeners:
         if (mode := x.get("mode", "http")) in MODES:
-            problems += [(("listener", i, key), f"only for mode {' or '.join(map(repr, modes))} listeners; "
-                                                f"this one is mode {mode!r}")
-                         for key, modes in _MODE_KEYS.items() if key in x and mode not in modes]
+            problems += [
+                (
+                    ("listener", i, key),
+                    f"only for mode {' or '.join(map(repr, modes))} listeners; this one is mode {mode!r}",
+                )
+                for key, modes in _MODE_KEYS.items()
+                if key in x and mode not in modes
+            ]
     problems += _duplicates("dns", "name", ((i, d.get("name", "dns")) for i, d in _items(data, "dns")))
     names = [p.get("name") for _, p in pools]
     by_name = {p.get("name"): p for _, p in pools if isinstance(p.get("name"), str)}
     for i, x in listeners:  # an L4 listener has no header, cookie or URI to hash on
         pool = by_name.get(x.get("pool")) if isinstance(x.get("pool"), str) else None
         if x.get("mode") in ("tcp", "udp") and pool is not None and _hashes_on_l7(pool):
-            problems.append((("listener", i, "pool"),
-                             f"pool {_show(pool['name'])} hashes on {pool['hash_on']}, which a {x['mode']} listener "
-                             "cannot see; use hash_on = \"client_ip\" (or another pool)"))
+            problems.append(
+                (
+                    ("listener", i, "pool"),
+                    f"pool {_show(pool['name'])} hashes on {pool['hash_on']}, which a {x['mode']} listener "
+                    'cannot see; use hash_on = "client_ip" (or another pool)',
+                )
+            )
         if x.get("mode") in ("tcp", "udp") and pool is not None and "sticky" in pool:
-            problems.append((("listener", i, "pool"), f"pool {_show(pool['name'])} has [pool.sticky], which only "
-                                                      "http listeners honour"))
+            problems.append(
+                (
+                    ("listener", i, "pool"),
+                    f"pool {_show(pool['name'])} has [pool.sticky], which only http listeners honour",
+                )
+            )
     problems += _one_process_only(data, pools)
     if pools and all(isinstance(n, str) for n in names):  # else "no pool named" could be a false alarm
         refs = [(("listener", i), x) for i, x in listeners]
         refs += [(("listener", i, "route", j), r) for i, x in listeners for j, r in _items(x, "route")]
         refs += [(("listener", i, "sni", j), r) for i, x in listeners for j, r in _items(x, "sni")]
-        refs += [(("dns", i, "record", j), r) for i, d in _items(data, "dns") for j, r in _items(d, "record")
-                 if "pool" in r]
-        problems += [((*loc, "pool"), f"no pool named {_show(ref)}; pools are: {', '.join(names)}")
-                     for loc, x in refs if isinstance(ref := x.get("pool"), str) and ref not in names]
+        refs += [
+            (("dns", i, "record", j), r) for i, d in _items(data, "dns") for j, r in _items(d, "record") if "pool" in r
+        ]
+        problems += [
+            ((*loc, "pool"), f"no pool named {_show(ref)}; pools are: {', '.join(names)}")
+            for loc, x in refs
+            if isinstance(ref := x.get("pool"), str) and ref not in names
+        ]
     return problems
 
 
@@ -356,21 +417,43 @@ def _one_process_only(data: Mapping[str, Any], pools: list[tuple[int, Mapping[st
     workers = data.get("workers", 1)
     if not isinstance(workers, int) or workers < 2:
         return []
-    return [(("pool", i, "sticky", "mode"), "mode \"source\" keeps its stick table in one process; with "
-             f"workers = {workers} use mode = \"cookie\" (every worker reads the cookie) or workers = 1")
-            for i, p in pools if isinstance(p.get("sticky"), Mapping) and p["sticky"].get("mode") == "source"]
+    return [
+        (
+            ("pool", i, "sticky", "mode"),
+            'mode "source" keeps its stick table in one process; with '
+            f'workers = {workers} use mode = "cookie" (every worker reads the cookie) or workers = 1',
+        )
+        for i, p in pools
+        if isinstance(p.get("sticky"), Mapping) and p["sticky"].get("mode") == "source"
+    ]
 
 
 # --- errors ---------------------------------------------------------------------
 
-_KEYS_OF = {"": Config, "listener": ListenerConfig, "route": RouteConfig, "header": HeaderMatch,
-            "pool": PoolConfig, "servers": ServerConfig, "health": HealthConfig, "outlier": OutlierConfig,
-            "admin": AdminConfig, "sni": SniRoute, "dns": DnsConfig, "record": RecordConfig, "sticky": StickyConfig,
-            "rate_limit": RateLimitConfig, "cluster": ClusterConfig, "tls": TlsConfig,
-            "certificate": CertificateConfig, "keepalived": KeepalivedConfig}
+_KEYS_OF = {
+    "": Config,
+    "listener": ListenerConfig,
+    "route": RouteConfig,
+    "header": HeaderMatch,
+    "pool": PoolConfig,
+    "servers": ServerConfig,
+    "health": HealthConfig,
+    "outlier": OutlierConfig,
+    "admin": AdminConfig,
+    "sni": SniRoute,
+    "dns": DnsConfig,
+    "record": RecordConfig,
+    "sticky": StickyConfig,
+    "rate_limit": RateLimitConfig,
+    "cluster": ClusterConfig,
+    "tls": TlsConfig,
+    "certificate": CertificateConfig,
+    "keepalived": KeepalivedConfig,
+}
 
 
 # --- entry points ---------------------------------------------------------------
+
 
 def parse_config(text_or_dict: str | Mapping[str, Any], source: str = "<string>") -> Config:
     """Validate TOML text or an already-parsed dict; raise ``ConfigError`` listing every problem."""

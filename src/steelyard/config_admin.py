@@ -47,8 +47,10 @@ class AdminConfig(_Model):
             raise ValueError("give token or token_file, not both")
         host = split_host_port(self.bind, allow_port_zero=True)[0]
         if not is_loopback(host) and self.token is None and self.token_file is None:
-            raise ValueError(f"the admin listener on {self.bind} is reachable from other hosts: "
-                             "set token (or token_file), or bind it to 127.0.0.1")
+            raise ValueError(
+                f"the admin listener on {self.bind} is reachable from other hosts: "
+                "set token (or token_file), or bind it to 127.0.0.1"
+            )
         return self
 
     host, port = bind_host, bind_port

@@ -46,8 +46,9 @@ class ConfigError(Exception):
         super().__init__(str(self))
 
     def __str__(self) -> str:
-        return "\n".join(f"{self.source}: {path}: {msg}" if path else f"{self.source}: {msg}"
-                         for path, msg in self.errors)
+        return "\n".join(
+            f"{self.source}: {path}: {msg}" if path else f"{self.source}: {msg}" for path, msg in self.errors
+        )
 
 
 class _Problems(ValueError):
@@ -77,6 +78,7 @@ def _matching(pattern: str, expected: str) -> AfterValidator:
 
 
 # --- reading and error translation ----------------------------------------------
+
 
 def read_toml(text_or_dict: str | Mapping[str, Any], source: str, error: type[ConfigError] = ConfigError) -> Any:
     """TOML text -> data (a dict is passed through); ``error`` names the line of a syntax error."""

@@ -20,8 +20,19 @@ from .config_base import Float, Int, _Model
 from .units import show_value as _show
 
 _SIZE = re.compile(r"(\d+)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?", re.IGNORECASE)
-_SIZE_UNIT = {"": 1, "b": 1, "k": 1024, "kb": 1000, "kib": 1024, "m": 1024**2, "mb": 1000**2, "mib": 1024**2,
-              "g": 1024**3, "gb": 1000**3, "gib": 1024**3}
+_SIZE_UNIT = {
+    "": 1,
+    "b": 1,
+    "k": 1024,
+    "kb": 1000,
+    "kib": 1024,
+    "m": 1024**2,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "g": 1024**3,
+    "gb": 1000**3,
+    "gib": 1024**3,
+}
 
 
 def parse_size(value: Any) -> int:
@@ -31,8 +42,9 @@ def parse_size(value: Any) -> int:
     else:
         match = _SIZE.fullmatch(value.strip()) if isinstance(value, str) else None
         if match is None:
-            raise ValueError(f'expected a size in bytes, or with a unit (KiB, MB, k, m, g), e.g. "10MB"; '
-                             f"got {_show(value)}")
+            raise ValueError(
+                f'expected a size in bytes, or with a unit (KiB, MB, k, m, g), e.g. "10MB"; got {_show(value)}'
+            )
         n = int(match[1]) * _SIZE_UNIT[(match[2] or "").lower()]
     if n <= 0:
         raise ValueError(f"a size must be greater than zero; got {_show(value)}")

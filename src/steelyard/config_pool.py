@@ -61,7 +61,7 @@ class HealthConfig(_Model):
             given = [k for k in ("host", "expect_body") if getattr(self, k) is not None]
             given += [k for k in ("path", "expect_status") if k in self.model_fields_set]
             if given:
-                raise ValueError(f"{', '.join(given)} only apply to type = \"http\" checks")
+                raise ValueError(f'{", ".join(given)} only apply to type = "http" checks')
         return self
 
     @property

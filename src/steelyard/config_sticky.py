@@ -40,8 +40,9 @@ class StickyConfig(_Model):
         wrong = {"cookie": ("table_size", "expire"), "source": ("cookie", "secret", "max_age", "idle")}[self.mode]
         bad = [k for k in wrong if k in given]
         if bad:
-            raise ValueError(f"{', '.join(bad)} only apply to mode = "
-                             f"\"{'source' if self.mode == 'cookie' else 'cookie'}\"")
+            raise ValueError(
+                f'{", ".join(bad)} only apply to mode = "{"source" if self.mode == "cookie" else "cookie"}"'
+            )
         if self.mode == "cookie" and re.search(r"\s", self.secret or ""):
             raise ValueError("secret must not contain white space")
         return self

@@ -54,8 +54,17 @@ def _servers_table(pool: dict) -> Table:
         table.add_column(col, justify="right" if col in ("weight", "active", "requests", "failures") else "left")
     for s in pool["servers"]:
         status = s["status"] + (" (backup)" if s["backup"] else "") + (" → removed" if s["removing"] else "")
-        table.add_row(s["server"], s["address"], status, str(s["weight"]), str(s["active"]), str(s["requests"]),
-                      str(s["failures"]), s["origin"], f"{s['reason']} ({s['since']} ago)")
+        table.add_row(
+            s["server"],
+            s["address"],
+            status,
+            str(s["weight"]),
+            str(s["active"]),
+            str(s["requests"]),
+            str(s["failures"]),
+            s["origin"],
+            f"{s['reason']} ({s['since']} ago)",
+        )
     return table
 
 
@@ -64,8 +73,14 @@ def _pools_table(pools: list[dict]) -> Table:
     for col in ("pool", "algorithm", "servers", "usable", "queued", "panic"):
         table.add_column(col)
     for p in pools:
-        table.add_row(p["name"], p["algorithm"], str(p["servers"]), str(p["usable"]), str(p["queued"]),
-                      "yes" if p["panic"] else "")
+        table.add_row(
+            p["name"],
+            p["algorithm"],
+            str(p["servers"]),
+            str(p["usable"]),
+            str(p["queued"]),
+            "yes" if p["panic"] else "",
+        )
     return table
 
 
@@ -105,8 +120,9 @@ def _workers_table(info: dict) -> Any:
         table.add_column(col)
     for w in info["processes"]:
         state = "stopping" if w["stopping"] else "serving" if w["serving"] else "starting"
-        table.add_row(str(w["index"]), str(w["pid"]), str(w["generation"]), state, str(w["active"]),
-                      f"{w['uptime_s']:.0f}s")
+        table.add_row(
+            str(w["index"]), str(w["pid"]), str(w["generation"]), state, str(w["active"]), f"{w['uptime_s']:.0f}s"
+        )
     return table
 
 
@@ -132,8 +148,11 @@ def run(args: argparse.Namespace) -> int:
             show = f"added {result['server']} ({result['address']}) to pool {args.pool}: {result['status']}"
         elif c == "remove":
             result = call(base, "DELETE", server_path, None, token)
-            show = (f"removed {args.server}" if result["removed"]
-                    else f"draining {args.server} ({result['active']} in flight); it leaves once idle")
+            show = (
+                f"removed {args.server}"
+                if result["removed"]
+                else f"draining {args.server} ({result['active']} in flight); it leaves once idle"
+            )
         elif c in ("drain", "ready", "maint"):
             result = call(base, "PATCH", server_path, {"state": c}, token)
             show = f"{args.server}: {result['status']}"
@@ -170,8 +189,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--admin", default=os.environ.get("STEELYARD_ADMIN", DEFAULT_URL),
-                   help=f"admin API base URL (default {DEFAULT_URL}, or $STEELYARD_ADMIN)")
+    p.add_argument(
+        "--admin",
+        default=os.environ.get("STEELYARD_ADMIN", DEFAULT_URL),
+        help=f"admin API base URL (default {DEFAULT_URL}, or $STEELYARD_ADMIN)",
+    )
     p.add_argument("--token", help="bearer token for changes (or $STEELYARD_TOKEN)")
     p.add_argument("--json", action="store_true", help="print the API's JSON answer")
     sub = p.add_subparsers(dest="ctl", required=True)
@@ -189,8 +211,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--name")
     s.add_argument("--weight", type=int, default=1)
     s.add_argument("--backup", action="store_true")
-    for verb, what in (("remove", "drain a server, then remove it"), ("drain", "no new requests"),
-                       ("ready", "back in service"), ("maint", "out of service at once")):
+    for verb, what in (
+        ("remove", "drain a server, then remove it"),
+        ("drain", "no new requests"),
+        ("ready", "back in service"),
+        ("maint", "out of service at once"),
+    ):
         s = sub.add_parser(verb, help=what)
         s.add_argument("pool")
         s.add_argument("server")

@@ -51,7 +51,7 @@ def split_host_port(text: str, *, allow_port_zero: bool = False) -> tuple[str, i
     if text.startswith("["):
         host, sep, port_text = text[1:].partition("]:")
         if not sep or not host:
-            raise ValueError(f"expected [ipv6]:port, e.g. \"[::1]:8080\"; got {show_value(text)}")
+            raise ValueError(f'expected [ipv6]:port, e.g. "[::1]:8080"; got {show_value(text)}')
     else:
         host, sep, port_text = text.rpartition(":")
         if not sep or not host:

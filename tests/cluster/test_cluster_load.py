@@ -17,8 +17,9 @@ from steelyard.core.model import Server
 SERVICE = {"fast": 0.010, "slow": 0.100}  # seconds per request
 
 
-def simulate(cls: type, clustered: bool, rates=(300.0, 100.0), seconds: float = 20.0, exchange: float = 0.1,
-             seed: int = 7) -> dict[str, int]:
+def simulate(
+    cls: type, clustered: bool, rates=(300.0, 100.0), seconds: float = 20.0, exchange: float = 0.1, seed: int = 7
+) -> dict[str, int]:
     """Requests each server got in ``seconds`` of Poisson arrivals at ``rates`` per node."""
     rng = random.Random(seed)
     now = [0.0]
@@ -70,8 +71,10 @@ def share(got: dict[str, int]) -> float:
 def test_cluster_wide_least_conn_sends_the_slow_server_less_than_two_local_only_nodes():
     local = simulate(LeastConn, clustered=False)
     cluster = simulate(LeastConn, clustered=True)
-    print(f"\nleast_conn slow-server share: local-only {share(local):.3f} {local}, "
-          f"cluster-wide {share(cluster):.3f} {cluster}")
+    print(
+        f"\nleast_conn slow-server share: local-only {share(local):.3f} {local}, "
+        f"cluster-wide {share(cluster):.3f} {cluster}"
+    )
     assert share(cluster) < share(local)
 
 
@@ -80,8 +83,10 @@ def test_cluster_wide_least_time_keeps_off_the_slow_server_and_still_probes_it()
     (never trying a server) nor flood the slow one."""
     local = simulate(LeastTime, clustered=False)
     cluster = simulate(LeastTime, clustered=True)
-    print(f"\nleast_time slow-server share: local-only {share(local):.3f} {local}, "
-          f"cluster-wide {share(cluster):.3f} {cluster}")
+    print(
+        f"\nleast_time slow-server share: local-only {share(local):.3f} {local}, "
+        f"cluster-wide {share(cluster):.3f} {cluster}"
+    )
     assert share(cluster) < 0.02 and share(local) < 0.02
     assert cluster["slow"] > 0 and cluster["fast"] > 0  # both still tried
 
@@ -108,5 +113,7 @@ def test_cluster_least_conn_counts_remote_in_flight():
     servers[1].load.active = 2
     picker = CLUSTER_VARIANTS[LeastConn](servers, rng=random.Random(1), clock=lambda: 0.0, options=BalancerOptions())
     assert picker.pick(PickContext()) is servers[1]
-    assert LeastConn(servers, rng=random.Random(1), clock=lambda: 0.0, options=BalancerOptions()).pick(
-        PickContext()) is servers[0]
+    assert (
+        LeastConn(servers, rng=random.Random(1), clock=lambda: 0.0, options=BalancerOptions()).pick(PickContext())
+        is servers[0]
+    )

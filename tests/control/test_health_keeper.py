@@ -104,8 +104,10 @@ def lb_port(rt: Runtime) -> int:
 
 # --- (a) draining ------------------------------------------------------------------------
 
+
 async def test_drain_finishes_in_flight_requests_and_sends_new_ones_elsewhere(
-        backends: dict[str, int], caplog: pytest.LogCaptureFixture) -> None:
+    backends: dict[str, int], caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.WARNING, logger="steelyard.health")
     config = pool_config(server("a", backends["a"]) + server("b", backends["b"]))
     async with running(config) as rt:
@@ -113,8 +115,10 @@ async def test_drain_finishes_in_flight_requests_and_sends_new_ones_elsewhere(
         port = lb_port(rt)
         slow = asyncio.create_task(get(port, "/sleep/300"))
         try:
-            busy = await until(lambda: [st for st in keeper.health.states if st.server.load.active],
-                               "the slow request reaches a server")
+            busy = await until(
+                lambda: [st for st in keeper.health.states if st.server.load.active],
+                "the slow request reaches a server",
+            )
             (st,) = busy
             target = st.server.name
             other = ({"a", "b"} - {target}).pop()
@@ -167,8 +171,10 @@ async def test_maint_takes_a_server_out_at_once(backends: dict[str, int]) -> Non
 
 # --- (b) active health checks --------------------------------------------------------------
 
+
 async def test_failing_health_check_takes_a_server_out_and_brings_it_back(
-        backends: dict[str, int], caplog: pytest.LogCaptureFixture) -> None:
+    backends: dict[str, int], caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.WARNING, logger="steelyard.health")
     health = '[pool.health]\ninterval = "100ms"\ntimeout = "1s"\nrise = 2\nfall = 2\n'
     config = pool_config(server("a", backends["a"]) + server("b", backends["b"]), health)
@@ -178,8 +184,7 @@ async def test_failing_health_check_takes_a_server_out_and_brings_it_back(
         assert [r["status"] for r in keeper.status()] == ["up", "up"]
         assert await get(backends["b"], "/healthz/set/500") == (200, "b")  # directly on the backend
 
-        down = await until(lambda: row(keeper, "b")["status"] == "down" and row(keeper, "b"),
-                           "b goes down")
+        down = await until(lambda: row(keeper, "b")["status"] == "down" and row(keeper, "b"), "b goes down")
         assert "HTTP 500" in down["reason"]
         assert down["reason"] == "down: HTTP 500 on /healthz (expected 200-399)"
         assert row(keeper, "a")["status"] == "up"
@@ -199,8 +204,7 @@ async def test_a_server_refusing_connections_is_marked_down_by_its_check(backend
     config = pool_config(server("a", backends["a"]) + server("dead", closed_port()), health)
     async with running(config) as rt:
         keeper = rt.health["app"]
-        down = await until(lambda: row(keeper, "dead")["status"] == "down" and row(keeper, "dead"),
-                           "dead goes down")
+        down = await until(lambda: row(keeper, "dead")["status"] == "down" and row(keeper, "dead"), "dead goes down")
         assert down["reason"] == "down: connection refused"
         assert row(keeper, "a")["status"] == "up"
         assert [await get(lb_port(rt)) for _ in range(4)] == [(200, "a")] * 4
@@ -209,9 +213,11 @@ async def test_a_server_refusing_connections_is_marked_down_by_its_check(backend
 
 # --- (c) passive health: ejection on real traffic ---------------------------------------------------
 
+
 async def test_consecutive_failures_eject_a_server_and_retries_hide_them(backends: dict[str, int]) -> None:
-    config = pool_config(server("a", backends["a"]) + server("dead", closed_port()),
-                         "[pool.outlier]\nconsecutive_failures = 2\n")
+    config = pool_config(
+        server("a", backends["a"]) + server("dead", closed_port()), "[pool.outlier]\nconsecutive_failures = 2\n"
+    )
     async with running(config) as rt:
         keeper = rt.health["app"]
         port = lb_port(rt)
@@ -235,8 +241,10 @@ async def test_consecutive_failures_eject_a_server_and_retries_hide_them(backend
 
 async def test_ejection_never_takes_out_more_than_allowed(backends: dict[str, int]) -> None:
     """Both servers refuse: only one may be ejected (50%); the other one keeps getting tries."""
-    config = pool_config(server("x", closed_port()) + server("y", closed_port()),
-                         "retries = 0\n[pool.outlier]\nconsecutive_failures = 1\n")
+    config = pool_config(
+        server("x", closed_port()) + server("y", closed_port()),
+        "retries = 0\n[pool.outlier]\nconsecutive_failures = 1\n",
+    )
     async with running(config) as rt:
         keeper = rt.health["app"]
         for _ in range(6):
@@ -248,9 +256,14 @@ async def test_ejection_never_takes_out_more_than_allowed(backends: dict[str, in
 
 # --- (d) status output ---------------------------------------------------------------------
 
+
 async def test_status_text_lists_every_server_with_its_status(backends: dict[str, int]) -> None:
-    servers = (server("a", backends["a"]) + server("b", backends["b"], ', state = "maint"')
-               + server("spare", closed_port(), ", backup = true") + server("c", closed_port(), ', state = "drain"'))
+    servers = (
+        server("a", backends["a"])
+        + server("b", backends["b"], ', state = "maint"')
+        + server("spare", closed_port(), ", backup = true")
+        + server("c", closed_port(), ', state = "drain"')
+    )
     async with running(pool_config(servers)) as rt:
         assert await get(lb_port(rt)) == (200, "a")
         lines = rt.status_text().splitlines()
@@ -282,8 +295,10 @@ async def test_a_check_meeting_an_upgrade_answer_keeps_running(backends: dict[st
         config = pool_config(server("a", backends["a"]) + server("odd", odd.sockets[0].getsockname()[1]), health)
         async with running(config) as rt:
             keeper = rt.health["app"]
-            await until(lambda: row(keeper, "odd")["status"] == "down" or any(t.done() for t in keeper.tasks),
-                        "odd goes down (or a check task ends)")
+            await until(
+                lambda: row(keeper, "odd")["status"] == "down" or any(t.done() for t in keeper.tasks),
+                "odd goes down (or a check task ends)",
+            )
             ended = [repr(t.exception()) for t in keeper.tasks if t.done()]
             assert ended == []
             assert row(keeper, "odd")["status"] == "down"
@@ -294,15 +309,17 @@ async def test_a_check_meeting_an_upgrade_answer_keeps_running(backends: dict[st
 
 
 async def test_status_rows_carry_the_last_seconds_rate_and_latency(backends: dict[str, int]) -> None:
-    rt = Runtime(parse_config(f"""
+    rt = Runtime(
+        parse_config(f"""
         [[listener]]
         name = "web"
         bind = "127.0.0.1:0"
         pool = "app"
         [[pool]]
         name = "app"
-        servers = [ {{ address = "127.0.0.1:{backends['a']}", name = "a" }} ]
-    """))
+        servers = [ {{ address = "127.0.0.1:{backends["a"]}", name = "a" }} ]
+    """)
+    )
     await rt.start()
     try:
         keeper = rt.health["app"]

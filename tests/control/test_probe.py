@@ -59,8 +59,11 @@ def response(status: str, body: bytes = b"", *headers: str) -> bytes:
 
 def chunked(*chunks: bytes) -> list[bytes]:
     """A chunked 200 response as separate writes: the head, then one chunk per write, then the end."""
-    return [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
-            *(b"%x\r\n%b\r\n" % (len(c), c) for c in chunks), b"0\r\n\r\n"]
+    return [
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+        *(b"%x\r\n%b\r\n" % (len(c), c) for c in chunks),
+        b"0\r\n\r\n",
+    ]
 
 
 def closed_port() -> int:
@@ -81,6 +84,7 @@ def request_headers(head: bytes) -> tuple[str, list[tuple[str, str]]]:
 
 
 # --- HTTP status ---------------------------------------------------------------------
+
 
 async def test_http_200_is_ok() -> None:
     async with serving(answering(response("200 OK", b"ok\n"))) as server:
@@ -115,6 +119,7 @@ async def test_a_response_kept_open_by_the_server_still_completes() -> None:
 
 # --- expect_body ------------------------------------------------------------------------
 
+
 async def test_expect_body_present() -> None:
     async with serving(answering(response("200 OK", b'{"status": "healthy"}'))) as server:
         assert await probe(server, http(expect_body="healthy")) == (True, "HTTP 200 on /healthz")
@@ -123,7 +128,9 @@ async def test_expect_body_present() -> None:
 async def test_expect_body_absent() -> None:
     async with serving(answering(response("200 OK", b'{"status": "degraded"}'))) as server:
         assert await probe(server, http(expect_body="healthy")) == (
-            False, "HTTP 200 on /healthz without 'healthy' in the body")
+            False,
+            "HTTP 200 on /healthz without 'healthy' in the body",
+        )
 
 
 async def test_expect_body_spanning_two_chunks() -> None:
@@ -132,7 +139,9 @@ async def test_expect_body_spanning_two_chunks() -> None:
     # the chunk framing itself is not part of the body
     async with serving(answering(*chunked(b"heal", b"thy"))) as server:
         assert await probe(server, http(expect_body="heal\r\n3\r\nthy")) == (
-            False, "HTTP 200 on /healthz without 'heal\\r\\n3\\r\\nthy' in the body")
+            False,
+            "HTTP 200 on /healthz without 'heal\\r\\n3\\r\\nthy' in the body",
+        )
 
 
 async def test_expect_body_in_a_close_delimited_body() -> None:
@@ -147,6 +156,7 @@ async def test_a_bad_status_is_reported_before_the_body() -> None:
 
 
 # --- broken servers ---------------------------------------------------------------------
+
 
 async def test_connection_refused() -> None:
     server = Server("gone", "127.0.0.1", closed_port())
@@ -206,11 +216,14 @@ async def test_reset_by_the_server() -> None:
     assert "reset" in why.lower()
 
 
-@pytest.mark.parametrize("garbage", [
-    b"SSH-2.0-OpenSSH_9.6\r\n\r\n",
-    b"HTTP/1.1 2x0 OK\r\n\r\n",
-    b"HTTP/1.1 200 OK\r\nContent-Length: nope\r\n\r\n",
-])
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"SSH-2.0-OpenSSH_9.6\r\n\r\n",
+        b"HTTP/1.1 2x0 OK\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: nope\r\n\r\n",
+    ],
+)
 async def test_malformed_response(garbage: bytes) -> None:
     async with serving(answering(garbage)) as server:
         ok, why = await probe(server, http())
@@ -239,6 +252,7 @@ async def test_a_response_of_exactly_64_kib_is_read() -> None:
 
 # --- what is sent ------------------------------------------------------------------------
 
+
 async def test_the_request_carries_path_host_and_connection_close() -> None:
     heads: list[bytes] = []
     async with serving(answering(response("200 OK", b"ok"), heads=heads)) as server:
@@ -262,6 +276,7 @@ async def test_the_host_header_from_config() -> None:
 
 
 # --- TCP checks ------------------------------------------------------------------------------
+
 
 async def test_tcp_check_ok_sends_nothing() -> None:
     received: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()

@@ -27,8 +27,10 @@ async def get(port: int, cookie: str = "") -> tuple[int, str, str]:
 
 
 async def test_draining_server_keeps_sticky_clients_for_the_grace_then_they_move(backends) -> None:  # noqa: F811
-    config = pool_config(server("a", backends["a"]) + server("b", backends["b"]),
-                         '[pool.sticky]\nmode = "cookie"\ndrain_grace = "300ms"\n')
+    config = pool_config(
+        server("a", backends["a"]) + server("b", backends["b"]),
+        '[pool.sticky]\nmode = "cookie"\ndrain_grace = "300ms"\n',
+    )
     async with running(config) as rt:
         port = lb_port(rt)
         status, holder, cookie = await get(port)

@@ -16,10 +16,19 @@ def servers(*names: str) -> list[Server]:
     return [Server(n, "127.0.0.1", 9000 + i) for i, n in enumerate(names)]
 
 
-def pool(*names: str, rise: int = 2, fall: int = 3, backups: tuple[str, ...] = (), checks: bool = True,
-         panic: int = 0, ejection: EjectionPolicy | None = None) -> PoolHealth:
-    states = [ServerState(s, backup=s.name in backups, check=Hysteresis(rise, fall) if checks else None)
-              for s in servers(*names)]
+def pool(
+    *names: str,
+    rise: int = 2,
+    fall: int = 3,
+    backups: tuple[str, ...] = (),
+    checks: bool = True,
+    panic: int = 0,
+    ejection: EjectionPolicy | None = None,
+) -> PoolHealth:
+    states = [
+        ServerState(s, backup=s.name in backups, check=Hysteresis(rise, fall) if checks else None)
+        for s in servers(*names)
+    ]
     return PoolHealth(states, ejection=ejection, panic_threshold=panic)
 
 
@@ -28,6 +37,7 @@ def names(found) -> list[str]:
 
 
 # -- hysteresis ------------------------------------------------------------------------
+
 
 def test_the_first_result_decides_then_fall_failures_take_a_server_down_and_rise_successes_bring_it_back():
     h = Hysteresis(rise=2, fall=3)
@@ -69,6 +79,7 @@ def test_failing_means_checks_should_come_faster():
 
 
 # -- a pool's usable servers -------------------------------------------------------------
+
 
 def test_a_server_out_by_checks_leaves_the_usable_set_and_comes_back_with_its_reason():
     p = pool("a", "b", "c", fall=2, rise=2)
@@ -148,6 +159,7 @@ def test_an_unknown_admin_state_is_refused():
 
 
 # -- ejection ------------------------------------------------------------------------------
+
 
 def test_ejection_grows_with_each_ejection_and_runs_out_by_itself():
     p = pool("a", "b", "c", checks=False, ejection=EjectionPolicy(base=10.0, maximum=25.0, max_percent=50))

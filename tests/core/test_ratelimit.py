@@ -55,8 +55,7 @@ def test_bad_parameters_are_refused():
 
 
 @settings(max_examples=60, deadline=None)
-@given(rate=st.floats(0.1, 100), burst=st.integers(1, 50),
-       steps=st.lists(st.floats(0, 2), min_size=1, max_size=200))
+@given(rate=st.floats(0.1, 100), burst=st.integers(1, 50), steps=st.lists(st.floats(0, 2), min_size=1, max_size=200))
 def test_never_more_than_burst_plus_rate_times_elapsed(rate, burst, steps):
     tb = TokenBuckets(rate=rate, burst=burst)
     now, allowed = 0.0, 0

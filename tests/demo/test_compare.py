@@ -7,8 +7,9 @@ from steelyard.demo.compare import LAB_ALGORITHMS, check_algorithms, compare
 
 
 async def test_each_algorithm_is_driven_through_the_real_proxy():
-    results = await compare(["round_robin", "least_conn", "weighted_round_robin"], requests=30, concurrency=3,
-                            time_limit=30.0)
+    results = await compare(
+        ["round_robin", "least_conn", "weighted_round_robin"], requests=30, concurrency=3, time_limit=30.0
+    )
     by_algo = {r.algorithm: r for r in results}
     assert list(by_algo) == ["round_robin", "least_conn", "weighted_round_robin"]
     for r in results:

@@ -60,7 +60,7 @@ class FakePool:
 def zone(policy="round_robin", extra="", usable=None, everyone=None, fallback=None):
     text = CONFIG % (policy, extra, ", ".join(f'"{"x" * 200} {i}"' for i in range(12)))
     if fallback:
-        text = text.replace('ttl = 60\n', f'ttl = 60\nfallback = "{fallback}"\n')
+        text = text.replace("ttl = 60\n", f'ttl = 60\nfallback = "{fallback}"\n')
     cfg = parse_config(text).dns[0]
     everyone = everyone or [Server(f"s{i}", f"10.0.0.{i}", 80, weight=i) for i in (1, 2, 3)]
     usable = everyone if usable is None else usable
@@ -79,8 +79,11 @@ def addresses(resp):
 def test_round_robin_rotates_the_healthy_servers_and_answers_are_authoritative():
     z = zone()
     seen = [addresses(ask(z, "app.example.test.")) for _ in range(3)]
-    assert seen == [["10.0.0.2", "10.0.0.3", "10.0.0.1"], ["10.0.0.3", "10.0.0.1", "10.0.0.2"],
-                    ["10.0.0.1", "10.0.0.2", "10.0.0.3"]]
+    assert seen == [
+        ["10.0.0.2", "10.0.0.3", "10.0.0.1"],
+        ["10.0.0.3", "10.0.0.1", "10.0.0.2"],
+        ["10.0.0.1", "10.0.0.2", "10.0.0.3"],
+    ]
     resp = ask(z, "APP.example.test.")  # names are case-insensitive
     assert resp.flags & dns.flags.AA and resp.rcode() == dns.rcode.NOERROR and resp.answer[0].ttl == 60
 
@@ -102,9 +105,14 @@ def test_policies_order_and_cut_the_answer():
 def test_only_usable_servers_are_answered_and_the_fallback_decides_when_none_is():
     everyone = [Server(f"s{i}", f"10.0.0.{i}", 80) for i in (1, 2, 3)]
     assert addresses(ask(zone("all_healthy", usable=everyone[1:], everyone=everyone), "app.example.test.")) == [
-        "10.0.0.2", "10.0.0.3"]
+        "10.0.0.2",
+        "10.0.0.3",
+    ]
     assert addresses(ask(zone("all_healthy", usable=[], everyone=everyone), "app.example.test.")) == [
-        "10.0.0.1", "10.0.0.2", "10.0.0.3"]  # fallback "all"
+        "10.0.0.1",
+        "10.0.0.2",
+        "10.0.0.3",
+    ]  # fallback "all"
     resp = ask(zone("all_healthy", usable=[], everyone=everyone, fallback="servfail"), "app.example.test.")
     assert resp.rcode() == dns.rcode.SERVFAIL and not resp.answer
 
@@ -134,7 +142,12 @@ def test_nxdomain_nodata_for_empty_non_terminals_refused_outside_the_zone():
 
 def test_apex_soa_ns_and_static_records():
     z = zone()
-    assert ask(z, "example.test.", "SOA").answer[0][0].to_text().startswith("ns1.example.test. hostmaster.example.test. 1 ")
+    assert (
+        ask(z, "example.test.", "SOA")
+        .answer[0][0]
+        .to_text()
+        .startswith("ns1.example.test. hostmaster.example.test. 1 ")
+    )
     assert addresses(ask(z, "example.test.", "NS")) == ["ns1.example.test."]
     assert addresses(ask(z, "www.example.test.", "A")) == ["app.example.test."]  # the CNAME answers any type
     assert addresses(ask(z, "deep.sub.example.test.", "TXT")) == ['"hi"']
@@ -160,10 +173,13 @@ def test_an_answer_too_big_for_udp_is_truncated_and_whole_over_tcp():
     assert not whole.flags & dns.flags.TC and len(whole.answer[0]) == 12
 
 
-@pytest.mark.parametrize("packet", [
-    b"\x12\x34" + b"\x01\x00" + b"\x00\x01" + b"\x00" * 6 + b"\x03bad",  # truncated question
-    b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + b"\xff" * 40,  # garbage name
-])
+@pytest.mark.parametrize(
+    "packet",
+    [
+        b"\x12\x34" + b"\x01\x00" + b"\x00\x01" + b"\x00" * 6 + b"\x03bad",  # truncated question
+        b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + b"\xff" * 40,  # garbage name
+    ],
+)
 def test_a_malformed_query_gets_formerr_with_its_id(packet):
     wire = DnsService(zone()).respond(packet, 512)
     assert wire[:2] == b"\x12\x34"
@@ -183,6 +199,7 @@ def test_short_packets_and_responses_are_dropped_and_other_opcodes_are_notimp():
 
 
 # -- the answer cache (fastpath) --------------------------------------------------------------
+
 
 def wire_query(name="app.example.test.", rdtype="A", qid=7, rd=True, **kw):
     q = dns.message.make_query(name, rdtype, **kw)
@@ -221,8 +238,9 @@ def test_random_policies_edns_options_and_odd_queries_are_not_cached():
     service.respond(wire_query(), 512)
     assert service.cache == {}
     service = DnsService(zone())
-    cookie = dns.message.make_query("app.example.test.", "A", use_edns=0,
-                                    options=[dns.edns.GenericOption(10, b"12345678")])
+    cookie = dns.message.make_query(
+        "app.example.test.", "A", use_edns=0, options=[dns.edns.GenericOption(10, b"12345678")]
+    )
     service.respond(cookie.to_wire(), 512)
     assert service.cache == {}
     service.respond(wire_query(use_edns=0, payload=1232), 512)  # EDNS without options: cached, apart from plain

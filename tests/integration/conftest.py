@@ -75,7 +75,6 @@ class Proc:
         self.kill()
         raise RuntimeError(f"{self.argv} did not print {pattern!r}; output:\n{output}")
 
-
     def pid(self) -> int:
         return self.proc.pid
 
@@ -102,8 +101,15 @@ class Backend(Proc):
     def __init__(self, name: str, delay: str | None = None, port: int = 0, host: str = "127.0.0.1") -> None:
         shown = f"[{host}]" if ":" in host else host
         super().__init__(
-            [*STEELYARD, "backend", "--name", name, "--listen", f"{shown}:{port}",
-             *(["--delay", delay] if delay else [])],
+            [
+                *STEELYARD,
+                "backend",
+                "--name",
+                name,
+                "--listen",
+                f"{shown}:{port}",
+                *(["--delay", delay] if delay else []),
+            ],
             r"backend \S+ listening on \S+:(\d+)",
         )
         self.name = name

@@ -43,9 +43,7 @@ class Peer:
 
     def request(self) -> tuple[bytes, bytes]:
         head = self.head()
-        assert b"transfer-encoding" not in head.lower(), (
-            "inline servers only take Content-Length bodies"
-        )
+        assert b"transfer-encoding" not in head.lower(), "inline servers only take Content-Length bodies"
         return head, self.exactly(content_length(head))
 
     def read_all_until_eof(self) -> bytes:
@@ -83,9 +81,7 @@ class InlineServer:
         self.lock = threading.Lock()
         self.accepted_cond = threading.Condition(self.lock)  # notified on every accept
         self.accepted = 0
-        self.seen: list[
-            tuple[int, bytes, bytes]
-        ] = []  # (connection index, request head, body)
+        self.seen: list[tuple[int, bytes, bytes]] = []  # (connection index, request head, body)
         self.conns: list[socket.socket] = []
         self.done: list[threading.Event] = []
         self.release = threading.Event()  # handlers that stall wait on this
@@ -113,9 +109,7 @@ class InlineServer:
                 done = threading.Event()
                 self.done.append(done)
                 self.accepted_cond.notify_all()
-            threading.Thread(
-                target=self._run, args=(conn, index, done), daemon=True
-            ).start()
+            threading.Thread(target=self._run, args=(conn, index, done), daemon=True).start()
 
     def _run(self, conn: socket.socket, index: int, done: threading.Event) -> None:
         try:
@@ -169,9 +163,7 @@ def read_until_eof(sock: socket.socket, timeout: float = WAIT) -> tuple[bytes, s
         except ConnectionResetError:
             return b"".join(chunks), "reset"
         except TimeoutError:
-            pytest.fail(
-                f"the proxy neither answered nor closed within {timeout}s; got {b''.join(chunks)[:200]!r}"
-            )
+            pytest.fail(f"the proxy neither answered nor closed within {timeout}s; got {b''.join(chunks)[:200]!r}")
         if not data:
             return b"".join(chunks), "eof"
         chunks.append(data)

@@ -74,7 +74,7 @@ def dns_answer(query: bytes, ip: str) -> bytes:
     end = 12
     while query[end]:
         end += query[end] + 1
-    question = query[12:end + 5]  # name, its terminating 0, QTYPE, QCLASS
+    question = query[12 : end + 5]  # name, its terminating 0, QTYPE, QCLASS
     head = struct.pack("!HHHHHH", qid, 0x8180, 1, 1, 0, 0)  # response, RD+RA, NOERROR
     answer = b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 0, 4) + socket.inet_aton(ip)  # name -> offset 12
     return head + question + answer

@@ -24,8 +24,22 @@ def free_port() -> int:
 class RedisServer(Proc):
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
-        super().__init__(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                          "--appendonly", "no", "--loglevel", "notice"], r"Ready to accept connections")
+        super().__init__(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--loglevel",
+                "notice",
+            ],
+            r"Ready to accept connections",
+        )
         client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5, socket_connect_timeout=5)
         assert client.ping()
         client.close()

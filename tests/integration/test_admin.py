@@ -22,11 +22,14 @@ TOKEN = "test-token-0123456789"
 
 def admin_config(servers: str, extra: str = "") -> str:
     """``pool_config`` (one listener, pool "app") with an admin listener on an ephemeral port."""
-    return pool_config(servers, extra) + f"""
+    return (
+        pool_config(servers, extra)
+        + f"""
         [admin]
         bind = "127.0.0.1:0"
         token = "{TOKEN}"
     """
+    )
 
 
 def admin_port(lb) -> int:
@@ -270,7 +273,9 @@ def test_twenty_reloads_under_load_drop_nothing_and_an_invalid_one_is_refused(ba
             config_file.write_text(admin_config(servers))
             lb.proc.send_signal(signal.SIGHUP)
             lb.wait_for(r"steelyard: reloaded")
-        config_file.write_text(text.replace('name = "app"\n        servers', 'name = "app"\n        algorithm = 7\n        servers'))
+        config_file.write_text(
+            text.replace('name = "app"\n        servers', 'name = "app"\n        algorithm = 7\n        servers')
+        )
         lb.proc.send_signal(signal.SIGHUP)
         lb.wait_for(r"steelyard: reload refused: .*algorithm")
         status, answer = api(port, "POST", "/api/v1/reload")

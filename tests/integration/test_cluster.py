@@ -30,7 +30,9 @@ def redis_server():
 
 
 def cluster_config(servers: str, url: str, node: str, extra: str = "") -> str:
-    return pool_config(servers, extra) + f"""
+    return (
+        pool_config(servers, extra)
+        + f"""
         [admin]
         bind = "127.0.0.1:0"
         token = "{TOKEN}"
@@ -43,6 +45,7 @@ def cluster_config(servers: str, url: str, node: str, extra: str = "") -> str:
         sync = "500ms"
         load_interval = "100ms"
     """
+    )
 
 
 def two_nodes(balancer, servers: str, url: str, extra: str = ""):
@@ -62,8 +65,13 @@ def poll(condition, what: str, timeout: float = WAIT) -> float:
 
 
 def ctl_cluster(port: int) -> str:
-    done = subprocess.run([*STEELYARD, "ctl", "--admin", f"http://127.0.0.1:{port}", "cluster"],
-                          capture_output=True, text=True, timeout=WAIT, env={**os.environ, "COLUMNS": "200"})
+    done = subprocess.run(
+        [*STEELYARD, "ctl", "--admin", f"http://127.0.0.1:{port}", "cluster"],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -121,12 +129,27 @@ def test_source_stickiness_learned_on_one_node_holds_on_the_other(backends, bala
 
 
 def test_a_registered_server_joins_both_nodes_and_leaves_when_its_registration_expires(
-        backends, balancer, redis_server):
+    backends, balancer, redis_server
+):
     a, r = backends(["a", "r"])
-    (lb1, p1), (lb2, p2) = two_nodes(balancer, servers_toml([a]), redis_server.url,
-                                      'slow_start = "1s"')
-    reg = Proc([*STEELYARD, "register", "--redis", redis_server.url, "--pool", "app", "--address", r.address,
-                "--name", "r", "--ttl", "1s"], r"registered")
+    (lb1, p1), (lb2, p2) = two_nodes(balancer, servers_toml([a]), redis_server.url, 'slow_start = "1s"')
+    reg = Proc(
+        [
+            *STEELYARD,
+            "register",
+            "--redis",
+            redis_server.url,
+            "--pool",
+            "app",
+            "--address",
+            r.address,
+            "--name",
+            "r",
+            "--ttl",
+            "1s",
+        ],
+        r"registered",
+    )
     try:
         d1 = poll(lambda: "r" in server_names(p1), "r on lb1", 2.5)
         d2 = poll(lambda: "r" in server_names(p2), "r on lb2", 2.5)
@@ -142,7 +165,8 @@ def test_a_registered_server_joins_both_nodes_and_leaves_when_its_registration_e
 
 
 def test_losing_redis_under_load_fails_no_request_and_changes_flow_again_once_it_returns(
-        backends, balancer, redis_server):
+    backends, balancer, redis_server
+):
     a, b, c = backends(["a", "b", "c"])
     (lb1, p1), (lb2, p2) = two_nodes(balancer, servers_toml([a]), redis_server.url)
     status, _ = api(p1, "POST", "/api/v1/pools/app/servers", {"address": b.address, "name": "b"})

@@ -17,8 +17,16 @@ from .test_admin import TOKEN, admin_config, admin_port, api
 
 WAIT = 20.0
 CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def test_dashboard_shows_live_traffic_and_drains_a_server(backends, balancer, tmp_path):

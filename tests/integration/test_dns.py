@@ -53,8 +53,12 @@ def dns_config(backends: list[Backend], v6: Backend) -> str:
 
 
 def dig(port: int, *args: str) -> str:
-    out = subprocess.run(["dig", "@127.0.0.1", "-p", str(port), "+time=2", "+tries=1", *args],
-                         capture_output=True, text=True, timeout=WAIT)
+    out = subprocess.run(
+        ["dig", "@127.0.0.1", "-p", str(port), "+time=2", "+tries=1", *args],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+    )
     assert out.returncode == 0, out.stderr
     return out.stdout
 
@@ -105,8 +109,10 @@ def test_dig_gets_the_healthy_servers_in_rotating_order_over_udp_and_tcp(backend
         pass
     back_after = time.monotonic() - restarted
     assert set(short(port, "app.example.test", "A")) == want
-    print(f"\ndns: a killed server left the answers after {gone_after * 1000:.0f} ms (fall 2 × 100-200 ms + "
-          f"300 ms timeout), came back {back_after * 1000:.0f} ms after its restart (rise 2)")
+    print(
+        f"\ndns: a killed server left the answers after {gone_after * 1000:.0f} ms (fall 2 × 100-200 ms + "
+        f"300 ms timeout), came back {back_after * 1000:.0f} ms after its restart (rise 2)"
+    )
 
 
 def test_ten_thousand_bad_packets_leave_the_server_answering(backends, balancer):
@@ -183,9 +189,13 @@ def test_dns_queries_are_counted_on_metrics_and_ctl_dns_shows_the_answers(backen
         short(port, "app.example.test", "A")
     dig(port, "nope.example.test", "A")
     status, text = api(admin_port(lb), "GET", "/metrics", token=None)
-    samples = {(s.labels["name"], s.labels["type"], s.labels["rcode"]): s.value
-               for f in text_string_to_metric_families(text.decode()) if f.name == "steelyard_dns_queries"
-               for s in f.samples if s.name.endswith("_total")}
+    samples = {
+        (s.labels["name"], s.labels["type"], s.labels["rcode"]): s.value
+        for f in text_string_to_metric_families(text.decode())
+        if f.name == "steelyard_dns_queries"
+        for s in f.samples
+        if s.name.endswith("_total")
+    }
     assert samples[("app.example.test.", "A", "NOERROR")] == 7
     assert samples[("other", "A", "NXDOMAIN")] == 1
     out = ctl(admin_port(lb), "dns")

@@ -35,8 +35,10 @@ def test_size_limits_answer_413_414_431(inline, balancer):
     base = fd_count(bal.pid())
     cases = [
         (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1025\r\n\r\n", 413),
-        (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n801\r\n" + b"x" * 2049 + b"\r\n0\r\n\r\n",
-         413),
+        (
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n801\r\n" + b"x" * 2049 + b"\r\n0\r\n\r\n",
+            413,
+        ),
         (b"GET /" + b"a" * 100 + b" HTTP/1.1\r\nHost: a\r\n\r\n", 414),
         (b"GET / HTTP/1.1\r\nHost: a\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(10)) + b"\r\n", 431),
         (b"GET / HTTP/1.1\r\nHost: a\r\nX: " + b"v" * 70000 + b"\r\n\r\n", 431),
@@ -45,9 +47,13 @@ def test_size_limits_answer_413_414_431(inline, balancer):
         answer, _ = exchange(bal.port, data)
         assert status_of(answer) == status, answer[:100]
     # at the limits exactly: forwarded
-    ok = [b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1024\r\nConnection: close\r\n\r\n" + b"x" * 1024,
-          b"GET /" + b"a" * 99 + b" HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
-          b"GET / HTTP/1.1\r\nHost: a\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(8)) + b"Connection: close\r\n\r\n"]
+    ok = [
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1024\r\nConnection: close\r\n\r\n" + b"x" * 1024,
+        b"GET /" + b"a" * 99 + b" HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\n"
+        + b"".join(b"X-%d: v\r\n" % i for i in range(8))
+        + b"Connection: close\r\n\r\n",
+    ]
     for data in ok:
         answer, _ = exchange(bal.port, data)
         assert status_of(answer) == 200, answer[:100]
@@ -160,11 +166,17 @@ def test_routes_have_their_own_body_size_and_rate_limits(backends, balancer):
     def post(path: str, body: bytes, chunked: bool = False) -> int:
         with RawConnection(bal.port) as c:
             if chunked:
-                c.send(b"POST %b HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n" % path.encode()
-                       + b"".join(b"%x\r\n%b\r\n" % (len(body[i:i + 50]), body[i:i + 50]) for i in range(0, len(body), 50))
-                       + b"0\r\n\r\n")
+                c.send(
+                    b"POST %b HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n" % path.encode()
+                    + b"".join(
+                        b"%x\r\n%b\r\n" % (len(body[i : i + 50]), body[i : i + 50]) for i in range(0, len(body), 50)
+                    )
+                    + b"0\r\n\r\n"
+                )
             else:
-                c.send(b"POST %b HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n%b" % (path.encode(), len(body), body))
+                c.send(
+                    b"POST %b HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n%b" % (path.encode(), len(body), body)
+                )
             return c.response()[0]
 
     assert post("/upload/x", b"x" * 100) == 200

@@ -63,4 +63,3 @@ def test_thousand_slowloris_connections_are_cut_at_the_head_timeout(inline, bala
         assert not any(b"/slow/" in head for _, head, _ in server.seen)  # none reached the server
     assert wait_fds(bal.pid(), base) <= base
     assert bal.proc.poll() is None
-

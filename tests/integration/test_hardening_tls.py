@@ -52,9 +52,23 @@ def tls_proxy(tmp_path, backends, balancer):
 
 def curl(ca: TestCA, name: str, port: int) -> subprocess.CompletedProcess:
     return subprocess.run(
-        ["curl", "-sS", "--max-time", str(WAIT), "--cacert", str(ca.ca), "--resolve", f"{name}:{port}:127.0.0.1",
-         "-w", "\n%{http_code} %{ssl_verify_result}", f"https://{name}:{port}/"],
-        capture_output=True, text=True, timeout=WAIT + 5)
+        [
+            "curl",
+            "-sS",
+            "--max-time",
+            str(WAIT),
+            "--cacert",
+            str(ca.ca),
+            "--resolve",
+            f"{name}:{port}:127.0.0.1",
+            "-w",
+            "\n%{http_code} %{ssl_verify_result}",
+            f"https://{name}:{port}/",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=WAIT + 5,
+    )
 
 
 def peer_name(ca: TestCA, name: str, port: int) -> str:
@@ -83,8 +97,23 @@ def test_two_names_on_one_port_each_get_their_certificate(tls_proxy):
 def test_https_request_carries_forwarded_proto_https(tls_proxy):
     ca, bal = tls_proxy
     r = subprocess.run(
-        ["curl", "-sS", "--max-time", str(WAIT), "--cacert", str(ca.ca), "--resolve", f"a.test:{bal.port}:127.0.0.1",
-         "-D", "-", f"https://a.test:{bal.port}/"], capture_output=True, text=True, timeout=WAIT + 5)
+        [
+            "curl",
+            "-sS",
+            "--max-time",
+            str(WAIT),
+            "--cacert",
+            str(ca.ca),
+            "--resolve",
+            f"a.test:{bal.port}:127.0.0.1",
+            "-D",
+            "-",
+            f"https://a.test:{bal.port}/",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=WAIT + 5,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("HTTP/1.1 200")
 
@@ -126,8 +155,7 @@ def test_tls_to_servers_verifies_their_certificate(tmp_path, balancer):
         assert (status, body) == (200, b"tls-backend")
         assert backend.sni == ["backend.test"]
         # the wrong name fails verification: no request goes out, the client gets a 502
-        bad = balancer(pool_config("", pool.replace('"backend.test"', '"other.test"')),
-                       name="bad.toml")
+        bad = balancer(pool_config("", pool.replace('"backend.test"', '"other.test"')), name="bad.toml")
         with RawConnection(bad.port) as c:
             c.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
             assert c.response()[0] == 502
@@ -143,12 +171,18 @@ def test_a_reload_reads_certificates_again_without_rebinding(tls_proxy, tmp_path
     assert peer_name(ca, "c.test", bal.port) == "a.test"  # no certificate for c.test yet: the default
     c_cert, c_key = ca.leaf("c.test")
     text = config.read_text()
-    config.write_text(text.replace("[[pool]]", f"""[[listener.tls.certificate]]
+    config.write_text(
+        text.replace(
+            "[[pool]]",
+            f"""[[listener.tls.certificate]]
         cert = "{c_cert}"
         key = "{c_key}"
         names = ["c.test"]
 
-        [[pool]]""", 1))
+        [[pool]]""",
+            1,
+        )
+    )
     bal.proc.send_signal(signal.SIGHUP)
     bal.wait_for("steelyard: reloaded")
     assert peer_name(ca, "c.test", bal.port) == "c.test"  # same port, same socket, the new certificate
@@ -211,8 +245,24 @@ def test_a_sticky_cookie_set_over_tls_is_secure(tmp_path, backends, balancer):
         [pool.sticky]
         mode = "cookie"
     """)
-    r = subprocess.run(["curl", "-sS", "-D-", "-o", "/dev/null", "--max-time", str(WAIT), "--cacert", str(ca.ca),
-                        "--resolve", f"a.test:{bal.port}:127.0.0.1", f"https://a.test:{bal.port}/"],
-                       capture_output=True, text=True, timeout=WAIT + 5)
+    r = subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "-D-",
+            "-o",
+            "/dev/null",
+            "--max-time",
+            str(WAIT),
+            "--cacert",
+            str(ca.ca),
+            "--resolve",
+            f"a.test:{bal.port}:127.0.0.1",
+            f"https://a.test:{bal.port}/",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=WAIT + 5,
+    )
     cookie = next(line for line in r.stdout.splitlines() if line.lower().startswith("set-cookie:"))
     assert cookie.startswith("Set-Cookie: SYID=") and cookie.endswith("; HttpOnly; SameSite=Lax; Secure")

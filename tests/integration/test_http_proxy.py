@@ -252,13 +252,18 @@ def test_curl_sees_the_backends(backends, balancer):
 def test_access_log_writes_one_json_line_per_answered_request(backends, balancer, tmp_path):
     (a,) = backends(["a"])
     log_file = tmp_path / "access.jsonl"
-    lb = balancer(pool_config(servers_toml([a])).replace(
-        'pool = "app"\n', f'pool = "app"\n        access_log = "{log_file}"\n', 1))
+    lb = balancer(
+        pool_config(servers_toml([a])).replace(
+            'pool = "app"\n', f'pool = "app"\n        access_log = "{log_file}"\n', 1
+        )
+    )
     for path in ("/hello?x=1", "/status/404"):
         assert httpx.get(lb.url + path).status_code in (200, 404)
     assert lb.terminate() == 0  # the log is flushed on stop
     lines = [json.loads(line) for line in log_file.read_text().splitlines()]
     assert [(x["method"], x["path"], x["status"], x["server"], x["pool"], x["retries"]) for x in lines] == [
-        ("GET", "/hello?x=1", 200, "a", "app", 0), ("GET", "/status/404", 404, "a", "app", 0)]
+        ("GET", "/hello?x=1", 200, "a", "app", 0),
+        ("GET", "/status/404", 404, "a", "app", 0),
+    ]
     assert all(x["client"] == "127.0.0.1" and x["duration_ms"] >= 0 and x["time"] > 1e9 for x in lines)
     assert lines[1]["bytes"] > len("404 Not Found\n") and lines[0]["bytes"] > lines[1]["bytes"]  # (heads included)

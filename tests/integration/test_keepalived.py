@@ -93,7 +93,8 @@ def namespaces():
 
 def node_config(tmp: Path, name: str, priority: int) -> Path:
     path = tmp / f"{name}.toml"
-    path.write_text(textwrap.dedent(f"""
+    path.write_text(
+        textwrap.dedent(f"""
         shutdown_grace = "1s"
 
         [[listener]]
@@ -114,7 +115,8 @@ def node_config(tmp: Path, name: str, priority: int) -> Path:
         check_interval = "1s"
         fall = 2
         rise = 1
-    """))
+    """)
+    )
     return path
 
 
@@ -143,21 +145,42 @@ def test_the_floating_address_moves_when_the_masters_balancer_dies(namespaces, t
             assert "virtual_router_id 77" in conf.read_text() and "steelyard_serving" in conf.read_text()
             procs[f"{name}-backend"] = subprocess.Popen(
                 in_ns(name, *PY, "backend", "--name", f"{name}-app", "--listen", "127.0.0.1:9001"),
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            procs[f"{name}-lb"] = subprocess.Popen(in_ns(name, *PY, "serve", "--config", str(cfg)),
-                                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            wait_until(lambda n=name, c=cfg: sh(*in_ns(n, *PY, "health", "--config", str(c)),
-                                                 check=False).returncode == 0, f"{name} serving")
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            procs[f"{name}-lb"] = subprocess.Popen(
+                in_ns(name, *PY, "serve", "--config", str(cfg)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            wait_until(
+                lambda n=name, c=cfg: sh(*in_ns(n, *PY, "health", "--config", str(c)), check=False).returncode == 0,
+                f"{name} serving",
+            )
             run = tmp_path / name
             procs[f"{name}-ka"] = subprocess.Popen(
-                in_ns(name, "keepalived", "--dont-fork", "--log-console", "--vrrp", "-f", str(conf),
-                      "-p", f"{run}.pid", "-r", f"{run}.vrrp.pid", "-c", f"{run}.checkers.pid"),
-                stdout=open(f"{run}.keepalived.log", "w"), stderr=subprocess.STDOUT)
+                in_ns(
+                    name,
+                    "keepalived",
+                    "--dont-fork",
+                    "--log-console",
+                    "--vrrp",
+                    "-f",
+                    str(conf),
+                    "-p",
+                    f"{run}.pid",
+                    "-r",
+                    f"{run}.vrrp.pid",
+                    "-c",
+                    f"{run}.checkers.pid",
+                ),
+                stdout=open(f"{run}.keepalived.log", "w"),
+                stderr=subprocess.STDOUT,
+            )
         wait_until(lambda: holds_vip("lb1") and not holds_vip("lb2"), "lb1 to hold the address", tmp_path)
         client_log = tmp_path / "client.log"
         with open(client_log, "w") as fh:
-            client = subprocess.Popen(in_ns("cl", sys.executable, "-c", CLIENT, "10"), stdout=fh,
-                                      stderr=subprocess.STDOUT)
+            client = subprocess.Popen(
+                in_ns("cl", sys.executable, "-c", CLIENT, "10"), stdout=fh, stderr=subprocess.STDOUT
+            )
             wait_until(lambda: "lb1-app" in client_log.read_text(), "the client to reach lb1")
             procs["lb1-lb"].send_signal(signal.SIGKILL)
             killed = time.monotonic()
@@ -174,7 +197,9 @@ def test_the_floating_address_moves_when_the_masters_balancer_dies(namespaces, t
     assert after, "the backup never answered on the floating address"
     first_lb2 = float(after[0][0])
     in_gap = [x for x in failed if float(x[0]) < first_lb2]
-    print(f"\nkeepalived: address moved {1000 * (moved - killed):.0f} ms after the kill; "
-          f"{len(lines)} requests, {len(failed)} failed ({len(in_gap)} before lb2 answered), "
-          f"then lb2 served {len(after)}")
+    print(
+        f"\nkeepalived: address moved {1000 * (moved - killed):.0f} ms after the kill; "
+        f"{len(lines)} requests, {len(failed)} failed ({len(in_gap)} before lb2 answered), "
+        f"then lb2 served {len(after)}"
+    )
     assert all(x[2] == "lb2-app" for x in lines if x[1] == "200" and float(x[0]) > first_lb2)

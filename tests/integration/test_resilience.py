@@ -28,8 +28,13 @@ FAST_CHECKS = """
 """
 
 
-def get(port: int, path: str = "/", method: str = "GET", body: bytes | None = None,
-        conn: http.client.HTTPConnection | None = None) -> tuple[int, dict[str, str], bytes]:
+def get(
+    port: int,
+    path: str = "/",
+    method: str = "GET",
+    body: bytes | None = None,
+    conn: http.client.HTTPConnection | None = None,
+) -> tuple[int, dict[str, str], bytes]:
     c = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT)
     try:
         c.request(method, path, body=body)
@@ -114,8 +119,10 @@ def test_chaos_a_backend_killed_and_restarted_every_two_seconds_costs_no_request
         first = next((t for t, who in log if who == "victim" and t > r), None)
         if first is not None:
             back_after.append(first - r)
-    print(f"\nchaos: {total} requests, 0 failed; {len(returns)} kills; victim served again "
-          f"{len(back_after)} times, after {', '.join(f'{x * 1000:.0f}ms' for x in back_after)}")
+    print(
+        f"\nchaos: {total} requests, 0 failed; {len(returns)} kills; victim served again "
+        f"{len(back_after)} times, after {', '.join(f'{x * 1000:.0f}ms' for x in back_after)}"
+    )
     assert total > 1000
     assert back_after, "the victim never got traffic again after a restart"
     assert sum(1 for _, who in log if who == "victim") > 0
@@ -139,11 +146,15 @@ def test_a_failing_health_check_takes_a_server_out_and_passing_ones_bring_it_bac
 
 def test_all_servers_down_answers_503_at_once_and_a_backup_answers_when_there_is_one(backends, balancer):
     a, spare = backends(["a", "spare"])
-    lb = balancer(pool_config(
-        f'servers = [ {{ address = "{a.address}", name = "a" }} ]', FAST_CHECKS))
-    with_backup = balancer(pool_config(
-        f'servers = [ {{ address = "{a.address}", name = "a" }},'
-        f' {{ address = "{spare.address}", name = "spare", backup = true }} ]', FAST_CHECKS), name="backup.toml")
+    lb = balancer(pool_config(f'servers = [ {{ address = "{a.address}", name = "a" }} ]', FAST_CHECKS))
+    with_backup = balancer(
+        pool_config(
+            f'servers = [ {{ address = "{a.address}", name = "a" }},'
+            f' {{ address = "{spare.address}", name = "spare", backup = true }} ]',
+            FAST_CHECKS,
+        ),
+        name="backup.toml",
+    )
     assert set(served_by(with_backup.port, 6)) == {"a"}  # the backup waits while a primary is usable
     get(a.port, "/healthz/set/503")
     until(lambda: get(lb.port)[0] == 503, "503 from the pool without a usable server")
@@ -157,12 +168,16 @@ def test_all_servers_down_answers_503_at_once_and_a_backup_answers_when_there_is
 
 
 def test_a_post_to_a_refused_server_goes_to_another_one_but_one_that_died_mid_request_is_not_replayed(
-        backends, balancer, inline):
+    backends, balancer, inline
+):
     (good,) = backends(["good"])
     hole = socket_port_nobody_listens_on()
-    lb = balancer(pool_config(
-        f'servers = [ {{ address = "127.0.0.1:{hole}", name = "hole" }}, {{ address = "{good.address}", name = "good" }} ]\n'
-        "retry_header = true\noutlier = { consecutive_failures = 0 }"))
+    lb = balancer(
+        pool_config(
+            f'servers = [ {{ address = "127.0.0.1:{hole}", name = "hole" }}, {{ address = "{good.address}", name = "good" }} ]\n'
+            "retry_header = true\noutlier = { consecutive_failures = 0 }"
+        )
+    )
     tried = []
     for _ in range(6):  # (the rotation goes on after the server that answered: "hole" is always next)
         status, headers, body = get(lb.port, "/submit", "POST", b"payload")
@@ -177,9 +192,13 @@ def test_a_post_to_a_refused_server_goes_to_another_one_but_one_that_died_mid_re
         seen.append(peer.request()[0])  # the whole request arrived; the server dies before answering
 
     dying = inline(dies_mid_request)
-    lb2 = balancer(pool_config(
-        f'servers = [ {{ address = "127.0.0.1:{dying.port}", name = "dying" }}, {{ address = "{good.address}", name = "good" }} ]\n'
-        'algorithm = "weighted_round_robin"\noutlier = { consecutive_failures = 0 }'), name="dying.toml")
+    lb2 = balancer(
+        pool_config(
+            f'servers = [ {{ address = "127.0.0.1:{dying.port}", name = "dying" }}, {{ address = "{good.address}", name = "good" }} ]\n'
+            'algorithm = "weighted_round_robin"\noutlier = { consecutive_failures = 0 }'
+        ),
+        name="dying.toml",
+    )
     statuses = [get(lb2.port, "/submit", "POST", b"payload")[0] for _ in range(4)]
     assert statuses.count(502) == 2 and statuses.count(200) == 2  # the POSTs that reached "dying" fail
     assert len(seen) == 2
@@ -228,21 +247,25 @@ def test_overload_500_clients_against_max_conns_10_and_a_queue_of_50(backends, b
     assert len(ok) >= 60  # 10 in service and 50 queued are always served
     assert busy and all(retry_after for _, retry_after, _ in busy)
     assert all(complete for _, _, complete in ok)
-    print(f"\noverload: {len(ok)} served, {len(busy)} refused with 503 + Retry-After; "
-          f"RSS {rss_before} KiB -> {rss_after} KiB")
+    print(
+        f"\noverload: {len(ok)} served, {len(busy)} refused with 503 + Retry-After; "
+        f"RSS {rss_before} KiB -> {rss_after} KiB"
+    )
     assert rss_after - rss_before < 64 * 1024  # bounded: not a copy of every refused request
 
 
 def test_slow_start_a_returning_servers_share_grows_over_the_window(backends, balancer):
     a, b, fresh = backends(["a", "b", "fresh"])
-    lb = balancer(pool_config(servers_toml([a, b, fresh]), 'slow_start = "3s"\nslow_start_floor = 0.05\n'
-                              + FAST_CHECKS))
+    lb = balancer(
+        pool_config(servers_toml([a, b, fresh]), 'slow_start = "3s"\nslow_start_floor = 0.05\n' + FAST_CHECKS)
+    )
     get(fresh.port, "/healthz/set/500")
     until(lambda: "fresh" not in served_by(lb.port, 30), "fresh to leave the rotation")
     get(fresh.port, "/healthz/set/200")
     conn = http.client.HTTPConnection("127.0.0.1", lb.port, timeout=WAIT)
-    first = until(lambda: get(lb.port, conn=conn)[1]["x-served-by"] == "fresh" and time.monotonic(),
-                  "fresh to come back")
+    first = until(
+        lambda: get(lb.port, conn=conn)[1]["x-served-by"] == "fresh" and time.monotonic(), "fresh to come back"
+    )
     seen: list[tuple[float, str]] = []
     for _ in range(100_000):  # bounded: about 4 s of sequential requests
         now = time.monotonic() - first
@@ -272,9 +295,12 @@ def test_a_server_that_never_answers_costs_a_get_one_try_timeout_not_a_failure(b
         server.release.wait(WAIT)  # never answers (until the test ends)
 
     mute = inline(silent)
-    lb = balancer(pool_config(
-        f'servers = [ {{ address = "{mute.address}", name = "mute" }}, {{ address = "{good.address}", name = "good" }} ]\n'
-        'try_timeout = "300ms"\nretry_header = true\noutlier = { consecutive_failures = 0 }'))
+    lb = balancer(
+        pool_config(
+            f'servers = [ {{ address = "{mute.address}", name = "mute" }}, {{ address = "{good.address}", name = "good" }} ]\n'
+            'try_timeout = "300ms"\nretry_header = true\noutlier = { consecutive_failures = 0 }'
+        )
+    )
     # (round robin goes on after the server that answered, so "mute" is always tried first)
     results = [get(lb.port, "/x") for _ in range(4)]
     assert [(s, h["x-served-by"], h.get("x-steelyard-retries")) for s, h, _ in results] == [(200, "good", "1")] * 4

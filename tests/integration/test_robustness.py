@@ -27,6 +27,8 @@ from .inline import WAIT, InlineServer, Peer, content_length, read_until_eof, re
 from .rawhttp import RawConnection, get
 
 MiB = 1024 * 1024
+
+
 def lb_config(
     default: str,
     *,
@@ -112,9 +114,7 @@ def _answer_once_then(mode: str):
 
 
 @pytest.mark.parametrize("mode", ["idle", "race"])
-def test_get_on_a_kept_alive_connection_the_server_closed_is_retried(
-    inline, balancer, mode
-):
+def test_get_on_a_kept_alive_connection_the_server_closed_is_retried(inline, balancer, mode):
     srv = inline(_answer_once_then(mode))
     lb = balancer(lb_config(srv.address))
     with RawConnection(lb.port) as c:
@@ -125,20 +125,14 @@ def test_get_on_a_kept_alive_connection_the_server_closed_is_retried(
             _conn_index, method, target = body.decode().split(" ")
             assert (method, target) == ("GET", f"/g{i}")
     # every request was answered on a fresh connection (each server connection answers once)
-    answered_on = [
-        i for i, head, _ in srv.seen if request_line(head)[1].startswith("/g")
-    ]
+    answered_on = [i for i, head, _ in srv.seen if request_line(head)[1].startswith("/g")]
     assert len(set(answered_on)) >= 6
-    if (
-        mode == "race"
-    ):  # each GET after the first reached the server twice: the retry did happen
+    if mode == "race":  # each GET after the first reached the server twice: the retry did happen
         for i in range(1, 6):
             assert sum(request_line(h)[1] == f"/g{i}" for _, h, _ in srv.seen) == 2, i
 
 
-def test_post_on_a_kept_alive_connection_the_server_closed_is_not_replayed(
-    inline, balancer
-):
+def test_post_on_a_kept_alive_connection_the_server_closed_is_not_replayed(inline, balancer):
     srv = inline(_answer_once_then("race"))
     lb = balancer(lb_config(srv.address))
     payload = b"transfer=100&to=mallory"
@@ -156,11 +150,7 @@ def test_post_on_a_kept_alive_connection_the_server_closed_is_not_replayed(
         c.send(get("/after"))
         status, _, body = c.response()
         assert status == 200 and body.decode().split(" ")[1:] == ["GET", "/after"]
-    posts = [
-        (i, body)
-        for i, head, body in srv.seen
-        if request_line(head) == ("POST", "/pay")
-    ]
+    posts = [(i, body) for i, head, body in srv.seen if request_line(head) == ("POST", "/pay")]
     assert posts == [(0, payload)], f"the server saw the POST {len(posts)} times"
 
 
@@ -172,9 +162,7 @@ def test_client_disconnecting_mid_download_leaves_the_proxy_healthy(backends, ba
     lb = balancer(simple_config([b1, b2]))
     big = 200 * MiB
     small = 300_000
-    bystander = RawConnection(
-        lb.port
-    )  # a keep-alive client that lives through all of it
+    bystander = RawConnection(lb.port)  # a keep-alive client that lives through all of it
     try:
         for rnd in range(6):
             s = socket.create_connection(("127.0.0.1", lb.port), timeout=WAIT)
@@ -191,16 +179,12 @@ def test_client_disconnecting_mid_download_leaves_the_proxy_healthy(backends, ba
             bystander.send(get(f"/bystander{rnd}"))
             status, _, body = bystander.response()
             assert status == 200 and echo(body)["path"] == f"/bystander{rnd}"
-            for i in range(
-                5
-            ):  # new connections, which may reuse pooled upstream connections
+            for i in range(5):  # new connections, which may reuse pooled upstream connections
                 with RawConnection(lb.port) as c:
                     c.send(get(f"/bytes/{small}"))
                     status, _headers, body = c.response()
                     assert status == 200 and len(body) == small
-                    assert hashlib.sha256(body).hexdigest() == expected_bytes_sha256(
-                        small
-                    )
+                    assert hashlib.sha256(body).hexdigest() == expected_bytes_sha256(small)
                     c.send(get(f"/r{rnd}/{i}"))
                     status, _, body = c.response()
                     assert status == 200 and echo(body)["path"] == f"/r{rnd}/{i}"
@@ -212,15 +196,11 @@ def test_client_disconnecting_mid_download_leaves_the_proxy_healthy(backends, ba
 # --- 3. server resets mid-body -------------------------------------------------------------------
 
 
-def test_server_dying_mid_body_aborts_the_client_and_the_balancer_survives(
-    inline, balancer, good
-):
+def test_server_dying_mid_body_aborts_the_client_and_the_balancer_survives(inline, balancer, good):
     def handler(peer: Peer, index: int, srv: InlineServer) -> None:
         head, _ = peer.request()
         srv.record(index, head)
-        peer.sock.sendall(
-            b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n0123456789"
-        )
+        peer.sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n0123456789")
         if index % 2:
             rst_close(peer.sock)
         # else: the handler returns and the socket is closed with a FIN
@@ -239,19 +219,14 @@ def test_server_dying_mid_body_aborts_the_client_and_the_balancer_survives(
     assert_good_pool_answers(lb)
 
 
-def test_close_delimited_response_cut_by_a_reset_is_not_made_complete(
-    inline, balancer, good
-):
+def test_close_delimited_response_cut_by_a_reset_is_not_made_complete(inline, balancer, good):
     """A body delimited by close ends with a FIN; a RST means it was cut short, and the
     re-chunked response must then not get its terminating chunk."""
     client_has_started = threading.Event()
 
     def handler(peer: Peer, index: int, srv: InlineServer) -> None:
         peer.request()
-        peer.sock.sendall(
-            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n"
-            + b"x" * 1000
-        )
+        peer.sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n" + b"x" * 1000)
         client_has_started.wait(WAIT)
         rst_close(peer.sock)
 
@@ -266,9 +241,7 @@ def test_close_delimited_response_cut_by_a_reset_is_not_made_complete(
         client_has_started.set()
         with pytest.raises((http.client.IncompleteRead, ConnectionError)):
             rest = resp.read()
-            pytest.fail(
-                f"the client got a complete response ({1000 + len(rest)} bytes) although the server reset"
-            )
+            pytest.fail(f"the client got a complete response ({1000 + len(rest)} bytes) although the server reset")
     assert srv.wait_done(0)
     assert_good_pool_answers(lb)
 
@@ -276,14 +249,10 @@ def test_close_delimited_response_cut_by_a_reset_is_not_made_complete(
 # --- 4. slow reader, big body: flow control ------------------------------------------------------
 
 
-def test_slow_reader_of_a_200_mib_body_keeps_the_proxy_memory_bounded(
-    backends, balancer
-):
+def test_slow_reader_of_a_200_mib_body_keeps_the_proxy_memory_bounded(backends, balancer):
     (b,) = backends(["big"])
     lb = balancer(simple_config([b]))
-    assert (
-        httpx.get(lb.url + "/bytes/100000", timeout=WAIT).status_code == 200
-    )  # warm up
+    assert httpx.get(lb.url + "/bytes/100000", timeout=WAIT).status_code == 200  # warm up
     before = lb.rss_kib()
     size = 200 * MiB
     s = socket.create_connection(("127.0.0.1", lb.port), timeout=30)
@@ -293,10 +262,7 @@ def test_slow_reader_of_a_200_mib_body_keeps_the_proxy_memory_bounded(
     while b"\r\n\r\n" not in buf:
         buf += s.recv(4096)
     head, _, first = buf.partition(b"\r\n\r\n")
-    assert (
-        head.startswith(b"HTTP/1.1 200")
-        and f"content-length: {size}".encode() in head.lower()
-    )
+    assert head.startswith(b"HTTP/1.1 200") and f"content-length: {size}".encode() in head.lower()
     digest = hashlib.sha256(first)
     got = len(first)
     peak = before
@@ -316,9 +282,7 @@ def test_slow_reader_of_a_200_mib_body_keeps_the_proxy_memory_bounded(
             side.send(get(f"/paused{i}"))
             assert side.response()[0] == 200
             peak = max(peak, lb.rss_kib())
-        assert (peak - before) < 50 * 1024, (
-            f"RSS grew by {(peak - before) / 1024:.1f} MiB while the client paused"
-        )
+        assert (peak - before) < 50 * 1024, f"RSS grew by {(peak - before) / 1024:.1f} MiB while the client paused"
     finally:
         side.close()
     s.settimeout(60)
@@ -339,9 +303,7 @@ def test_slow_reader_of_a_200_mib_body_keeps_the_proxy_memory_bounded(
 def test_pipelined_bodies_mixed_framing_are_answered_in_order(backends, balancer):
     (b,) = backends(["pipe"])
     lb = balancer(simple_config([b]))
-    big = (
-        bytes(range(256)) * 1600
-    )  # 400 KiB: more than the proxy buffers while connecting
+    big = bytes(range(256)) * 1600  # 400 KiB: more than the proxy buffers while connecting
     bodies = [
         b"alpha",
         b"",
@@ -367,14 +329,10 @@ def test_pipelined_bodies_mixed_framing_are_answered_in_order(backends, balancer
         path = f"/p{i}"
         if i % 2:
             wire.append(
-                f"POST {path} HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
-                + chunked(body)
+                f"POST {path} HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n".encode() + chunked(body)
             )
         else:
-            wire.append(
-                f"POST {path} HTTP/1.1\r\nHost: t\r\nContent-Length: {len(body)}\r\n\r\n".encode()
-                + body
-            )
+            wire.append(f"POST {path} HTTP/1.1\r\nHost: t\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
         expect.append((path, "POST", len(body), hashlib.sha256(body).hexdigest()))
         if i == 3:
             wire.append(get("/between"))
@@ -407,9 +365,7 @@ def test_http10_client_without_keep_alive_gets_close(backends, balancer):
     data, _how = read_until_eof(s)
     s.close()
     head, _, body = data.partition(b"\r\n\r\n")
-    assert head.split(b"\r\n")[0].startswith(b"HTTP/1.1 200") or head.startswith(
-        b"HTTP/1.0 200"
-    )
+    assert head.split(b"\r\n")[0].startswith(b"HTTP/1.1 200") or head.startswith(b"HTTP/1.0 200")
     assert b"transfer-encoding" not in head.lower()
     assert len(body) == content_length(head) and echo(body)["path"] == "/ten"
 
@@ -431,9 +387,7 @@ def test_http10_client_with_keep_alive_keeps_the_connection(backends, balancer):
 
 
 @pytest.mark.parametrize("keep_alive", [False, True])
-def test_chunked_upstream_response_reaches_http10_client_delimited_by_close(
-    backends, balancer, keep_alive
-):
+def test_chunked_upstream_response_reaches_http10_client_delimited_by_close(backends, balancer, keep_alive):
     (b,) = backends(["old"])
     lb = balancer(simple_config([b]))
     size = 3 * MiB + 17
@@ -448,9 +402,7 @@ def test_chunked_upstream_response_reaches_http10_client_delimited_by_close(
     lower = head.lower()
     assert b"transfer-encoding" not in lower and b"content-length" not in lower
     assert b"connection: keep-alive" not in lower
-    assert len(body) == size and hashlib.sha256(
-        body
-    ).hexdigest() == expected_bytes_sha256(size)
+    assert len(body) == size and hashlib.sha256(body).hexdigest() == expected_bytes_sha256(size)
 
 
 # --- 7. Expect: 100-continue ---------------------------------------------------------------------
@@ -472,10 +424,7 @@ def test_curl_expect_100_continue_upload_arrives_intact(backends, balancer, tmp_
     assert "> Expect: 100-continue" in err  # curl did ask
     assert "< HTTP/1.1 100 Continue" in err, "the interim 100 did not reach curl"
     seen = json.loads(proc.stdout)
-    assert (
-        seen["body_bytes"] == len(blob)
-        and seen["body_sha256"] == hashlib.sha256(blob).hexdigest()
-    )
+    assert seen["body_bytes"] == len(blob) and seen["body_sha256"] == hashlib.sha256(blob).hexdigest()
     assert any(n.lower() == "expect" for n, _ in seen["headers"])
 
 
@@ -484,9 +433,7 @@ def test_raw_expect_100_continue_client_that_waits_for_the_100(backends, balance
     lb = balancer(simple_config([b]))
     body = b"y" * 200_000
     with RawConnection(lb.port) as c:
-        for i in range(
-            2
-        ):  # twice on one connection: the second reuses the upstream connection
+        for i in range(2):  # twice on one connection: the second reuses the upstream connection
             c.send(
                 f"PUT /put{i} HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: {len(body)}\r\n\r\n".encode()
             )
@@ -518,9 +465,7 @@ def test_response_timeout_still_applies_after_a_100_continue(inline, balancer):
     srv = inline(handler)
     lb = balancer(lb_config(srv.address, pool='timeout = "500ms"'))
     with RawConnection(lb.port) as c:
-        c.send(
-            b"POST /hang HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"
-        )
+        c.send(b"POST /hang HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
         line = c.fp.readline()
         assert line.startswith(b"HTTP/1.1 100"), line
         assert c.fp.readline() == b"\r\n"
@@ -529,9 +474,7 @@ def test_response_timeout_still_applies_after_a_100_continue(inline, balancer):
         try:
             status, _, _ = c.response()
         except TimeoutError:
-            pytest.fail(
-                f"no response {WAIT}s after the body although the pool timeout is 500ms"
-            )
+            pytest.fail(f"no response {WAIT}s after the body although the pool timeout is 500ms")
         except (http.client.RemoteDisconnected, ConnectionError) as exc:
             pytest.fail(
                 f"the connection was dropped ({exc!r}) instead of a 504: an interim 100 is not a started response"
@@ -552,11 +495,7 @@ def _closed_after(sock: socket.socket) -> tuple[bytes, float]:
 
 def test_partial_request_head_gets_408_after_request_timeout(backends, balancer):
     (b,) = backends(["t"])
-    lb = balancer(
-        lb_config(
-            b.address, listener='request_timeout = "500ms"\nkeepalive_timeout = "30s"'
-        )
-    )
+    lb = balancer(lb_config(b.address, listener='request_timeout = "500ms"\nkeepalive_timeout = "30s"'))
     s = socket.create_connection(("127.0.0.1", lb.port), timeout=WAIT)
     s.sendall(b"GET / HTTP/1.1\r\nHo")
     data, elapsed = _closed_after(s)
@@ -568,11 +507,7 @@ def test_partial_request_head_gets_408_after_request_timeout(backends, balancer)
 def test_slowloris_head_is_cut_off_by_the_request_timeout(backends, balancer):
     """A head dribbled one byte at a time never completes; the timeout counts from its first byte."""
     (b,) = backends(["t"])
-    lb = balancer(
-        lb_config(
-            b.address, listener='request_timeout = "500ms"\nkeepalive_timeout = "30s"'
-        )
-    )
+    lb = balancer(lb_config(b.address, listener='request_timeout = "500ms"\nkeepalive_timeout = "30s"'))
     s = socket.create_connection(("127.0.0.1", lb.port), timeout=WAIT)
     drip = b"GET / HTTP/1.1\r\nHost: t\r\n" + b"X-Slow: " + b"a" * 10_000
     t0 = time.monotonic()
@@ -596,22 +531,14 @@ def test_slowloris_head_is_cut_off_by_the_request_timeout(backends, balancer):
             break
     elapsed = time.monotonic() - t0
     s.close()
-    assert got is not None, (
-        f"still open after dribbling for {elapsed:.1f}s with request_timeout = 500ms"
-    )
+    assert got is not None, f"still open after dribbling for {elapsed:.1f}s with request_timeout = 500ms"
     assert elapsed >= 0.45
     assert got == b"" or got.startswith(b"HTTP/1.1 408 "), got[:200]
 
 
-def test_idle_keep_alive_connection_is_closed_after_keepalive_timeout(
-    backends, balancer
-):
+def test_idle_keep_alive_connection_is_closed_after_keepalive_timeout(backends, balancer):
     (b,) = backends(["t"])
-    lb = balancer(
-        lb_config(
-            b.address, listener='keepalive_timeout = "500ms"\nrequest_timeout = "30s"'
-        )
-    )
+    lb = balancer(lb_config(b.address, listener='keepalive_timeout = "500ms"\nrequest_timeout = "30s"'))
     with RawConnection(lb.port) as c:
         c.send(get("/once"))
         assert c.response()[0] == 200
@@ -621,11 +548,7 @@ def test_idle_keep_alive_connection_is_closed_after_keepalive_timeout(
 
 def test_connection_that_never_sends_is_closed(backends, balancer):
     (b,) = backends(["t"])
-    lb = balancer(
-        lb_config(
-            b.address, listener='keepalive_timeout = "500ms"\nrequest_timeout = "500ms"'
-        )
-    )
+    lb = balancer(lb_config(b.address, listener='keepalive_timeout = "500ms"\nrequest_timeout = "500ms"'))
     s = socket.create_connection(("127.0.0.1", lb.port), timeout=WAIT)
     data, elapsed = _closed_after(s)
     s.close()
@@ -650,9 +573,7 @@ def test_client_stalling_mid_body_is_not_held_forever(inline, balancer):
         )
     )
     s = socket.create_connection(("127.0.0.1", lb.port), timeout=WAIT)
-    s.sendall(
-        b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n0123456789"
-    )
+    s.sendall(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n0123456789")
     data, elapsed = _closed_after(s)
     s.close()
     assert elapsed >= 0.45
@@ -660,9 +581,7 @@ def test_client_stalling_mid_body_is_not_held_forever(inline, balancer):
         b"HTTP/1.1 408 Request Timeout",
         b"HTTP/1.1 504 Gateway Timeout",
     )
-    assert srv.wait_done(0), (
-        "the upstream connection of the abandoned request was never closed"
-    )
+    assert srv.wait_done(0), "the upstream connection of the abandoned request was never closed"
 
 
 def test_upload_to_a_server_that_stops_reading_times_out(inline, balancer):
@@ -723,24 +642,17 @@ def test_fifty_concurrent_keep_alive_clients(backends, balancer):
                     if i % 5 == 4:
                         body = f"{t}:{i}".encode() * 50
                         c.send(
-                            f"POST {path} HTTP/1.1\r\nHost: t\r\nContent-Length: {len(body)}\r\n\r\n".encode()
-                            + body
+                            f"POST {path} HTTP/1.1\r\nHost: t\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
                         )
                     else:
                         body = b""
                         c.send(get(path))
                     status, headers, resp = c.response()
                     e = echo(resp)
-                    if (
-                        status != 200
-                        or e["path"] != path
-                        or e["body_sha256"] != hashlib.sha256(body).hexdigest()
-                    ):
+                    if status != 200 or e["path"] != path or e["body_sha256"] != hashlib.sha256(body).hexdigest():
                         errors.append(f"{path}: {status} {e.get('path')}")
                     with lock:
-                        served[headers["x-served-by"]] = (
-                            served.get(headers["x-served-by"], 0) + 1
-                        )
+                        served[headers["x-served-by"]] = served.get(headers["x-served-by"], 0) + 1
         except Exception as exc:  # noqa: BLE001 - every failure is reported
             errors.append(f"client {t}: {exc!r}")
 
@@ -781,9 +693,7 @@ def _reply_with(raw: bytes, then_read: bool = False):
     ],
     ids=["hello", "bad-status", "cl-and-te", "negative-cl", "no-colon", "nul-in-value"],
 )
-def test_garbage_from_upstream_is_502_and_the_balancer_keeps_working(
-    inline, balancer, good, garbage
-):
+def test_garbage_from_upstream_is_502_and_the_balancer_keeps_working(inline, balancer, good, garbage):
     srv = inline(_reply_with(garbage, then_read=True))
     lb = balancer(lb_config(srv.address, good=good))
     with RawConnection(lb.port) as c:
@@ -859,18 +769,14 @@ def test_extra_response_after_a_complete_one_is_never_forwarded(inline, balancer
         )
 
 
-def test_bytes_after_an_upgrade_request_do_not_reach_the_server_before_its_101(
-    inline, balancer
-):
+def test_bytes_after_an_upgrade_request_do_not_reach_the_server_before_its_101(inline, balancer):
     """The proxy cannot parse what follows an upgrade request; forwarding it before the server
     accepted the upgrade smuggles an unparsed request past the proxy when the server declines."""
 
     def handler(peer: Peer, index: int, srv: InlineServer) -> None:
         head = peer.head()
         srv.record(index, head)
-        peer.sock.sendall(
-            response_bytes(200, b"no upgrade here")
-        )  # declined, keep-alive
+        peer.sock.sendall(response_bytes(200, b"no upgrade here"))  # declined, keep-alive
         srv.record(index, b"REST", peer.read_all_until_eof())
 
     srv = inline(handler)
@@ -879,16 +785,13 @@ def test_bytes_after_an_upgrade_request_do_not_reach_the_server_before_its_101(
     with RawConnection(lb.port) as c:
         c.send(
             b"GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
-            b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-            + smuggled
+            b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n" + smuggled
         )
         status, _, body = c.response()
         assert (status, body) == (200, b"no upgrade here")
     assert srv.wait_done(0), "the upstream connection was never closed"
     rest = b"".join(body for _, head, body in srv.seen if head == b"REST")
-    assert b"/admin/smuggled" not in rest, (
-        f"the server received unparsed client bytes: {rest!r}"
-    )
+    assert b"/admin/smuggled" not in rest, f"the server received unparsed client bytes: {rest!r}"
 
 
 def test_retry_of_a_dead_kept_alive_connection_happens_once_then_502(inline, balancer):
@@ -953,9 +856,7 @@ def test_absolute_form_target_wins_over_the_host_header(backends, balancer):
             ("api.example.test", "www.example.test", "api"),
             ("www.example.test", "api.example.test", "default"),
         ):
-            c.send(
-                f"GET http://{authority}/users HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
-            )
+            c.send(f"GET http://{authority}/users HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
             status, headers, body = c.response()
             assert status == 200
             seen_host = [v for n, v in echo(body)["headers"] if n.lower() == "host"]
@@ -1031,9 +932,7 @@ def test_very_many_headers_are_answered_cleanly(backends, balancer):
             status, _, body = c.response()
         if count == 90:
             assert status == 200
-            names = [
-                n for n, _ in echo(body)["headers"] if n.lower().startswith("x-many-")
-            ]
+            names = [n for n, _ in echo(body)["headers"] if n.lower().startswith("x-many-")]
             assert len(names) == 90
         else:
             assert status in (400, 431), status
@@ -1068,8 +967,6 @@ def test_endless_request_head_is_refused_without_buffering_it(backends, balancer
             pass
     peak = vm_kib(lb.pid(), "VmHWM")
     assert status is None or status in (400, 431), status
-    assert refused, (
-        f"the proxy took all {sent / MiB:.0f} MiB of request head (then answered {status})"
-    )
+    assert refused, f"the proxy took all {sent / MiB:.0f} MiB of request head (then answered {status})"
     assert peak - before < 50 * 1024, f"RSS grew by {(peak - before) / 1024:.1f} MiB"
     assert httpx.get(lb.url + "/alive", timeout=WAIT).status_code == 200

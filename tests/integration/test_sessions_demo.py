@@ -19,12 +19,13 @@ ROWS = {
 
 def test_demo_sessions_prints_the_expected_table() -> None:
     need_redis()
-    out = subprocess.run([sys.executable, "-m", "steelyard.cli", "demo", "sessions"], capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "steelyard.cli", "demo", "sessions"], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     lines = out.stdout.splitlines()
     for label, (before, after) in ROWS.items():
         line = next(x for x in lines if x.startswith(label + " "))
-        cells = line[len(label):].split()
+        cells = line[len(label) :].split()
         assert cells[:4] == [before, after, f"{before}/{after}", "yes"], line
     assert "every row as expected" in out.stdout

@@ -92,7 +92,9 @@ async def test_redis_down_is_a_clear_503_and_it_recovers(redis_server) -> None:
         try:
             r = await app.get("/login", params={"user": "bob"})
             assert r.status_code == 200
-            assert (await app.get("/me", headers={"Cookie": "sessionid=" + r.cookies["sessionid"]})).json()["count"] == 1
+            assert (await app.get("/me", headers={"Cookie": "sessionid=" + r.cookies["sessionid"]})).json()[
+                "count"
+            ] == 1
         finally:
             again.kill()
     finally:

@@ -23,8 +23,12 @@ def dns() -> Iterator[list[DnsServer]]:
 
 
 def dig(port: int, name: str = "svc.example.test") -> str:
-    out = subprocess.run(["dig", "@127.0.0.1", "-p", str(port), name, "A", "+short", "+time=3", "+tries=1"],
-                         capture_output=True, text=True, timeout=WAIT)
+    out = subprocess.run(
+        ["dig", "@127.0.0.1", "-p", str(port), name, "A", "+short", "+time=3", "+tries=1"],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+    )
     return out.stdout.strip()
 
 
@@ -48,7 +52,10 @@ def test_dig_alternates_per_flow_with_round_robin(dns, balancer) -> None:
 
 def test_a_flow_sticks_to_its_server(dns, balancer) -> None:
     lb = balancer(l4_config("udp", [s.address for s in dns]))
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as one, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as two:
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as one,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as two,
+    ):
         assert [ask(one, lb.port) for _ in range(3)] == [A, A, A]
         assert [ask(two, lb.port) for _ in range(3)] == [B, B, B]
     assert len(set(dns[0].sources)) == 1  # one flow socket per client

@@ -117,15 +117,19 @@ def test_metrics_total_every_workers_requests(backends, balancer) -> None:
         assert get(lb.port)[0] == 200
     status, raw = api(admin_port(lb), "GET", "/metrics")
     families = {f.name: f for f in text_string_to_metric_families(raw.decode())}
-    served = sum(s.value for s in families["steelyard_requests"].samples
-                 if s.name == "steelyard_requests_total")
+    served = sum(s.value for s in families["steelyard_requests"].samples if s.name == "steelyard_requests_total")
     assert served == 40
 
 
 def test_health_checks_in_the_control_process_reach_every_worker(backends, balancer) -> None:
     a, b = backends(2)
-    lb = balancer(with_workers(pool_config(
-        servers_toml([a, b]), 'retry_header = true\n[pool.health]\npath = "/"\ninterval = "100ms"\nfall = 1')))
+    lb = balancer(
+        with_workers(
+            pool_config(
+                servers_toml([a, b]), 'retry_header = true\n[pool.health]\npath = "/"\ninterval = "100ms"\nfall = 1'
+            )
+        )
+    )
     a.kill()
     lb.wait_for(r"server s1.*down")
     for _ in range(20):  # no worker tries s1 any more: nothing needed a retry
@@ -202,14 +206,38 @@ def test_tls_and_sticky_cookies_work_across_workers(tmp_path, backends, balancer
     ca = TestCA(tmp_path)
     cert, key = ca.leaf("a.test")
     a, b = backends(2)
-    lb = balancer(with_workers(pool_config(servers_toml([a, b]), '[pool.sticky]\nmode = "cookie"').replace(
-        'pool = "app"', f'pool = "app"\n[listener.tls]\ncert = "{cert}"\nkey = "{key}"', 1)))
+    lb = balancer(
+        with_workers(
+            pool_config(servers_toml([a, b]), '[pool.sticky]\nmode = "cookie"').replace(
+                'pool = "app"', f'pool = "app"\n[listener.tls]\ncert = "{cert}"\nkey = "{key}"', 1
+            )
+        )
+    )
     jar = tmp_path / "jar"
 
     def curl() -> str:
-        out = subprocess.run(["curl", "-sS", "--max-time", str(WAIT), "--cacert", str(ca.ca), "-b", str(jar),
-                              "-c", str(jar), "-H", "Connection: close", "--resolve", f"a.test:{lb.port}:127.0.0.1",
-                              f"https://a.test:{lb.port}/"], capture_output=True, text=True, timeout=WAIT + 5)
+        out = subprocess.run(
+            [
+                "curl",
+                "-sS",
+                "--max-time",
+                str(WAIT),
+                "--cacert",
+                str(ca.ca),
+                "-b",
+                str(jar),
+                "-c",
+                str(jar),
+                "-H",
+                "Connection: close",
+                "--resolve",
+                f"a.test:{lb.port}:127.0.0.1",
+                f"https://a.test:{lb.port}/",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=WAIT + 5,
+        )
         assert out.returncode == 0, out.stderr
         return server_of(out.stdout)
 
@@ -221,8 +249,13 @@ def test_workers_share_one_access_log_without_mixing_lines(backends, balancer, t
     import json
 
     log_file = tmp_path / "access.jsonl"
-    lb = balancer(with_workers(pool_config(servers_toml(backends(2))).replace(
-        'pool = "app"\n', f'pool = "app"\n        access_log = "{log_file}"\n', 1)))
+    lb = balancer(
+        with_workers(
+            pool_config(servers_toml(backends(2))).replace(
+                'pool = "app"\n', f'pool = "app"\n        access_log = "{log_file}"\n', 1
+            )
+        )
+    )
     for i in range(60):  # a new connection each: both workers answer some
         assert get(lb.port, f"/n/{i}")[0] == 200
     assert lb.terminate() == 0  # each worker flushes its log as it stops
@@ -292,8 +325,11 @@ def test_clustered_workers_count_the_other_balancers_requests(backends, balancer
     redis = RedisServer()
     try:
         a, b = backends(["a", "b"])
-        lb1 = balancer("workers = 2\n" + textwrap.dedent(cluster_config(servers_toml([a, b]), redis.url, "lb1",
-                                                                     'algorithm = "least_conn"')), "lb1.toml")
+        lb1 = balancer(
+            "workers = 2\n"
+            + textwrap.dedent(cluster_config(servers_toml([a, b]), redis.url, "lb1", 'algorithm = "least_conn"')),
+            "lb1.toml",
+        )
         lb2 = balancer(cluster_config(servers_toml([a]), redis.url, "lb2", 'algorithm = "least_conn"'), "lb2.toml")
         p1 = admin_port(lb1)
         release = threading.Event()

@@ -32,8 +32,9 @@ def test_a_reload_keeps_the_workers_given_on_the_command_line(backends, tmp_path
 
 
 def _tls_config(cert, key, servers: str) -> str:
-    return with_workers(pool_config(servers).replace(
-        'pool = "app"', f'pool = "app"\n[listener.tls]\ncert = "{cert}"\nkey = "{key}"', 1))
+    return with_workers(
+        pool_config(servers).replace('pool = "app"', f'pool = "app"\n[listener.tls]\ncert = "{cert}"\nkey = "{key}"', 1)
+    )
 
 
 def test_after_a_failed_reload_restarted_workers_run_the_serving_configuration(tmp_path, backends, balancer) -> None:
@@ -68,8 +69,7 @@ def test_a_reload_refused_for_a_taken_port_changes_nothing(tmp_path, backends, b
     try:
         port = taken.getsockname()[1]
         extra = f'\n[[listener]]\nname = "more"\nbind = "127.0.0.1:{port}"\npool = "app"\n'
-        (tmp_path / "steelyard.toml").write_text(
-            with_workers(textwrap.dedent(pool_config(servers_toml([b]))) + extra))
+        (tmp_path / "steelyard.toml").write_text(with_workers(textwrap.dedent(pool_config(servers_toml([b]))) + extra))
         lb.proc.send_signal(signal.SIGHUP)
         lb.wait_for(r"steelyard: reload failed")
         seen = {server_of(get(lb.port)[1]) for _ in range(10)}
@@ -79,8 +79,9 @@ def test_a_reload_refused_for_a_taken_port_changes_nothing(tmp_path, backends, b
 
 
 def _generation_serving(lb, generation: int, n: int = 2) -> bool:
-    return sum(p["serving"] and p["generation"] == generation and not p["stopping"]
-               for p in workers(lb)["processes"]) == n
+    return (
+        sum(p["serving"] and p["generation"] == generation and not p["stopping"] for p in workers(lb)["processes"]) == n
+    )
 
 
 def test_a_third_generation_on_high_rows_still_counts_across_workers(inline, balancer) -> None:
@@ -91,8 +92,9 @@ def test_a_third_generation_on_high_rows_still_counts_across_workers(inline, bal
     from .test_tcp_proxy import greeter
 
     servers = [inline(greeter(name)) for name in (b"a", b"b", b"c")]
-    lb = balancer(with_workers(l4_config("tcp", [s.address for s in servers], pool='algorithm = "least_conn"',
-                                         grace="30s")))
+    lb = balancer(
+        with_workers(l4_config("tcp", [s.address for s in servers], pool='algorithm = "least_conn"', grace="30s"))
+    )
     hold = socket.create_connection(("127.0.0.1", lb.port), timeout=WAIT)
     recv_line(hold)
     lb.proc.send_signal(signal.SIGHUP)
@@ -146,8 +148,13 @@ def test_control_process_descriptors_stay_flat_over_restarts_and_reloads(backend
     for _ in range(3):
         assert get(lb.port)[0] == 200
     time.sleep(0.5)
-    print("fds before", start, "after", _fds(lb.pid()), sorted(os.readlink(f"/proc/{lb.pid()}/fd/{f}")
-                                                          for f in os.listdir(f"/proc/{lb.pid()}/fd")))
+    print(
+        "fds before",
+        start,
+        "after",
+        _fds(lb.pid()),
+        sorted(os.readlink(f"/proc/{lb.pid()}/fd/{f}") for f in os.listdir(f"/proc/{lb.pid()}/fd")),
+    )
     assert _fds(lb.pid()) <= start + 2
 
 
@@ -183,8 +190,13 @@ def test_sigterm_to_the_whole_group_starts_no_worker_during_shutdown(backends, t
 
     path = tmp_path / "steelyard.toml"
     path.write_text(with_workers(pool_config(servers_toml(backends(1)))))
-    proc = subprocess.Popen([*STEELYARD, "serve", "--config", str(path)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [*STEELYARD, "serve", "--config", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         lines = []
         for line in proc.stdout:
@@ -274,7 +286,9 @@ def test_new_udp_flows_reach_the_staying_generation_during_a_reload(backends, ba
     (slow,) = backends([("slow", "4000ms")])
     dns = DnsServer("127.0.0.11")
     try:
-        toml = with_workers(pool_config(servers_toml([slow])) + f"""
+        toml = with_workers(
+            pool_config(servers_toml([slow]))
+            + f"""
 [[listener]]
 name = "dns"
 bind = "127.0.0.1:0"
@@ -284,7 +298,8 @@ pool = "udp"
 [[pool]]
 name = "udp"
 servers = [ {{ address = "{dns.address}" }} ]
-""")
+"""
+        )
         lb = balancer(toml)
         udp_port = int(lb.wait_for(r"listener dns serving udp on [\d.]+:(\d+)")[0].group(1))
         hold = [threading.Thread(target=lambda: get(lb.port, "/")) for _ in range(4)]

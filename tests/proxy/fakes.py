@@ -49,7 +49,15 @@ def site(loop: asyncio.AbstractEventLoop) -> tuple[HttpListener, ConnPool]:
         holder["cp"] = ConnPool(s, loop, max_idle=8, idle_timeout=60, connect_timeout=1, timeout=30)
         return holder["cp"]
 
-    pool = PoolRuntime("app", "round_robin", BalancerOptions(), [server], make_upstream=make_upstream,
-                       rng=random.Random(1), clock=loop.time, timeout=30.0)
+    pool = PoolRuntime(
+        "app",
+        "round_robin",
+        BalancerOptions(),
+        [server],
+        make_upstream=make_upstream,
+        rng=random.Random(1),
+        clock=loop.time,
+        timeout=30.0,
+    )
     listener = HttpListener("web", "127.0.0.1", 0, Router(pool), loop=loop, keepalive_timeout=60, request_timeout=30)
     return listener, holder["cp"]

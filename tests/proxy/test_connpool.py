@@ -144,8 +144,7 @@ async def test_a_connection_closed_before_its_callback_ran_counts_as_a_connect_f
     from steelyard.proxy.http.dispatch import UNSENT
 
     loop = asyncio.get_running_loop()
-    pool = ConnPool(Server("s", "127.0.0.1", 1), loop, max_idle=4, idle_timeout=10.0,
-                    connect_timeout=1.0, timeout=5.0)
+    pool = ConnPool(Server("s", "127.0.0.1", 1), loop, max_idle=4, idle_timeout=10.0, connect_timeout=1.0, timeout=5.0)
     outcomes = []
     for closing, closed in ((False, False), (True, False), (False, True)):
         conn = FakeConn("c")

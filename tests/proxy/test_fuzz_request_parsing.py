@@ -48,16 +48,57 @@ def build(loop):
     return down, conn
 
 
-TOKENS = [b"GET", b"POST", b"OPTIONS", b"CONNECT", b" ", b"/", b"/a?b=c", b"#", b"*", b"http://h/x", b"HTTP/1.1",
-          b"HTTP/1.0", b"HTTP/2.0", b"\r\n", b"\n", b"\r", b":", b": ", b"Host", b"host: a", b"Content-Length",
-          b"Transfer-Encoding", b"chunked", b"gzip", b",", b"0", b"5", b"-1", b"ff", b";ext=1", b"\t", b"\x00",
-          b"\x7f", b"\xff", b"Connection", b"close", b"upgrade", b"Upgrade: websocket", b"X-Forwarded-For", b"abc"]
-VALID = (b"POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
-         b"GET /g HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc")
+TOKENS = [
+    b"GET",
+    b"POST",
+    b"OPTIONS",
+    b"CONNECT",
+    b" ",
+    b"/",
+    b"/a?b=c",
+    b"#",
+    b"*",
+    b"http://h/x",
+    b"HTTP/1.1",
+    b"HTTP/1.0",
+    b"HTTP/2.0",
+    b"\r\n",
+    b"\n",
+    b"\r",
+    b":",
+    b": ",
+    b"Host",
+    b"host: a",
+    b"Content-Length",
+    b"Transfer-Encoding",
+    b"chunked",
+    b"gzip",
+    b",",
+    b"0",
+    b"5",
+    b"-1",
+    b"ff",
+    b";ext=1",
+    b"\t",
+    b"\x00",
+    b"\x7f",
+    b"\xff",
+    b"Connection",
+    b"close",
+    b"upgrade",
+    b"Upgrade: websocket",
+    b"X-Forwarded-For",
+    b"abc",
+]
+VALID = (
+    b"POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+    b"GET /g HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc"
+)
 
 token_soup = st.lists(st.sampled_from(TOKENS), max_size=60).map(b"".join)
 mutated = st.tuples(st.integers(0, len(VALID)), st.integers(0, 8), st.binary(max_size=8)).map(
-    lambda t: VALID[: t[0]] + t[2] + VALID[t[0] + t[1]:])
+    lambda t: VALID[: t[0]] + t[2] + VALID[t[0] + t[1] :]
+)
 payloads = st.one_of(token_soup, mutated, st.binary(max_size=300))
 
 

@@ -50,8 +50,17 @@ class Down:
 def make(names, max_conns=0, algorithm="round_robin", **kw):
     clock = Clock()
     srv = [Server(n, "127.0.0.1", 9000 + i, max_conns=max_conns) for i, n in enumerate(names)]
-    pool = PoolRuntime("app", algorithm, BalancerOptions(), srv, make_upstream=Up, rng=random.Random(3),
-                       clock=clock, timeout=30.0, **kw)
+    pool = PoolRuntime(
+        "app",
+        algorithm,
+        BalancerOptions(),
+        srv,
+        make_upstream=Up,
+        rng=random.Random(3),
+        clock=clock,
+        timeout=30.0,
+        **kw,
+    )
     return pool, srv, clock
 
 

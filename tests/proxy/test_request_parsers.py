@@ -83,10 +83,13 @@ def test_a_request_split_over_reads_keeps_its_parser_until_the_answer(site):
     assert down.parser is None and request.SPARE == [parser]
 
 
-@pytest.mark.parametrize("req", [
-    b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
-    b"GET / HTTP/1.0\r\nHost: a\r\n\r\n",
-])
+@pytest.mark.parametrize(
+    "req",
+    [
+        b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        b"GET / HTTP/1.0\r\nHost: a\r\n\r\n",
+    ],
+)
 def test_the_parser_of_a_request_that_ends_its_connection_is_not_given_back(site, req):
     """llhttp is past a message that closes its connection: such a parser must not serve another."""
     listener, cp = site

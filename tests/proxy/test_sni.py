@@ -72,9 +72,11 @@ def test_sni_routes_are_for_tcp_listeners_and_name_existing_pools():
         servers = [ { address = "127.0.0.1:9" } ]
     """
     assert parse_config(base % ("tcp", "*.a.test", "a")).listeners[0].sni[0].name == "*.a.test"
-    for mode, name, pool, fragment in (("http", "a.test", "a", "only for mode 'tcp'"),
-                                       ("tcp", "a.test", "nope", 'no pool named "nope"'),
-                                       ("tcp", "bad name!", "a", "expected a host name")):
+    for mode, name, pool, fragment in (
+        ("http", "a.test", "a", "only for mode 'tcp'"),
+        ("tcp", "a.test", "nope", 'no pool named "nope"'),
+        ("tcp", "bad name!", "a", "expected a host name"),
+    ):
         with pytest.raises(ConfigError) as info:
             parse_config(base % (mode, name, pool))
         assert fragment in str(info.value)

@@ -39,8 +39,16 @@ class Clock:
 
 def make(servers, **cfg):
     clock = Clock()
-    pool = PoolRuntime("app", "round_robin", BalancerOptions(), servers, make_upstream=lambda s: Up(),
-                       rng=random.Random(1), clock=clock, timeout=5.0)
+    pool = PoolRuntime(
+        "app",
+        "round_robin",
+        BalancerOptions(),
+        servers,
+        make_upstream=lambda s: Up(),
+        rng=random.Random(1),
+        clock=clock,
+        timeout=5.0,
+    )
     pool.sticky = Sticky(StickyConfig(**cfg), clock=clock, wall=clock, full=FULL)
     return pool, clock
 

@@ -82,8 +82,9 @@ async def test_concurrent_updates_resolve_to_the_newest_version_everywhere() -> 
         sid = await nodes[0].create({"v": 0})
         assert await everywhere(nodes.values(), sid, {"v": 0})
         # two nodes write version 2 at once: the tie goes to the greater node id, on every node
-        await asyncio.gather(nodes[0].update(sid, lambda d: {"v": "from n0"}),
-                             nodes[1].update(sid, lambda d: {"v": "from n1"}))
+        await asyncio.gather(
+            nodes[0].update(sid, lambda d: {"v": "from n0"}), nodes[1].update(sid, lambda d: {"v": "from n1"})
+        )
         assert await everywhere(nodes.values(), sid, {"v": "from n1"})
         assert {(n.entries[sid].version, n.entries[sid].node) for n in nodes.values()} == {(2, "n1")}
     finally:

@@ -5,8 +5,25 @@ from steelyard.cli import main
 
 def test_simulate_prints_a_table_and_writes_plots(tmp_path, capsys):
     out = tmp_path / "plots"
-    code = main(["simulate", "--scenario", "supermarket", "--d", "2", "--load", "0.7", "--requests", "4000",
-                 "--warmup", "500", "--sweep", "0.5,0.7", "--out", str(out)])
+    code = main(
+        [
+            "simulate",
+            "--scenario",
+            "supermarket",
+            "--d",
+            "2",
+            "--load",
+            "0.7",
+            "--requests",
+            "4000",
+            "--warmup",
+            "500",
+            "--sweep",
+            "0.5,0.7",
+            "--out",
+            str(out),
+        ]
+    )
     text = capsys.readouterr().out
     assert code == 0
     assert "p2c" in text and "theory" in text and "1.614" in text  # T_2(0.7) next to the simulated mean
@@ -15,8 +32,23 @@ def test_simulate_prints_a_table_and_writes_plots(tmp_path, capsys):
 
 
 def test_simulate_json_for_scripts(capsys):
-    code = main(["simulate", "--scenario", "heterogeneous", "--requests", "2000", "--warmup", "200",
-                 "--algorithm", "round_robin", "--algorithm", "least_conn", "--no-plot", "--json"])
+    code = main(
+        [
+            "simulate",
+            "--scenario",
+            "heterogeneous",
+            "--requests",
+            "2000",
+            "--warmup",
+            "200",
+            "--algorithm",
+            "round_robin",
+            "--algorithm",
+            "least_conn",
+            "--no-plot",
+            "--json",
+        ]
+    )
     data = json.loads(capsys.readouterr().out)
     assert code == 0 and data["plots"] == [] and data["sweep"] == []
     assert [r["algorithm"] for r in data["results"]] == ["round_robin", "least_conn"]
@@ -27,8 +59,10 @@ def test_simulate_json_for_scripts(capsys):
 
 def test_simulate_a_scenario_file(tmp_path, capsys):
     path = tmp_path / "mine.toml"
-    path.write_text('name = "mine"\nalgorithms = ["random", "p2c"]\nrequests = 1000\nwarmup = 100\n'
-                    '[[servers]]\nname = "a"\ncount = 3\n')
+    path.write_text(
+        'name = "mine"\nalgorithms = ["random", "p2c"]\nrequests = 1000\nwarmup = 100\n'
+        '[[servers]]\nname = "a"\ncount = 3\n'
+    )
     assert main(["simulate", "--scenario", str(path), "--no-plot", "--balancers", "2", "--refresh", "1"]) == 0
     assert "mine at load 0.7" in capsys.readouterr().out
 

@@ -6,8 +6,12 @@ import pytest
 from steelyard.sim.distributions import arrival_sampler, service_mean, service_sampler, service_scv
 from steelyard.sim.scenario import ArrivalSpec, ServiceSpec
 
-SPECS = [ServiceSpec(kind="exponential", mean=2.0), ServiceSpec(kind="lognormal", mean=0.02, sigma=0.8),
-         ServiceSpec(kind="bimodal", short=0.5, long=5.0, long_share=0.1), ServiceSpec(kind="constant", mean=3.0)]
+SPECS = [
+    ServiceSpec(kind="exponential", mean=2.0),
+    ServiceSpec(kind="lognormal", mean=0.02, sigma=0.8),
+    ServiceSpec(kind="bimodal", short=0.5, long=5.0, long_share=0.1),
+    ServiceSpec(kind="constant", mean=3.0),
+]
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.kind)
@@ -21,8 +25,11 @@ def test_service_samplers_have_the_stated_mean_and_variability(spec):
     assert min(xs) > 0
 
 
-@pytest.mark.parametrize("spec", [ArrivalSpec(), ArrivalSpec(kind="bursty", peak=6.0, burst_share=0.2,
-                                                               burst_length=5.0)], ids=lambda s: s.kind)
+@pytest.mark.parametrize(
+    "spec",
+    [ArrivalSpec(), ArrivalSpec(kind="bursty", peak=6.0, burst_share=0.2, burst_length=5.0)],
+    ids=lambda s: s.kind,
+)
 def test_arrival_processes_have_the_stated_long_run_rate(spec):
     nxt = arrival_sampler(spec, 50.0, random.Random(2))
     t, times = 0.0, []

@@ -7,8 +7,14 @@ from tests.sim.recorder import Recorder
 
 
 def scenario(**changes):
-    data = {"name": "t", "algorithms": ["p2c"], "requests": 5000, "warmup": 500, "load": 0.8,
-            "servers": [{"name": "s", "count": 4}]}
+    data = {
+        "name": "t",
+        "algorithms": ["p2c"],
+        "requests": 5000,
+        "warmup": 500,
+        "load": 0.8,
+        "servers": [{"name": "s", "count": 4}],
+    }
     data.update(changes)
     return parse_scenario(data)
 
@@ -88,8 +94,10 @@ def test_stale_information_makes_least_loaded_herd_and_two_choices_does_not():
 
 
 def test_refresh_and_delay_are_applied():
-    fresh, old = (simulate(scenario(servers=[{"name": "s", "count": 10}], balancers=b), "least_conn")
-                  for b in ({}, {"refresh": 2.0, "delay": 1.0, "own": False}))
+    fresh, old = (
+        simulate(scenario(servers=[{"name": "s", "count": 10}], balancers=b), "least_conn")
+        for b in ({}, {"refresh": 2.0, "delay": 1.0, "own": False})
+    )
     assert old.mean > fresh.mean
 
 
@@ -104,8 +112,13 @@ def test_several_nodes_each_with_their_own_view():
 
 
 def test_an_outage_fails_the_requests_at_the_server_and_stops_its_traffic():
-    scn = scenario(requests=20_000, load=0.5, outage=[{"server": "s-1", "at": 1000.0, "duration": 1e9}],
-                   servers=[{"name": "s", "count": 4}], balancers={"detect": 0.0})
+    scn = scenario(
+        requests=20_000,
+        load=0.5,
+        outage=[{"server": "s-1", "at": 1000.0, "duration": 1e9}],
+        servers=[{"name": "s", "count": 4}],
+        balancers={"detect": 0.0},
+    )
     r = simulate(scn, "round_robin")
     assert 0 < r.failed < 10  # only the requests at s-1 when it failed
     assert r.served + r.failed == r.measured
@@ -113,17 +126,27 @@ def test_an_outage_fails_the_requests_at_the_server_and_stops_its_traffic():
 
 
 def test_until_health_checks_notice_requests_to_a_failed_server_fail():
-    quick, slow = (simulate(scenario(requests=20_000, load=0.5, servers=[{"name": "s", "count": 4}],
-                                     outage=[{"server": "s-2", "at": 1000.0, "duration": 100.0}],
-                                     balancers={"detect": detect}), "round_robin")
-                   for detect in (0.0, 30.0))
+    quick, slow = (
+        simulate(
+            scenario(
+                requests=20_000,
+                load=0.5,
+                servers=[{"name": "s", "count": 4}],
+                outage=[{"server": "s-2", "at": 1000.0, "duration": 100.0}],
+                balancers={"detect": detect},
+            ),
+            "round_robin",
+        )
+        for detect in (0.0, 30.0)
+    )
     assert slow.failed > quick.failed + 5
     assert slow.served + slow.failed == slow.measured
 
 
 def test_random_failures_and_repairs():
-    scn = scenario(requests=20_000, servers=[{"name": "s", "count": 4, "mtbf": 200.0, "mttr": 20.0}],
-                   balancers={"detect": 1.0})
+    scn = scenario(
+        requests=20_000, servers=[{"name": "s", "count": 4, "mtbf": 200.0, "mttr": 20.0}], balancers={"detect": 1.0}
+    )
     r = simulate(scn, "least_conn")
     assert r.failed > 0 and r.served + r.failed + r.drops == r.measured
     assert all(v > 0.15 for v in r.share.values())  # every server came back
@@ -131,8 +154,10 @@ def test_random_failures_and_repairs():
 
 def test_bursty_arrivals_wait_longer_than_poisson_at_the_same_load():
     calm = simulate(scenario(requests=20_000), "p2c")
-    bursty = simulate(scenario(requests=20_000, arrivals={"kind": "bursty", "peak": 5.0, "burst_share": 0.1,
-                                                          "burst_length": 20.0}), "p2c")
+    bursty = simulate(
+        scenario(requests=20_000, arrivals={"kind": "bursty", "peak": 5.0, "burst_share": 0.1, "burst_length": 20.0}),
+        "p2c",
+    )
     assert bursty.mean > 1.2 * calm.mean
 
 

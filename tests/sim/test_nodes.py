@@ -7,8 +7,17 @@ from steelyard.sim.nodes import make_nodes
 
 
 def nodes(count, shared, own=True, cls=LeastConn):
-    return make_nodes(cls, ["a", "b", "c"], [1, 1, 1], count=count, shared=shared, own=own, seed=1,
-                      clock=lambda: 0.0, options=BalancerOptions())
+    return make_nodes(
+        cls,
+        ["a", "b", "c"],
+        [1, 1, 1],
+        count=count,
+        shared=shared,
+        own=own,
+        seed=1,
+        clock=lambda: 0.0,
+        options=BalancerOptions(),
+    )
 
 
 def test_current_information_shares_one_set_of_servers():

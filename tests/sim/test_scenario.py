@@ -51,8 +51,17 @@ def test_errors_name_the_key_path_and_the_server_group():
 
 
 def test_every_problem_is_reported_at_once():
-    errs = dict(errors({"name": "t", "algorithms": ["fastest"], "load": "high", "servers": [{"name": "a"}],
-                        "balancers": {"cuont": 2}}))
+    errs = dict(
+        errors(
+            {
+                "name": "t",
+                "algorithms": ["fastest"],
+                "load": "high",
+                "servers": [{"name": "a"}],
+                "balancers": {"cuont": 2},
+            }
+        )
+    )
     assert "unknown algorithm 'fastest'" in errs["algorithms #1"]
     assert "load" in errs
     assert errs["balancers → cuont"] == "unknown key; did you mean 'count'?"
@@ -65,12 +74,18 @@ def test_missing_keys_and_wrong_types():
 
 
 def test_cross_checks():
-    assert "two servers are named 'a-1'" in errors({**MINIMAL, "servers": [{"name": "a", "count": 2},
-                                                                          {"name": "a-1"}]})[0][1]
-    assert "outage names no server 'b'" in errors({**MINIMAL, "outage": [{"server": "b", "at": 1, "duration": 1}]})[0][1]
+    assert (
+        "two servers are named 'a-1'"
+        in errors({**MINIMAL, "servers": [{"name": "a", "count": 2}, {"name": "a-1"}]})[0][1]
+    )
+    assert (
+        "outage names no server 'b'" in errors({**MINIMAL, "outage": [{"server": "b", "at": 1, "duration": 1}]})[0][1]
+    )
     assert "delay needs refresh" in errors({**MINIMAL, "balancers": {"delay": 1.0}})[0][1]
-    assert "long (1) must exceed short (2)" in errors({**MINIMAL, "service": {"kind": "bimodal", "short": 2,
-                                                                               "long": 1}})[0][1]
+    assert (
+        "long (1) must exceed short (2)"
+        in errors({**MINIMAL, "service": {"kind": "bimodal", "short": 2, "long": 1}})[0][1]
+    )
 
 
 def test_invalid_toml_and_unreadable_files(tmp_path):

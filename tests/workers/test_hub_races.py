@@ -83,8 +83,9 @@ def test_a_restart_in_flight_during_a_reload_or_stop_is_stopped_too(tmp_path, ac
                 gate.set()
                 await _until(lambda: sum(w.ready.done() for w in hub.workers) == len(hub.workers), 10)
                 await asyncio.sleep(3.0)  # the previous generation has finished (grace 2s)
-                leftover = [(w.generation, w.pid) for w in hub.workers
-                            if w.generation != hub.generation and not w.stopping]
+                leftover = [
+                    (w.generation, w.pid) for w in hub.workers if w.generation != hub.generation and not w.stopping
+                ]
             else:
                 stopping = asyncio.ensure_future(rt.stop(grace=1))
                 await asyncio.sleep(0.1)
@@ -122,7 +123,9 @@ def test_a_removed_servers_column_is_not_reused_while_old_workers_may_count_on_i
     """A reload drops pool "old" (server k) and adds pools "b" and "c": while the previous
     generation may still serve "old", k's column goes to no new server."""
     old_text = TEXT.replace('name = "app"', 'name = "old"').replace('pool = "app"', 'pool = "old"')
-    new_text = TEXT + """
+    new_text = (
+        TEXT
+        + """
 [[pool]]
 name = "b"
 servers = [ { address = "127.0.0.1:10", name = "sb" } ]
@@ -131,7 +134,11 @@ servers = [ { address = "127.0.0.1:10", name = "sb" } ]
 name = "c"
 servers = [ { address = "127.0.0.1:11", name = "sc" } ]
 """
-    new_text = new_text.replace('name = "app"\nservers = [ { address = "127.0.0.1:9", name = "s1" } ]\n', 'name = "app"\nservers = [ { address = "127.0.0.1:12", name = "s2" } ]\n')
+    )
+    new_text = new_text.replace(
+        'name = "app"\nservers = [ { address = "127.0.0.1:9", name = "s1" } ]\n',
+        'name = "app"\nservers = [ { address = "127.0.0.1:12", name = "s2" } ]\n',
+    )
 
     async def scenario():
         path = tmp_path / "steelyard.toml"

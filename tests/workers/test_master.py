@@ -9,15 +9,21 @@ W = len(LATENCY_BOUNDS) + 1
 
 
 def row(requests: int, failures: int = 0, by_class=None, latency=None) -> list:
-    return [requests, failures, 0.5 * requests, 100 * requests, 10 * requests,
-            by_class or [0] * 6, latency or [0] * W]
+    return [requests, failures, 0.5 * requests, 100 * requests, 10 * requests, by_class or [0] * 6, latency or [0] * W]
 
 
 def test_counters_of_every_report_add_up_per_pool_and_server() -> None:
-    one = {"app": {"servers": {"a": row(3, 1, [0, 0, 0, 0, 1, 0], [1] + [0] * (W - 1))}, "retried": 2,
-                   "answered": {"502": 1}}}
-    two = {"app": {"servers": {"a": row(4), "b": row(5)}, "retried": 1, "answered": {"502": 2, "503": 1}},
-           "api": {"servers": {"x": row(1)}}}
+    one = {
+        "app": {
+            "servers": {"a": row(3, 1, [0, 0, 0, 0, 1, 0], [1] + [0] * (W - 1))},
+            "retried": 2,
+            "answered": {"502": 1},
+        }
+    }
+    two = {
+        "app": {"servers": {"a": row(4), "b": row(5)}, "retried": 1, "answered": {"502": 2, "503": 1}},
+        "api": {"servers": {"x": row(1)}},
+    }
     total = _sum_stats([{}, one, two])
     assert total["app"]["servers"]["a"] == [7, 1, 3.5, 700, 70, [0, 0, 0, 0, 1, 0], [1] + [0] * (W - 1)]
     assert total["app"]["servers"]["b"][0] == 5 and total["api"]["servers"]["x"][0] == 1

@@ -70,8 +70,11 @@ class ClusterNode:
         except ERRORS as exc:
             self._failed(exc)
         loop = asyncio.get_running_loop()
-        self.tasks = [loop.create_task(self._writer()), loop.create_task(self._ticker()),
-                      loop.create_task(self._subscriber())]
+        self.tasks = [
+            loop.create_task(self._writer()),
+            loop.create_task(self._ticker()),
+            loop.create_task(self._subscriber()),
+        ]
 
     def adopt_pools(self) -> None:
         """Make the runtime's (possibly rebuilt: a reload) pools clustered; a resync follows."""
@@ -114,8 +117,9 @@ class ClusterNode:
 
     def _ok(self) -> None:
         if self.degraded is not None:
-            log.warning("cluster: Redis reachable again after %.1fs: resynchronising",
-                        time.time() - self.degraded_since)
+            log.warning(
+                "cluster: Redis reachable again after %.1fs: resynchronising", time.time() - self.degraded_since
+            )
             print("steelyard: cluster reconnected", flush=True)
             self.degraded = None
 
@@ -228,7 +232,7 @@ class ClusterNode:
         async for key in self.redis.scan_iter(match=prefix + "*", count=500):
             server = await self.redis.get(key)
             if server is not None:
-                table.learn(key[len(prefix):], server)
+                table.learn(key[len(prefix) :], server)
             found += 1
             if found >= table.size:
                 break
@@ -316,8 +320,12 @@ class ClusterNode:
 
     async def exchange_load(self) -> None:
         k = self.keys
-        mine = {name: {st.server.name: [st.server.load.active, round(st.server.load.ewma, 6)]
-                       for st in keeper.health.states} for name, keeper in self.runtime.health.items()}
+        mine = {
+            name: {
+                st.server.name: [st.server.load.active, round(st.server.load.ewma, 6)] for st in keeper.health.states
+            }
+            for name, keeper in self.runtime.health.items()
+        }
         ttl = int(max(2.0, 10 * self.cfg.load_interval) * 1000)
         await self.redis.set(k.load(self.node), json.dumps(mine), px=ttl)
         others = [n for n in await self.redis.zrange(k.nodes, 0, -1) if n != self.node]
@@ -350,13 +358,24 @@ class ClusterNode:
         for raw in docs:
             if raw:
                 doc = json.loads(raw)
-                out.append({"node": doc["node"], "age_s": round(max(0.0, now - doc["beat"]), 3),
-                            "up_s": round(now - doc["started"], 1), "servers": doc["servers"]})
+                out.append(
+                    {
+                        "node": doc["node"],
+                        "age_s": round(max(0.0, now - doc["beat"]), 3),
+                        "up_s": round(now - doc["started"], 1),
+                        "servers": doc["servers"],
+                    }
+                )
         return out
 
     def status(self) -> dict[str, Any]:
-        return {"node": self.node, "redis": _safe_url(self.cfg.redis), "degraded": self.degraded is not None,
-                "reason": self.degraded, "pending_writes": self.pending}
+        return {
+            "node": self.node,
+            "redis": _safe_url(self.cfg.redis),
+            "degraded": self.degraded is not None,
+            "reason": self.degraded,
+            "pending_writes": self.pending,
+        }
 
 
 def _safe_url(url: str) -> str:

@@ -44,7 +44,7 @@ class Registry:
                 break
         values = await redis.mget(names) if names else []
         for key, raw in zip(names, values):
-            pool, _, name = key[len(prefix):].partition(":")
+            pool, _, name = key[len(prefix) :].partition(":")
             if raw:
                 with contextlib.suppress(ValueError, TypeError):
                     found.setdefault(pool, {})[name] = json.loads(raw)
@@ -73,17 +73,30 @@ class Registry:
             log.error("cluster: pool %s: bad registration %s: %s", keeper.pool.name, name, exc)
             return
         if any(s.server.address == Server(name, host, port).address for s in keeper.health.states):
-            log.error("cluster: pool %s: registration %s: the address %s is in the pool already",
-                      keeper.pool.name, name, reg["address"])
+            log.error(
+                "cluster: pool %s: registration %s: the address %s is in the pool already",
+                keeper.pool.name,
+                name,
+                reg["address"],
+            )
             return
         st = keeper.add_server(Server(name, host, port, weight, keeper.cfg.max_conns or 0), origin="registered")
         st.usable_since = keeper.loop.time()  # slow start, as for a server coming back
         keeper.publish()
 
 
-async def keep_registered(url: str, pool: str, address: str, *, name: str | None = None, weight: int = 1,
-                          ttl: float = 3.0, prefix: str = "steelyard", stop: asyncio.Event | None = None,
-                          say: Any = print) -> None:
+async def keep_registered(
+    url: str,
+    pool: str,
+    address: str,
+    *,
+    name: str | None = None,
+    weight: int = 1,
+    ttl: float = 3.0,
+    prefix: str = "steelyard",
+    stop: asyncio.Event | None = None,
+    say: Any = print,
+) -> None:
     """Hold the registration of ``address`` in ``pool`` until ``stop`` is set (or cancelled); refreshed
     every ``ttl / 3``; a Redis error is reported and retried at the next refresh. On a clean stop
     the key is deleted (the nodes drain the server at their next scan)."""

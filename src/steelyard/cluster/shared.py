@@ -37,9 +37,17 @@ def reconcile(changes: Any, pool: str, record: dict[str, Any]) -> int:
                 continue
             st = next((s for s in keeper.health.states if s.server.name == name), None)
             if st is None:
-                made += _try(changes.add_server, pool, {"address": srv["address"], "name": name,
-                                                        "weight": srv["weight"], "backup": srv["backup"],
-                                                        "state": srv["state"]})
+                made += _try(
+                    changes.add_server,
+                    pool,
+                    {
+                        "address": srv["address"],
+                        "name": name,
+                        "weight": srv["weight"],
+                        "backup": srv["backup"],
+                        "state": srv["state"],
+                    },
+                )
             elif st.removing or st.server.weight != srv["weight"] or st.admin != srv["state"]:
                 made += _try(changes.update_server, pool, name, {"weight": srv["weight"], "state": srv["state"]})
         removed = set(record.get("removed", ()))

@@ -16,8 +16,9 @@ from ..core.sticky import StickTable
 class SharedStickTable(StickTable):
     __slots__ = ("share",)
 
-    def __init__(self, size: int, expire: float, *, clock: Callable[[], float],
-                 share: Callable[[str, str], None]) -> None:
+    def __init__(
+        self, size: int, expire: float, *, clock: Callable[[], float], share: Callable[[str, str], None]
+    ) -> None:
         super().__init__(size, expire, clock=clock)
         self.share = share
 

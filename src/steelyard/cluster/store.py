@@ -31,8 +31,9 @@ def connect(url: str) -> Any:
 
         target = parse_sentinel(url)
         sentinel = Sentinel(list(target.sentinels), socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT)
-        return sentinel.master_for(target.master, db=target.db, socket_timeout=TIMEOUT,
-                                   socket_connect_timeout=TIMEOUT, decode_responses=True)
+        return sentinel.master_for(
+            target.master, db=target.db, socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT, decode_responses=True
+        )
     return aioredis.from_url(url, socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT, decode_responses=True)
 
 

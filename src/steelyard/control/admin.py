@@ -45,20 +45,22 @@ class AdminApp:
         self.runtime, self.changes, self.token = runtime, changes, token
         self.started = time.time()
         api = "/api/v1"
-        self.app = Starlette(routes=[
-            Route("/", self.dashboard),
-            Route(f"{api}/status", self.status),
-            Route(f"{api}/pools", self.pools),
-            Route(f"{api}/pools/{{pool}}", self.pool, methods=["GET", "PATCH"]),
-            Route(f"{api}/pools/{{pool}}/servers", self.add_server, methods=["POST"]),
-            Route(f"{api}/pools/{{pool}}/servers/{{server}}", self.server, methods=["GET", "PATCH", "DELETE"]),
-            Route(f"{api}/reload", self.reload, methods=["POST"]),
-            Route(f"{api}/dns", self.dns),
-            Route(f"{api}/cluster", self.cluster),
-            Route(f"{api}/workers", self.workers),
-            Route(f"{api}/openapi.json", self.openapi),
-            Route("/metrics", self.metrics),
-        ])
+        self.app = Starlette(
+            routes=[
+                Route("/", self.dashboard),
+                Route(f"{api}/status", self.status),
+                Route(f"{api}/pools", self.pools),
+                Route(f"{api}/pools/{{pool}}", self.pool, methods=["GET", "PATCH"]),
+                Route(f"{api}/pools/{{pool}}/servers", self.add_server, methods=["POST"]),
+                Route(f"{api}/pools/{{pool}}/servers/{{server}}", self.server, methods=["GET", "PATCH", "DELETE"]),
+                Route(f"{api}/reload", self.reload, methods=["POST"]),
+                Route(f"{api}/dns", self.dns),
+                Route(f"{api}/cluster", self.cluster),
+                Route(f"{api}/workers", self.workers),
+                Route(f"{api}/openapi.json", self.openapi),
+                Route("/metrics", self.metrics),
+            ]
+        )
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["method"] in WRITE_METHODS and self.token is not None:
@@ -75,9 +77,14 @@ class AdminApp:
     def _pool_summary(self, name: str) -> dict:
         keeper = self.runtime.health[name]
         rows = keeper.status()
-        return {"name": name, "algorithm": keeper.algorithm_name, "servers": len(rows),
-                "usable": len(keeper.pool.snapshot.servers), "panic": keeper.health.panic,
-                "queued": self.runtime.queue_depth(name)}
+        return {
+            "name": name,
+            "algorithm": keeper.algorithm_name,
+            "servers": len(rows),
+            "usable": len(keeper.pool.snapshot.servers),
+            "panic": keeper.health.panic,
+            "queued": self.runtime.queue_depth(name),
+        }
 
     async def _fresh(self) -> None:
         """With workers: their counters first (this process serves no traffic itself)."""
@@ -86,15 +93,25 @@ class AdminApp:
     async def status(self, request: Request) -> JSONResponse:
         rt = self.runtime
         await self._fresh()
-        listeners = [{"name": name, "mode": lst.mode, "address": f"{lst.host}:{lst.port}"}
-                     for name, lst in rt.listeners.items()]
-        servers = [{"pool": name, "server": r["server"], "origin": r["origin"], "status": r["status"]}
-                   for name, keeper in rt.health.items() for r in keeper.status()]
-        return JSONResponse({"uptime_s": round(time.time() - self.started, 3), "config": rt.config.source,
-                             "state_file": str(self.changes.path) if self.changes.path else None,
-                             "listeners": listeners, "pools": [self._pool_summary(p) for p in rt.health],
-                             "servers": servers,
-                             "cluster": rt.cluster.status() if rt.cluster is not None else None})
+        listeners = [
+            {"name": name, "mode": lst.mode, "address": f"{lst.host}:{lst.port}"} for name, lst in rt.listeners.items()
+        ]
+        servers = [
+            {"pool": name, "server": r["server"], "origin": r["origin"], "status": r["status"]}
+            for name, keeper in rt.health.items()
+            for r in keeper.status()
+        ]
+        return JSONResponse(
+            {
+                "uptime_s": round(time.time() - self.started, 3),
+                "config": rt.config.source,
+                "state_file": str(self.changes.path) if self.changes.path else None,
+                "listeners": listeners,
+                "pools": [self._pool_summary(p) for p in rt.health],
+                "servers": servers,
+                "cluster": rt.cluster.status() if rt.cluster is not None else None,
+            }
+        )
 
     async def pools(self, request: Request) -> JSONResponse:
         await self._fresh()
@@ -115,8 +132,7 @@ class AdminApp:
         if request.method == "PATCH":
             return await self._change(request, lambda body: self.changes.update_server(pool, name, body))
         if request.method == "DELETE":
-            return await self._change(request, lambda _: self.changes.remove_server(pool, name), body=False,
-                                      status=202)
+            return await self._change(request, lambda _: self.changes.remove_server(pool, name), body=False, status=202)
         try:
             return JSONResponse(self.changes.describe(pool, name))
         except ChangeError as exc:
@@ -128,8 +144,17 @@ class AdminApp:
         return HTMLResponse(DASHBOARD)
 
     async def dns(self, request: Request) -> JSONResponse:
-        return JSONResponse([{"listener": name, "zone": lst.cfg.origin, "address": f"{lst.host}:{lst.port}",
-                              "records": lst.service.zone.view()} for name, lst in self.runtime.dns.items()])
+        return JSONResponse(
+            [
+                {
+                    "listener": name,
+                    "zone": lst.cfg.origin,
+                    "address": f"{lst.host}:{lst.port}",
+                    "records": lst.service.zone.view(),
+                }
+                for name, lst in self.runtime.dns.items()
+            ]
+        )
 
     async def cluster(self, request: Request) -> JSONResponse:
         """This node's link to the cluster and every live node (age, view of each server); the

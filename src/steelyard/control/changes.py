@@ -136,8 +136,12 @@ class RuntimeChanges:
             rec["removed"].append(name)
         self._save()
         self._tell("remove", pool, name, st.origin)
-        return {"server": name, "removed": st not in keeper.health.states,
-                "draining": st in keeper.health.states, "active": st.server.load.active}
+        return {
+            "server": name,
+            "removed": st not in keeper.health.states,
+            "draining": st in keeper.health.states,
+            "active": st.server.load.active,
+        }
 
     def set_algorithm(self, pool: str, body: Any) -> dict:
         body = _only(body, ("algorithm",))
@@ -172,7 +176,12 @@ class RuntimeChanges:
     def _remember(self, pool: str, st: Any) -> None:
         s = st.server
         self._pool_record(pool)["servers"][s.name] = {
-            "address": s.address, "weight": s.weight, "backup": st.backup, "state": st.admin, "origin": st.origin}
+            "address": s.address,
+            "weight": s.weight,
+            "backup": st.backup,
+            "state": st.admin,
+            "origin": st.origin,
+        }
         self._save()
         self._tell("server", pool, s.name, self._pool_record(pool)["servers"][s.name])
 
@@ -215,8 +224,16 @@ class RuntimeChanges:
             if any(st.server.name == name for st in keeper.health.states):
                 self.update_server(pool, name, {"weight": srv["weight"], "state": srv["state"]})
             else:
-                self.add_server(pool, {"address": srv["address"], "name": name, "weight": srv["weight"],
-                                       "backup": srv["backup"], "state": srv["state"]})
+                self.add_server(
+                    pool,
+                    {
+                        "address": srv["address"],
+                        "name": name,
+                        "weight": srv["weight"],
+                        "backup": srv["backup"],
+                        "state": srv["state"],
+                    },
+                )
         for name in rec.get("removed", []):
             if any(st.server.name == name for st in keeper.health.states):
                 self.remove_server(pool, name)

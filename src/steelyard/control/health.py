@@ -28,8 +28,15 @@ TICK = 0.25
 
 
 class PoolHealthKeeper:
-    def __init__(self, pool: PoolRuntime, cfg: Any, states: list[ServerState], *,
-                 loop: asyncio.AbstractEventLoop, rng: random.Random) -> None:
+    def __init__(
+        self,
+        pool: PoolRuntime,
+        cfg: Any,
+        states: list[ServerState],
+        *,
+        loop: asyncio.AbstractEventLoop,
+        rng: random.Random,
+    ) -> None:
         self.pool, self.cfg, self.loop, self.rng = pool, cfg, loop, rng
         outlier = cfg.outlier
         self.health = PoolHealth(
@@ -57,9 +64,12 @@ class PoolHealthKeeper:
     @classmethod
     def from_config(cls, pool: PoolRuntime, cfg: Any, servers: list[Server], **kw: Any) -> PoolHealthKeeper:
         check = cfg.health
-        states = [ServerState(s, backup=sc.backup, admin=sc.state,
-                              check=Hysteresis(check.rise, check.fall) if check else None)
-                  for s, sc in zip(servers, cfg.servers)]
+        states = [
+            ServerState(
+                s, backup=sc.backup, admin=sc.state, check=Hysteresis(check.rise, check.fall) if check else None
+            )
+            for s, sc in zip(servers, cfg.servers)
+        ]
         return cls(pool, cfg, states, **kw)
 
     # -- running ---------------------------------------------------------------
@@ -150,13 +160,15 @@ class PoolHealthKeeper:
             raise KeyError(f"pool {self.pool.name} has no server {name!r}")
         return st
 
-    def add_server(self, server: Server, *, backup: bool = False, admin: str = "ready",
-                   origin: str = "runtime") -> ServerState:
+    def add_server(
+        self, server: Server, *, backup: bool = False, admin: str = "ready", origin: str = "runtime"
+    ) -> ServerState:
         """A new server, checked (when the pool has checks) from now on; usable at once unless
         its first check fails."""
         check = self.cfg.health
-        st = ServerState(server, backup=backup, admin=admin,
-                         check=Hysteresis(check.rise, check.fall) if check else None)
+        st = ServerState(
+            server, backup=backup, admin=admin, check=Hysteresis(check.rise, check.fall) if check else None
+        )
         st.origin = origin
         st.reason, st.changed_at = f"added ({origin})", self.loop.time()
         self.health.states.append(st)
@@ -204,9 +216,13 @@ class PoolHealthKeeper:
         ramping = self.health.ramping(now, self.slow_start) if self.slow_start else {}
         draining = None
         if self.drain_grace:  # sticky clients of a draining server stay for the grace (proxy.sticky)
-            draining = {st.server.name: (st.server, since) for st in self.health.states
-                        if st.admin == DRAIN and st.healthy
-                        and now - (since := self.drain_since.get(st.server.name, now)) < self.drain_grace}
+            draining = {
+                st.server.name: (st.server, since)
+                for st in self.health.states
+                if st.admin == DRAIN
+                and st.healthy
+                and now - (since := self.drain_since.get(st.server.name, now)) < self.drain_grace
+            }
         self.pool.publish(servers, ramping, self.slow_start, self.cfg.slow_start_floor, draining)
         if self.on_publish is not None:
             self.on_publish(self, servers, ramping, draining)
@@ -227,17 +243,27 @@ class PoolHealthKeeper:
         rows = []
         for st in self.health.states:
             load = st.server.load
-            rows.append({
-                "server": st.server.name, "address": st.server.address, "status": st.status,
-                "backup": st.backup, "weight": st.server.weight, "active": load.active,
-                "remote_active": load.remote,  # ([cluster]: in flight through the other balancers)
-                "requests": load.requests, "failures": load.failures, "reason": st.reason,
-                "origin": st.origin, "removing": st.removing,
-                "latency_sum_s": round(load.latency_sum, 6), "latency_count": sum(load.latency),
-                "rate": round(self.rates.get(st.server.name, (0.0, None))[0], 2),
-                "latency_ms": _round(self.rates.get(st.server.name, (0.0, None))[1]),
-                "since": format_duration(max(0.0, now - st.changed_at)) if st.changed_at else "start",
-            })
+            rows.append(
+                {
+                    "server": st.server.name,
+                    "address": st.server.address,
+                    "status": st.status,
+                    "backup": st.backup,
+                    "weight": st.server.weight,
+                    "active": load.active,
+                    "remote_active": load.remote,  # ([cluster]: in flight through the other balancers)
+                    "requests": load.requests,
+                    "failures": load.failures,
+                    "reason": st.reason,
+                    "origin": st.origin,
+                    "removing": st.removing,
+                    "latency_sum_s": round(load.latency_sum, 6),
+                    "latency_count": sum(load.latency),
+                    "rate": round(self.rates.get(st.server.name, (0.0, None))[0], 2),
+                    "latency_ms": _round(self.rates.get(st.server.name, (0.0, None))[1]),
+                    "since": format_duration(max(0.0, now - st.changed_at)) if st.changed_at else "start",
+                }
+            )
         return rows
 
 

@@ -33,26 +33,36 @@ class _Collector:
 
     def collect(self):  # noqa: C901  (one family after another)
         rt = self.runtime
-        requests = CounterMetricFamily("steelyard_requests", "Responses servers gave, by status class",
-                                       labels=["pool", "server", "class"])
-        failures = CounterMetricFamily("steelyard_failures", "Requests a server failed (connect, reset, timeout)",
-                                       labels=["pool", "server"])
+        requests = CounterMetricFamily(
+            "steelyard_requests", "Responses servers gave, by status class", labels=["pool", "server", "class"]
+        )
+        failures = CounterMetricFamily(
+            "steelyard_failures", "Requests a server failed (connect, reset, timeout)", labels=["pool", "server"]
+        )
         active = GaugeMetricFamily("steelyard_active_requests", "Requests in flight", labels=["pool", "server"])
-        usable = GaugeMetricFamily("steelyard_server_usable", "1 when the balancer may pick the server",
-                                   labels=["pool", "server"])
+        usable = GaugeMetricFamily(
+            "steelyard_server_usable", "1 when the balancer may pick the server", labels=["pool", "server"]
+        )
         up = GaugeMetricFamily("steelyard_server_up", "1 when active checks (if any) say up", labels=["pool", "server"])
         ejections = CounterMetricFamily("steelyard_ejections", "Passive-health ejections", labels=["pool", "server"])
         retries = CounterMetricFamily("steelyard_retries", "Requests sent again to another server", labels=["pool"])
-        queued = GaugeMetricFamily("steelyard_queue_depth", "Requests waiting for a server below max_conns",
-                                   labels=["pool"])
-        answers = CounterMetricFamily("steelyard_responses", "Error responses steelyard wrote itself",
-                                      labels=["pool", "code"])
-        sizes = CounterMetricFamily("steelyard_response_bytes", "Bytes of responses received from servers",
-                                    labels=["pool", "server"])
-        sent = CounterMetricFamily("steelyard_request_bytes", "Bytes of requests sent to servers (heads as "
-                                   "forwarded, bodies as received)", labels=["pool", "server"])
-        latency = HistogramMetricFamily("steelyard_response_seconds", "Time from sending a request to its end",
-                                        labels=["pool", "server"])
+        queued = GaugeMetricFamily(
+            "steelyard_queue_depth", "Requests waiting for a server below max_conns", labels=["pool"]
+        )
+        answers = CounterMetricFamily(
+            "steelyard_responses", "Error responses steelyard wrote itself", labels=["pool", "code"]
+        )
+        sizes = CounterMetricFamily(
+            "steelyard_response_bytes", "Bytes of responses received from servers", labels=["pool", "server"]
+        )
+        sent = CounterMetricFamily(
+            "steelyard_request_bytes",
+            "Bytes of requests sent to servers (heads as forwarded, bodies as received)",
+            labels=["pool", "server"],
+        )
+        latency = HistogramMetricFamily(
+            "steelyard_response_seconds", "Time from sending a request to its end", labels=["pool", "server"]
+        )
         for pool_name, keeper in rt.health.items():
             pool = keeper.pool
             published = set(pool.snapshot.servers)
@@ -80,16 +90,35 @@ class _Collector:
             queued.add_metric([pool_name], rt.queue_depth(pool_name))
             for code, count in sorted(pool.answered.items()):
                 answers.add_metric([pool_name, str(code)], count)
-        dns_queries = CounterMetricFamily("steelyard_dns_queries", "DNS queries answered (or refused) by name, "
-                                          "type and rcode", labels=["listener", "name", "type", "rcode"])
+        dns_queries = CounterMetricFamily(
+            "steelyard_dns_queries",
+            "DNS queries answered (or refused) by name, type and rcode",
+            labels=["listener", "name", "type", "rcode"],
+        )
         for listener_name, listener in getattr(rt, "dns", {}).items():
             for (qname, qtype, rcode), count in sorted(listener.service.stats.items()):
                 dns_queries.add_metric([listener_name, qname, qtype, rcode], count)
-        yield from (requests, failures, active, usable, up, ejections, retries, queued, answers, sizes, sent, latency,
-                    dns_queries)
+        yield from (
+            requests,
+            failures,
+            active,
+            usable,
+            up,
+            ejections,
+            retries,
+            queued,
+            answers,
+            sizes,
+            sent,
+            latency,
+            dns_queries,
+        )
         if getattr(rt, "cluster", None) is not None:
-            degraded = GaugeMetricFamily("steelyard_cluster_degraded", "1 while Redis (the cluster's shared "
-                                         "state) cannot be reached", labels=["node"])
+            degraded = GaugeMetricFamily(
+                "steelyard_cluster_degraded",
+                "1 while Redis (the cluster's shared state) cannot be reached",
+                labels=["node"],
+            )
             degraded.add_metric([rt.cluster.node], 1 if rt.cluster.degraded else 0)
             yield degraded
 

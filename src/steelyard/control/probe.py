@@ -63,8 +63,10 @@ async def _probe(server: Server, check: Any) -> tuple[bool, str]:
         if check.type == "tcp":
             return True, "TCP connect ok"
         host = check.host or server.address
-        writer.write(b"GET %b HTTP/1.1\r\nHost: %b\r\nUser-Agent: steelyard-health\r\nConnection: close\r\n\r\n"
-                     % (check.path.encode(), host.encode()))
+        writer.write(
+            b"GET %b HTTP/1.1\r\nHost: %b\r\nUser-Agent: steelyard-health\r\nConnection: close\r\n\r\n"
+            % (check.path.encode(), host.encode())
+        )
         got = _Response()
         parser = HttpResponseParser(got)
         size = 0

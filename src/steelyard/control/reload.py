@@ -74,14 +74,24 @@ async def reload(rt: Any, new: Any) -> None:
         cluster.adopt_pools()
     for lst in retired:
         loop.create_task(_retire(lst, new.shutdown_grace))
-    log.warning("reloaded %s: %d listener(s) kept, %d started, %d stopping; %d pool(s)",
-                new.source, len(kept) - len(started), len(started), len(retired), len(rt.pools))
+    log.warning(
+        "reloaded %s: %d listener(s) kept, %d started, %d stopping; %d pool(s)",
+        new.source,
+        len(kept) - len(started),
+        len(started),
+        len(retired),
+        len(rt.pools),
+    )
 
 
 def _kept(old: Any, lc: Any) -> Any:
     """``old`` when listener config ``lc`` can keep it (same mode, address, TLS or not), else None."""
-    if old is not None and old.mode == lc.mode and (old.host, old.requested_port) == (lc.host, lc.port) \
-            and (getattr(old, "tls", None) is None) == (getattr(lc, "tls", None) is None):
+    if (
+        old is not None
+        and old.mode == lc.mode
+        and (old.host, old.requested_port) == (lc.host, lc.port)
+        and (getattr(old, "tls", None) is None) == (getattr(lc, "tls", None) is None)
+    ):
         return old
     return None
 
@@ -137,7 +147,10 @@ def _retarget(rt: Any, listener: Any, lc: Any) -> None:
     else:
         listener.pool = rt.pools[lc.pool]
         listener.idle_timeout, listener.per_datagram, listener.max_flows = (
-            lc.idle_timeout, lc.per_datagram, lc.max_flows)
+            lc.idle_timeout,
+            lc.per_datagram,
+            lc.max_flows,
+        )
 
 
 def _move_waiting(old: Any, new: Any) -> None:

@@ -39,8 +39,10 @@ log = logging.getLogger("steelyard")
 
 def servers_from_config(pool_cfg: Any) -> list[Server]:
     default = pool_cfg.max_conns or 0
-    return [Server(name=s.name, host=s.host, port=s.port, weight=s.weight, max_conns=s.max_conns or default)
-            for s in pool_cfg.servers]
+    return [
+        Server(name=s.name, host=s.host, port=s.port, weight=s.weight, max_conns=s.max_conns or default)
+        for s in pool_cfg.servers
+    ]
 
 
 class Runtime:
@@ -78,8 +80,9 @@ class Runtime:
                 from ..dns.server import DnsListener
                 from ..dns.zone import Zone
             for dc in self.config.dns:
-                self.dns[dc.name] = dns_listener = DnsListener(dc, Zone(dc, self.pools, self.health, self.rng),
-                                                               dc.host, dc.port, loop)
+                self.dns[dc.name] = dns_listener = DnsListener(
+                    dc, Zone(dc, self.pools, self.health, self.rng), dc.host, dc.port, loop
+                )
                 await dns_listener.start()
         except BaseException:
             await self.stop(grace=0)
@@ -191,18 +194,40 @@ class Runtime:
 
             return SocketHolder(lc)
         if lc.mode == "tcp":
-            tcp = TcpListener(lc.name, lc.host, lc.port, self.pools[lc.pool], loop=loop,
-                              connect_timeout=self.config.pool(lc.pool).connect_timeout,
-                              idle_timeout=lc.idle_timeout, send_proxy=lc.send_proxy,
-                              splice=lc.splice).harden(lc)
+            tcp = TcpListener(
+                lc.name,
+                lc.host,
+                lc.port,
+                self.pools[lc.pool],
+                loop=loop,
+                connect_timeout=self.config.pool(lc.pool).connect_timeout,
+                idle_timeout=lc.idle_timeout,
+                send_proxy=lc.send_proxy,
+                splice=lc.splice,
+            ).harden(lc)
             tcp.sni_routes = sni_routes(lc, self.pools)
             return tcp
         if lc.mode == "udp":
-            return UdpListener(lc.name, lc.host, lc.port, self.pools[lc.pool], loop=loop,
-                               idle_timeout=lc.idle_timeout, per_datagram=lc.per_datagram, max_flows=lc.max_flows)
-        return HttpListener(lc.name, lc.host, lc.port, build_router(lc, self.pools), loop=loop,
-                            keepalive_timeout=lc.keepalive_timeout, request_timeout=lc.request_timeout,
-                            access_log=lc.access_log).harden(lc)
+            return UdpListener(
+                lc.name,
+                lc.host,
+                lc.port,
+                self.pools[lc.pool],
+                loop=loop,
+                idle_timeout=lc.idle_timeout,
+                per_datagram=lc.per_datagram,
+                max_flows=lc.max_flows,
+            )
+        return HttpListener(
+            lc.name,
+            lc.host,
+            lc.port,
+            build_router(lc, self.pools),
+            loop=loop,
+            keepalive_timeout=lc.keepalive_timeout,
+            request_timeout=lc.request_timeout,
+            access_log=lc.access_log,
+        ).harden(lc)
 
     async def _sweep_upstreams(self) -> None:
         loop = asyncio.get_running_loop()
@@ -218,13 +243,18 @@ class Runtime:
         for name, keeper in self.health.items():
             lines.append(f"pool {name}")
             for r in keeper.status():
-                lines.append(f"  {r['server']:<20} {r['status']:<8}{' backup' if r['backup'] else ''}  "
-                             f"active {r['active']}  requests {r['requests']}  failures {r['failures']}  "
-                             f"since {r['since']}: {r['reason']}")
+                lines.append(
+                    f"  {r['server']:<20} {r['status']:<8}{' backup' if r['backup'] else ''}  "
+                    f"active {r['active']}  requests {r['requests']}  failures {r['failures']}  "
+                    f"since {r['since']}: {r['reason']}"
+                )
         if self.hub is not None:
             lines.append(f"workers {self.hub.count} ({self.hub.restarts} restarts)")
-            lines += [f"  worker {w['index']}  pid {w['pid']}  generation {w['generation']}  active {w['active']}"
-                      f"{'  stopping' if w['stopping'] else ''}" for w in self.hub.status()]
+            lines += [
+                f"  worker {w['index']}  pid {w['pid']}  generation {w['generation']}  active {w['active']}"
+                f"{'  stopping' if w['stopping'] else ''}"
+                for w in self.hub.status()
+            ]
         return "\n".join(lines)
 
     async def stop(self, grace: float | None = None) -> None:
@@ -268,7 +298,11 @@ def sni_routes(lc: Any, pools: dict[str, PoolRuntime]) -> list[tuple[str, PoolRu
 def _reused(server: Server, reuse: dict | None, pool: str) -> Server:
     old = reuse.get((pool, server.name)) if reuse else None
     if old is not None and (old.host, old.port, old.weight, old.max_conns) == (
-            server.host, server.port, server.weight, server.max_conns):
+        server.host,
+        server.port,
+        server.weight,
+        server.max_conns,
+    ):
         return old
     return server
 
@@ -292,8 +326,9 @@ def _upstream_factory(loop: asyncio.AbstractEventLoop, pc: Any):
     return make
 
 
-async def serve_forever(config: Any, *, ready: Any = None, text: str | None = None,
-                        workers_override: int | None = None) -> None:
+async def serve_forever(
+    config: Any, *, ready: Any = None, text: str | None = None, workers_override: int | None = None
+) -> None:
     """Run until SIGTERM or SIGINT, then stop gracefully. With ``workers`` > 1 this process
     is the control process and ``text`` (the configuration as read) goes to the workers."""
     loop = asyncio.get_running_loop()

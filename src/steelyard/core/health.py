@@ -71,12 +71,28 @@ class EjectionPolicy:
 class ServerState:
     """One server's standing in its pool; owned and changed by the control plane only."""
 
-    __slots__ = ("server", "backup", "admin", "check", "ejected_until", "ejections", "returned_at",
-                 "usable_since", "reason", "changed_at", "was_usable", "drained", "check_failed", "origin",
-                 "removing", "ejected_total")
+    __slots__ = (
+        "server",
+        "backup",
+        "admin",
+        "check",
+        "ejected_until",
+        "ejections",
+        "returned_at",
+        "usable_since",
+        "reason",
+        "changed_at",
+        "was_usable",
+        "drained",
+        "check_failed",
+        "origin",
+        "removing",
+        "ejected_total",
+    )
 
-    def __init__(self, server: Server, *, backup: bool = False, admin: str = READY,
-                 check: Hysteresis | None = None) -> None:
+    def __init__(
+        self, server: Server, *, backup: bool = False, admin: str = READY, check: Hysteresis | None = None
+    ) -> None:
         self.server = server
         self.backup = backup
         self.admin = admin
@@ -120,8 +136,9 @@ class PoolHealth:
     line per change for the log (the caller empties it).
     """
 
-    def __init__(self, states: Iterable[ServerState], *, ejection: EjectionPolicy | None = None,
-                 panic_threshold: int = 0) -> None:
+    def __init__(
+        self, states: Iterable[ServerState], *, ejection: EjectionPolicy | None = None, panic_threshold: int = 0
+    ) -> None:
         self.states = list(states)
         self.ejection = ejection or EjectionPolicy()
         self.panic_threshold = panic_threshold
@@ -231,5 +248,8 @@ class PoolHealth:
 
     def ramping(self, now: float, window: float) -> dict[Server, float]:
         """Servers still inside their slow-start window: server -> when it became usable."""
-        return {st.server: st.usable_since for st in self.states
-                if st.usable_since is not None and now - st.usable_since < window and st.usable}
+        return {
+            st.server: st.usable_since
+            for st in self.states
+            if st.usable_since is not None and now - st.usable_since < window and st.usable
+        }

@@ -27,8 +27,22 @@ LATENCY_BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.
 class ServerLoad:
     """Mutable load record of one server, shared by every snapshot that holds it."""
 
-    __slots__ = ("active", "ewma", "ewma_stamp", "requests", "failures", "fail_streak", "err_streak", "by_class",
-                 "latency", "latency_sum", "resp_bytes", "req_bytes", "remote", "remote_ewma")
+    __slots__ = (
+        "active",
+        "ewma",
+        "ewma_stamp",
+        "requests",
+        "failures",
+        "fail_streak",
+        "err_streak",
+        "by_class",
+        "latency",
+        "latency_sum",
+        "resp_bytes",
+        "req_bytes",
+        "remote",
+        "remote_ewma",
+    )
 
     def __init__(self) -> None:
         self.active = 0  # requests (or connections) in flight right now

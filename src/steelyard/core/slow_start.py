@@ -26,8 +26,16 @@ if TYPE_CHECKING:
 class SlowStart:
     __slots__ = ("inner", "since", "window", "floor", "clock", "rng", "on_done")
 
-    def __init__(self, inner: Balancer, since: dict[Server, float], *, window: float, floor: float,
-                 clock: Callable[[], float], rng: random.Random) -> None:
+    def __init__(
+        self,
+        inner: Balancer,
+        since: dict[Server, float],
+        *,
+        window: float,
+        floor: float,
+        clock: Callable[[], float],
+        rng: random.Random,
+    ) -> None:
         self.inner = inner
         self.since = since  # ramping server -> when it became usable
         self.window, self.floor = window, floor

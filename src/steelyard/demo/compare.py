@@ -69,15 +69,28 @@ async def compare(algorithms: list[str], *, requests: int, concurrency: int, tim
         results = []
         for algo in algorithms:
             base = prefix(algo)
-            run = await drive("127.0.0.1", port, lambda i, base=base: f"{base}/lab/{i}", requests=requests,
-                              concurrency=concurrency, deadline=deadline)
+            run = await drive(
+                "127.0.0.1",
+                port,
+                lambda i, base=base: f"{base}/lab/{i}",
+                requests=requests,
+                concurrency=concurrency,
+                deadline=deadline,
+            )
             times = sorted(t for _, t in run.answers)
             counts = Counter(s for s, _ in run.answers)
             n = len(times)
-            results.append(LiveResult(
-                algorithm=algo, answered=n, errors=run.errors, mean=sum(times) / n if n else float("nan"),
-                p50=percentile(times, 0.5), p99=percentile(times, 0.99),
-                share={name: counts[name] / n if n else 0.0 for name, _ in BACKENDS}))
+            results.append(
+                LiveResult(
+                    algorithm=algo,
+                    answered=n,
+                    errors=run.errors,
+                    mean=sum(times) / n if n else float("nan"),
+                    p50=percentile(times, 0.5),
+                    p99=percentile(times, 0.99),
+                    share={name: counts[name] / n if n else 0.0 for name, _ in BACKENDS},
+                )
+            )
         return results
     finally:
         if runtime is not None:
@@ -87,16 +100,19 @@ async def compare(algorithms: list[str], *, requests: int, concurrency: int, tim
 
 
 def table(results: list[LiveResult], requests: int, concurrency: int) -> Table:
-    t = Table(title=f"live: {requests} requests per algorithm over {concurrency} connections, through the real proxy",
-              caption="backends fast, medium, slow answer after 0, 20 and 80 ms; weights 5, 1, 1")
+    t = Table(
+        title=f"live: {requests} requests per algorithm over {concurrency} connections, through the real proxy",
+        caption="backends fast, medium, slow answer after 0, 20 and 80 ms; weights 5, 1, 1",
+    )
     for col in ("algorithm", "answered", "errors", "mean ms", "p50 ms", "p99 ms"):
         t.add_column(col, justify="left" if col == "algorithm" else "right")
     for name, _ in BACKENDS:
         t.add_column(name, justify="right")
     for r in results:
         ms = [("-" if x != x else f"{1000 * x:.1f}") for x in (r.mean, r.p50, r.p99)]
-        t.add_row(r.algorithm, str(r.answered), str(r.errors), *ms,
-                  *(f"{100 * r.share[name]:.0f}%" for name, _ in BACKENDS))
+        t.add_row(
+            r.algorithm, str(r.answered), str(r.errors), *ms, *(f"{100 * r.share[name]:.0f}%" for name, _ in BACKENDS)
+        )
     return t
 
 

@@ -48,8 +48,9 @@ async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
     return status, served_by
 
 
-async def drive(host: str, port: int, path_of: Callable[[int], str], *, requests: int, concurrency: int,
-                deadline: float) -> Drive:
+async def drive(
+    host: str, port: int, path_of: Callable[[int], str], *, requests: int, concurrency: int, deadline: float
+) -> Drive:
     """Send ``requests`` GETs (``path_of(i)`` for the i-th) through ``host:port``."""
     loop = asyncio.get_running_loop()
     out = Drive()
@@ -68,8 +69,14 @@ async def drive(host: str, port: int, path_of: Callable[[int], str], *, requests
                     if conn is None:
                         conn = await asyncio.wait_for(asyncio.open_connection(host, port), EXCHANGE_TIMEOUT)
                     status, served_by = await asyncio.wait_for(_exchange(*conn, request), EXCHANGE_TIMEOUT)
-                except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
-                        ValueError, IndexError):
+                except (
+                    OSError,
+                    asyncio.TimeoutError,
+                    asyncio.IncompleteReadError,
+                    asyncio.LimitOverrunError,
+                    ValueError,
+                    IndexError,
+                ):
                     out.errors += 1
                     if conn is not None:
                         conn[1].close()

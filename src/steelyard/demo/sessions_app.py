@@ -61,8 +61,17 @@ class SessionsApp:
         await self._answer(send, status, json.dumps(obj).encode() + b"\n", b"application/json")
 
     async def _answer(self, send: Any, status: int, body: bytes, ctype: bytes) -> None:
-        await send({"type": "http.response.start", "status": status, "headers": [
-            (b"content-type", ctype), (b"content-length", b"%d" % len(body)), (b"x-served-by", self.name.encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", ctype),
+                    (b"content-length", b"%d" % len(body)),
+                    (b"x-served-by", self.name.encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 
@@ -72,8 +81,14 @@ def make_store(spec: str, name: str, peers: list[tuple[str, int]], replicate_on:
     return open_store(spec)
 
 
-async def serve_sessions(name: str, host: str, port: int, spec: str, peers: list[tuple[str, int]],
-                         replicate_on: tuple[str, int] | None = None) -> None:
+async def serve_sessions(
+    name: str,
+    host: str,
+    port: int,
+    spec: str,
+    peers: list[tuple[str, int]],
+    replicate_on: tuple[str, int] | None = None,
+) -> None:
     import uvicorn
 
     store = make_store(spec, name, peers, replicate_on)
@@ -98,6 +113,12 @@ async def serve_sessions(name: str, host: str, port: int, spec: str, peers: list
         task.cancel()
 
 
-def run_sessions_backend(name: str, host: str, port: int, spec: str, peers: list[tuple[str, int]],
-                         replicate_on: tuple[str, int] | None = None) -> None:
+def run_sessions_backend(
+    name: str,
+    host: str,
+    port: int,
+    spec: str,
+    peers: list[tuple[str, int]],
+    replicate_on: tuple[str, int] | None = None,
+) -> None:
     asyncio.run(serve_sessions(name, host, port, spec, peers, replicate_on))

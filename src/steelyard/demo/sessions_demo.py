@@ -67,8 +67,22 @@ class Child:
 
 
 def backend(name: str, spec: str, extra: list[str] = ()) -> tuple[Child, int]:
-    child = Child([sys.executable, "-m", "steelyard.cli", "backend", "--name", name, "--listen", "127.0.0.1:0",
-                   "--sessions", spec, *extra], "listening on")
+    child = Child(
+        [
+            sys.executable,
+            "-m",
+            "steelyard.cli",
+            "backend",
+            "--name",
+            name,
+            "--listen",
+            "127.0.0.1:0",
+            "--sessions",
+            spec,
+            *extra,
+        ],
+        "listening on",
+    )
     return child, int(child.line.split("listening on ")[1].split()[0].rsplit(":", 1)[1])
 
 
@@ -103,9 +117,11 @@ def config(ports: list[int], sticky: str) -> Any:
     table = ""
     if sticky:
         table = '[pool.sticky]\nmode = "cookie"\n' + ('drain_grace = "1s"\n' if sticky == "drain" else "")
-    return parse_config(f'shutdown_grace = "1s"\n[[listener]]\nname = "web"\nbind = "127.0.0.1:0"\npool = "app"\n'
-                        f'[[pool]]\nname = "app"\nconnect_timeout = "1s"\nservers = [{servers}]\n{table}',
-                        source="<demo sessions>")
+    return parse_config(
+        f'shutdown_grace = "1s"\n[[listener]]\nname = "web"\nbind = "127.0.0.1:0"\npool = "app"\n'
+        f'[[pool]]\nname = "app"\nconnect_timeout = "1s"\nservers = [{servers}]\n{table}',
+        source="<demo sessions>",
+    )
 
 
 async def phase(client: Client, count: int, n: int = 3) -> tuple[str, int, list[str]]:
@@ -169,8 +185,10 @@ async def _main() -> list[tuple[str, str, str, str, str]]:
     redis = None
     if shutil.which("redis-server"):
         port = free_port()
-        redis = Child(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-                       "no"], "Ready to accept connections")
+        redis = Child(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            "Ready to accept connections",
+        )
     try:
         for label, store, sticky, want_before, want_after in SETUPS:
             if store == "redis" and redis is None:

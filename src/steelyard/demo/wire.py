@@ -32,8 +32,12 @@ OCTETS = b"application/octet-stream"
 
 ECHO, HEALTH, BYTES, STATUS, CLOSE, SLEEP, ERROR, HEALTH_SET = range(8)
 # prefix -> (kind, lowest, highest accepted value)
-_PARAM_ROUTES = ((b"/bytes/", BYTES, 0, 10**15), (b"/status/", STATUS, 200, 599), (b"/sleep/", SLEEP, 0, 3_600_000),
-                 (b"/healthz/set/", HEALTH_SET, 200, 599))
+_PARAM_ROUTES = (
+    (b"/bytes/", BYTES, 0, 10**15),
+    (b"/status/", STATUS, 200, 599),
+    (b"/sleep/", SLEEP, 0, 3_600_000),
+    (b"/healthz/set/", HEALTH_SET, 200, 599),
+)
 
 _EMPTY_SHA256 = hashlib.sha256().hexdigest()
 _REASONS = {s.value: s.phrase for s in http.HTTPStatus}

@@ -112,8 +112,9 @@ class DnsService:
             self.cache[key] = entry  # type: ignore[index]
         return wire
 
-    def _wire(self, resp: dns.message.Message, query: dns.message.Message, limit: int | None,
-              name: str, rdtype: str) -> bytes:
+    def _wire(
+        self, resp: dns.message.Message, query: dns.message.Message, limit: int | None, name: str, rdtype: str
+    ) -> bytes:
         self.stats[(name, rdtype, dns.rcode.to_text(resp.rcode()))] += 1
         return self._render(resp, query, limit)
 
@@ -204,14 +205,16 @@ class DnsListener:
         # socket may hold already; then both try again on another port (a few times at most)
         for attempt in range(1 if self.port else 8):
             self.udp, _ = await self.loop.create_datagram_endpoint(
-                lambda: _Udp(self.service), local_addr=(self.host, self.port))
+                lambda: _Udp(self.service), local_addr=(self.host, self.port)
+            )
             port = self.udp.get_extra_info("sockname")[1]
             if not self.cfg.tcp:
                 self.port = port
                 return
             try:
-                self.tcp = await self.loop.create_server(lambda: _Tcp(self.service, self.loop), self.host, port,
-                                                         reuse_address=True)
+                self.tcp = await self.loop.create_server(
+                    lambda: _Tcp(self.service, self.loop), self.host, port, reuse_address=True
+                )
                 self.port = port
                 return
             except OSError:

@@ -31,8 +31,7 @@ import dns.rrset
 
 from ..config_dns import absolute
 
-A, AAAA, SOA, NS, ANY = (dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.SOA, dns.rdatatype.NS,
-                         dns.rdatatype.ANY)
+A, AAAA, SOA, NS, ANY = (dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.SOA, dns.rdatatype.NS, dns.rdatatype.ANY)
 IN = dns.rdataclass.IN
 
 
@@ -72,7 +71,7 @@ class PoolRecord:
             return servers[:1]
         if policy == "round_robin":
             self.turn = (self.turn + 1) % len(servers)
-            return servers[self.turn:] + servers[: self.turn]
+            return servers[self.turn :] + servers[: self.turn]
         if policy == "weighted":  # weighted draw without replacement (Efraimidis–Spirakis keys)
             keyed = [(self.rng.random() ** (1.0 / s.weight) if s.weight > 0 else 0.0, i) for i, s in enumerate(servers)]
             return [servers[i] for _, i in sorted(keyed, reverse=True)]
@@ -113,8 +112,9 @@ class Zone:
                 self.pooled[name] = PoolRecord(r, ttl, pools[r.pool], everyone, rng)
             else:
                 kind = dns.rdatatype.from_text(r.type)
-                values = [v if r.type not in ("CNAME", "NS", "MX") else _absolute_target(v, cfg.origin)
-                          for v in r.values]
+                values = [
+                    v if r.type not in ("CNAME", "NS", "MX") else _absolute_target(v, cfg.origin) for v in r.values
+                ]
                 self.static[(name, kind)] = dns.rrset.from_text_list(name, ttl, IN, kind, values)
         self.static_names = {n.to_text().lower() for n, _ in self.static}
         names = {n for n, _ in self.static} | set(self.pooled)
@@ -129,14 +129,27 @@ class Zone:
         rows = []
         for name, rec in self.pooled.items():
             usable = rec.servers()
-            rows.append({"name": name.to_text(), "pool": rec.pool_name, "policy": rec.policy, "ttl": rec.ttl,
-                         "A": [s.host for s in usable if _family(s.host) == A],
-                         "AAAA": [s.host for s in usable if _family(s.host) == AAAA],
-                         "fallback": self.cfg.fallback if not usable else None})
+            rows.append(
+                {
+                    "name": name.to_text(),
+                    "pool": rec.pool_name,
+                    "policy": rec.policy,
+                    "ttl": rec.ttl,
+                    "A": [s.host for s in usable if _family(s.host) == A],
+                    "AAAA": [s.host for s in usable if _family(s.host) == AAAA],
+                    "fallback": self.cfg.fallback if not usable else None,
+                }
+            )
         for (name, kind), rrset in self.static.items():
             if name != self.origin:
-                rows.append({"name": name.to_text(), "type": dns.rdatatype.to_text(kind), "ttl": rrset.ttl,
-                             "values": [r.to_text() for r in rrset]})
+                rows.append(
+                    {
+                        "name": name.to_text(),
+                        "type": dns.rdatatype.to_text(kind),
+                        "ttl": rrset.ttl,
+                        "values": [r.to_text() for r in rrset],
+                    }
+                )
         return rows
 
     def variants(self, query: dns.message.Message) -> tuple[list[dns.message.Message], bool] | None:
@@ -164,7 +177,7 @@ class Zone:
         name, rdtype = q.name, q.rdtype
         record = self.pooled.get(name)
         if record is not None and rdtype in (A, AAAA, ANY):
-            for kind in ((A, AAAA) if rdtype == ANY else (rdtype,)):
+            for kind in (A, AAAA) if rdtype == ANY else (rdtype,):
                 addresses = record.addresses(kind, self.cfg.fallback)
                 if addresses is None:
                     resp.set_rcode(dns.rcode.SERVFAIL)

@@ -82,7 +82,14 @@ class TcpListener(StreamListener):
         self._refused += 1
         now = self.loop.time()
         if now - self._refused_logged >= 1.0:
-            log.warning("listener %s: no server of pool %s reachable (%d tried; last: %s); closing client %s"
-                        " (%d client(s) turned away since the last such line)",
-                        self.name, self.pool.name, tried, why, client, self._refused)
+            log.warning(
+                "listener %s: no server of pool %s reachable (%d tried; last: %s); closing client %s"
+                " (%d client(s) turned away since the last such line)",
+                self.name,
+                self.pool.name,
+                tried,
+                why,
+                client,
+                self._refused,
+            )
             self._refused, self._refused_logged = 0, now

@@ -83,7 +83,8 @@ class StreamListener:
             self.server = await self.loop.create_server(self.protocol, sock=self.sock, backlog=self.backlog, **tls)
         else:
             self.server = await self.loop.create_server(
-                self.protocol, self.host, self.port, backlog=self.backlog, reuse_address=True, **tls)
+                self.protocol, self.host, self.port, backlog=self.backlog, reuse_address=True, **tls
+            )
         self.port = self.server.sockets[0].getsockname()[1]
         self._sweeper = self.loop.create_task(self._sweep())
 

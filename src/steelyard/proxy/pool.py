@@ -90,9 +90,14 @@ class PoolRuntime:
         self.draining: dict[str, tuple[Server, float]] = {}  # draining servers sticky clients may still use
         self.publish(servers)
 
-    def publish(self, servers: Sequence[Server], ramping: dict[Server, float] | None = None,
-                window: float = 0.0, floor: float = 1.0,
-                draining: dict[str, tuple[Server, float]] | None = None) -> None:
+    def publish(
+        self,
+        servers: Sequence[Server],
+        ramping: dict[Server, float] | None = None,
+        window: float = 0.0,
+        floor: float = 1.0,
+        draining: dict[str, tuple[Server, float]] | None = None,
+    ) -> None:
         """Swap in a snapshot of ``servers`` (the usable ones) with a fresh balancer; servers
         in ``ramping`` (server -> when it became usable) are in slow start over ``window``.
         ``draining`` (name -> (server, drain start)): servers no new client gets that sticky

@@ -69,7 +69,7 @@ def parse(data: bytes) -> tuple[tuple[str, int] | None, tuple[str, int] | None, 
         ver_cmd, family, length = struct.unpack("!BBH", data[12:16])
         if ver_cmd >> 4 != 2 or len(data) < 16 + length:
             raise ValueError("bad or truncated PROXY v2 header")
-        block = data[16:16 + length]
+        block = data[16 : 16 + length]
         if family == TCP4 and length >= 12:
             src = (str(ipaddress.IPv4Address(block[0:4])), struct.unpack("!H", block[8:10])[0])
             dst = (str(ipaddress.IPv4Address(block[4:8])), struct.unpack("!H", block[10:12])[0])

@@ -35,11 +35,32 @@ if TYPE_CHECKING:
 
 
 class Sticky:
-    __slots__ = ("cfg", "cookie", "name", "codec", "table", "clock", "wall", "attrs", "_snap", "_by_id", "_by_name",
-                 "_known", "FULL")
+    __slots__ = (
+        "cfg",
+        "cookie",
+        "name",
+        "codec",
+        "table",
+        "clock",
+        "wall",
+        "attrs",
+        "_snap",
+        "_by_id",
+        "_by_name",
+        "_known",
+        "FULL",
+    )
 
-    def __init__(self, cfg: Any, *, clock: Callable[[], float], wall: Callable[[], float] = time.time,
-                 secure: bool = False, full: Any = None, secret: bytes | None = None) -> None:
+    def __init__(
+        self,
+        cfg: Any,
+        *,
+        clock: Callable[[], float],
+        wall: Callable[[], float] = time.time,
+        secure: bool = False,
+        full: Any = None,
+        secret: bytes | None = None,
+    ) -> None:
         self.cfg = cfg
         self.cookie = cfg.mode == "cookie"
         self.name = cfg.cookie.encode()
@@ -171,6 +192,10 @@ def _take_cookie(ex: Any, name: bytes) -> bytes | None:
                 kept.append(pair)
         parts[i + 2] = b"; ".join(kept)
     if found is not None:
-        ex.parts = [x for j in range(0, len(parts), 4) if parts[j].lower() != b"cookie" or parts[j + 2]
-                    for x in parts[j : j + 4]]
+        ex.parts = [
+            x
+            for j in range(0, len(parts), 4)
+            if parts[j].lower() != b"cookie" or parts[j + 2]
+            for x in parts[j : j + 4]
+        ]
     return found

@@ -99,7 +99,19 @@ class TcpRelay(asyncio.Protocol):
     """The client connection of a relay, and the relay's state (see the module docstring)."""
 
     __slots__ = (
-        "L", "transport", "up", "peer", "server", "busy", "last", "eofs", "opened", "done", "task", "early", "spliced",
+        "L",
+        "transport",
+        "up",
+        "peer",
+        "server",
+        "busy",
+        "last",
+        "eofs",
+        "opened",
+        "done",
+        "task",
+        "early",
+        "spliced",
     )
 
     def __init__(self, listener: "TcpListener") -> None:
@@ -210,8 +222,12 @@ class TcpRelay(asyncio.Protocol):
             elif not self.eof(self.peer):
                 return
         self.busy = True
-        if self.L.splice and not early and not self.transport.get_write_buffer_size() \
-                and not self.peer.get_write_buffer_size():
+        if (
+            self.L.splice
+            and not early
+            and not self.transport.get_write_buffer_size()
+            and not self.peer.get_write_buffer_size()
+        ):
             self.peer.pause_reading()  # from here on the bytes move in the kernel (splice.py)
             self.transport.pause_reading()  # (again: uvloop ignores a pause inside connection_made)
             self.spliced = Spliced(self, self.transport, self.peer)

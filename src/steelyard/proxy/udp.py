@@ -48,8 +48,9 @@ READ_BATCH = 64  # replies read per readiness callback before yielding to the lo
 class Flow:
     __slots__ = ("L", "key", "client", "server", "sock", "fd", "busy", "last", "started", "on_done", "reported")
 
-    def __init__(self, listener: "UdpListener", key: Any, client: Any, server: "Server", sock: socket.socket,
-                 on_done: Any) -> None:
+    def __init__(
+        self, listener: "UdpListener", key: Any, client: Any, server: "Server", sock: socket.socket, on_done: Any
+    ) -> None:
         self.L = listener
         self.key = key
         self.client = client
@@ -134,7 +135,8 @@ class UdpListener(asyncio.DatagramProtocol):
             self.transport, _ = await self.loop.create_datagram_endpoint(lambda: self, sock=self.sock)
         else:
             self.transport, _ = await self.loop.create_datagram_endpoint(
-                lambda: self, local_addr=(self.host, self.port), reuse_port=self.reuse_port or None)
+                lambda: self, local_addr=(self.host, self.port), reuse_port=self.reuse_port or None
+            )
         self.port = self.transport.get_extra_info("sockname")[1]
         self._sweeper = self.loop.create_task(self._sweep())
 
@@ -215,8 +217,12 @@ class UdpListener(asyncio.DatagramProtocol):
         self._dropped += 1
         now = self.loop.time()
         if now - self._dropped_logged >= 1.0:
-            log.warning("listener %s: dropping datagrams: %s (%d dropped since the last such line)",
-                        self.name, why, self._dropped)
+            log.warning(
+                "listener %s: dropping datagrams: %s (%d dropped since the last such line)",
+                self.name,
+                why,
+                self._dropped,
+            )
             self._dropped, self._dropped_logged = 0, now
 
     def close_flow(self, flow: Flow, *, failed: bool) -> None:

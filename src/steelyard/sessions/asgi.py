@@ -111,8 +111,13 @@ class SessionMiddleware:
             if started:
                 raise
             body = unavailable_body(exc)
-            await send({"type": "http.response.start", "status": 503,
-                        "headers": [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body))]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 503,
+                    "headers": [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body))],
+                }
+            )
             await send({"type": "http.response.body", "body": body})
 
     async def _lifespan(self, scope: dict, receive: Any, send: Any) -> None:

@@ -27,8 +27,9 @@ MAX_RETRIES = 20
 class RedisStore(Store):
     def __init__(self, url: str, *, ttl: float = DEFAULT_TTL, timeout: float = 1.0) -> None:
         self.url, self.ttl, self.timeout = url, ttl, timeout
-        self.client = aioredis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout,
-                                        retry_on_timeout=False)
+        self.client = aioredis.from_url(
+            url, socket_connect_timeout=timeout, socket_timeout=timeout, retry_on_timeout=False
+        )
 
     def _down(self, exc: Exception) -> StoreUnavailable:
         return StoreUnavailable(f"session store redis at {self.url} is unreachable: {exc}")

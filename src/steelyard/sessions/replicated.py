@@ -51,13 +51,25 @@ class Entry:
         self.version, self.node, self.data, self.expires = version, node, data, expires
 
     def wire(self, sid: str) -> bytes:
-        return json.dumps({"op": "put", "k": sid, "v": self.version, "n": self.node, "d": self.data,
-                           "x": self.expires}).encode() + b"\n"
+        return (
+            json.dumps(
+                {"op": "put", "k": sid, "v": self.version, "n": self.node, "d": self.data, "x": self.expires}
+            ).encode()
+            + b"\n"
+        )
 
 
 class ReplicatedStore(Store):
-    def __init__(self, node: str, listen: tuple[str, int], peers: tuple[tuple[str, int], ...] | list, *,
-                 ttl: float = DEFAULT_TTL, clock: Callable[[], float] = time.time, sync_timeout: float = 1.0) -> None:
+    def __init__(
+        self,
+        node: str,
+        listen: tuple[str, int],
+        peers: tuple[tuple[str, int], ...] | list,
+        *,
+        ttl: float = DEFAULT_TTL,
+        clock: Callable[[], float] = time.time,
+        sync_timeout: float = 1.0,
+    ) -> None:
         self.node, self.listen, self.peers = node, listen, [tuple(p) for p in peers]
         self.ttl, self.clock = ttl, clock
         self.entries: dict[str, Entry] = {}
@@ -130,6 +142,7 @@ class ReplicatedStore(Store):
 
     async def _synced(self, seq: int) -> None:
         """Wait until every peer applied local write ``seq``, or failed to take it (at most ``sync_timeout``)."""
+
         def done() -> bool:
             return all(self.acked[p] >= seq or self.failed[p] >= seq for p in self.peers)
 

@@ -63,8 +63,9 @@ class MemoryStore(Store):
     At most ``max_sessions`` (least recently used ones go first); one event loop owns it,
     so an update (no await inside) is atomic."""
 
-    def __init__(self, ttl: float = DEFAULT_TTL, *, max_sessions: int = 100_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, ttl: float = DEFAULT_TTL, *, max_sessions: int = 100_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.ttl, self.max_sessions, self.clock = ttl, max_sessions, clock
         self.items: OrderedDict[str, tuple[float, Data]] = OrderedDict()  # sid -> (expires, data)
 
@@ -100,8 +101,14 @@ class MemoryStore(Store):
             self.items.popitem(last=False)
 
 
-def open_store(spec: str, *, ttl: float = DEFAULT_TTL, node: str = "", listen: tuple[str, int] | None = None,
-               peers: tuple[tuple[str, int], ...] = ()) -> Store:
+def open_store(
+    spec: str,
+    *,
+    ttl: float = DEFAULT_TTL,
+    node: str = "",
+    listen: tuple[str, int] | None = None,
+    peers: tuple[tuple[str, int], ...] = (),
+) -> Store:
     """``memory``, ``redis://HOST:PORT/DB`` or ``replicated`` (with ``node``, ``listen`` and ``peers``)."""
     if spec == "memory":
         return MemoryStore(ttl)

@@ -84,6 +84,7 @@ class WsgiSessionMiddleware:
             return self.app(environ, start_with_cookie)
         except StoreUnavailable as exc:
             body = unavailable_body(exc)
-            start_response("503 Service Unavailable", [("Content-Type", "text/plain"),
-                                                       ("Content-Length", str(len(body)))])
+            start_response(
+                "503 Service Unavailable", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))]
+            )
             return [body]

@@ -18,8 +18,9 @@ from .scenario import ScenarioError, parse_scenario
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--scenario", "-s", default="supermarket",
-                   help=f"a built-in scenario ({', '.join(BUILTIN)}) or a TOML file")
+    p.add_argument(
+        "--scenario", "-s", default="supermarket", help=f"a built-in scenario ({', '.join(BUILTIN)}) or a TOML file"
+    )
     p.add_argument("--load", type=float, help="offered load (arrival rate ÷ total capacity), e.g. 0.9")
     p.add_argument("--d", type=int, help="choices of p2c (the supermarket's d; 1 is random)")
     p.add_argument("--algorithm", "-a", action="append", help="algorithm to run (repeatable); default: the scenario's")
@@ -39,8 +40,10 @@ def _raw(source: str) -> tuple[dict[str, Any], str]:
         return BUILTIN[source](), f"scenario {source}"
     path = Path(source)
     if not path.suffix and not path.exists():
-        raise ScenarioError("steelyard simulate", [("", f"no built-in scenario or file {source!r}; "
-                                                        f"built-in scenarios: {', '.join(BUILTIN)}")])
+        raise ScenarioError(
+            "steelyard simulate",
+            [("", f"no built-in scenario or file {source!r}; built-in scenarios: {', '.join(BUILTIN)}")],
+        )
     try:
         return tomllib.loads(path.read_bytes().decode("utf-8")), str(path)
     except OSError as exc:
@@ -84,8 +87,12 @@ def run(args: argparse.Namespace) -> int:
     if err_console.is_terminal:
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-        columns = (TextColumn("simulating {task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                   TimeRemainingColumn())
+        columns = (
+            TextColumn("simulating {task.description}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TimeRemainingColumn(),
+        )
         with Progress(*columns, console=err_console, transient=True) as bar:
             task = bar.add_task(scenario.name, total=planned_arrivals(scenario, sweep))
             lab = run_lab(scenario, sweep=sweep, progress=lambda k: bar.advance(task, k))

@@ -57,8 +57,9 @@ def arrival_rate(scenario: Scenario, load: float) -> float:
     return load * capacity / service_mean(scenario.service)
 
 
-def simulate(scenario: Scenario, algorithm: str, load: float | None = None,
-             progress: Callable[[int], None] | None = None) -> RunResult:
+def simulate(
+    scenario: Scenario, algorithm: str, load: float | None = None, progress: Callable[[int], None] | None = None
+) -> RunResult:
     """Run ``algorithm`` under ``scenario`` at ``load`` (default: the scenario's)."""
     scn = scenario
     load = scn.load if load is None else load
@@ -77,8 +78,17 @@ def simulate(scenario: Scenario, algorithm: str, load: float | None = None,
 
     bs = scn.balancers
     shared = bs.refresh == 0.0
-    nodes = make_nodes(resolve_algorithm(algorithm), names, [g.weight for _, g in groups], count=bs.count,
-                       shared=shared, own=bs.own, seed=seed, clock=clock, options=scn.options.balancer_options())
+    nodes = make_nodes(
+        resolve_algorithm(algorithm),
+        names,
+        [g.weight for _, g in groups],
+        count=bs.count,
+        shared=shared,
+        own=bs.own,
+        seed=seed,
+        clock=clock,
+        options=scn.options.balancer_options(),
+    )
     next_arrival = arrival_sampler(scn.arrivals, arrival_rate(scn, load), random.Random(f"{seed}/arrivals"))
     draw = service_sampler(scn.service, random.Random(f"{seed}/service"))
     route = random.Random(f"{seed}/route").randrange  # which node, which client
@@ -262,8 +272,21 @@ def simulate(scenario: Scenario, algorithm: str, load: float | None = None,
         progress(arrived - reported)
     mean, p50, p99, p999 = summarize(times)
     return RunResult(
-        scenario=scn.name, algorithm=algorithm, label=label(scn, algorithm), load=load, measured=goal,
-        served=len(times), mean=mean, p50=p50, p99=p99, p999=p999, max_queue=max(maxq), drops=drops,
-        failed=failed, share={name: sent[i] / goal for i, name in enumerate(names)}, events=events,
-        sim_time=now, theory=expected_mean(scn, algorithm, load),
+        scenario=scn.name,
+        algorithm=algorithm,
+        label=label(scn, algorithm),
+        load=load,
+        measured=goal,
+        served=len(times),
+        mean=mean,
+        p50=p50,
+        p99=p99,
+        p999=p999,
+        max_queue=max(maxq),
+        drops=drops,
+        failed=failed,
+        share={name: sent[i] / goal for i, name in enumerate(names)},
+        events=events,
+        sim_time=now,
+        theory=expected_mean(scn, algorithm, load),
     )

@@ -55,6 +55,7 @@ def run_lab(scenario: Scenario, *, sweep: bool = True, progress: Callable[[int],
     points: list[RunResult] = []
     if sweep and scenario.sweep:
         small = sweep_scenario(scenario)
-        points = [simulate(small, algo, load, progress=progress)
-                  for algo in scenario.algorithms for load in scenario.sweep]
+        points = [
+            simulate(small, algo, load, progress=progress) for algo in scenario.algorithms for load in scenario.sweep
+        ]
     return LabResult(scenario, results, points)

@@ -34,11 +34,31 @@ from ..core.model import Server
 class Node:
     """One balancer node: its ``Server`` objects, its balancer and its own in-flight counts."""
 
-    __slots__ = ("servers", "index", "balancer", "learns", "bump", "track", "own_inflight", "_cls", "_rng",
-                 "_clock", "_options")
+    __slots__ = (
+        "servers",
+        "index",
+        "balancer",
+        "learns",
+        "bump",
+        "track",
+        "own_inflight",
+        "_cls",
+        "_rng",
+        "_clock",
+        "_options",
+    )
 
-    def __init__(self, cls: type[Balancer], servers: Sequence[Server], *, shared: bool, own: bool,
-                 rng: random.Random, clock: Callable[[], float], options: BalancerOptions) -> None:
+    def __init__(
+        self,
+        cls: type[Balancer],
+        servers: Sequence[Server],
+        *,
+        shared: bool,
+        own: bool,
+        rng: random.Random,
+        clock: Callable[[], float],
+        options: BalancerOptions,
+    ) -> None:
         self.servers = tuple(servers)
         self.index = {s: i for i, s in enumerate(self.servers)}  # Server hashes by identity
         self._cls, self._rng, self._clock, self._options = cls, rng, clock, options
@@ -64,12 +84,33 @@ class Node:
                 s.load.active = c + now - then
 
 
-def make_nodes(cls: type[Balancer], names: Sequence[str], weights: Sequence[int], *, count: int, shared: bool,
-               own: bool, seed: int, clock: Callable[[], float], options: BalancerOptions) -> list[Node]:
+def make_nodes(
+    cls: type[Balancer],
+    names: Sequence[str],
+    weights: Sequence[int],
+    *,
+    count: int,
+    shared: bool,
+    own: bool,
+    seed: int,
+    clock: Callable[[], float],
+    options: BalancerOptions,
+) -> list[Node]:
     """``count`` nodes, each with its own rng (seeded from ``seed``) and, unless shared, its own servers."""
+
     def servers() -> list[Server]:
         return [Server(name, "sim", i, w) for i, (name, w) in enumerate(zip(names, weights))]
 
     common = servers() if shared else None
-    return [Node(cls, common or servers(), shared=shared, own=own, rng=random.Random(f"{seed}/node/{k}"),
-                 clock=clock, options=options) for k in range(count)]
+    return [
+        Node(
+            cls,
+            common or servers(),
+            shared=shared,
+            own=own,
+            rng=random.Random(f"{seed}/node/{k}"),
+            clock=clock,
+            options=options,
+        )
+        for k in range(count)
+    ]

@@ -41,8 +41,14 @@ def response_plot(lab: LabResult, path: Path) -> Path:
         loads = [r.load for r in points if expected_mean(scn, algo, r.load) is not None]
         if loads:
             fine = [loads[0] + (loads[-1] - loads[0]) * i / 100 for i in range(101)]
-            ax.plot(fine, [expected_mean(scn, algo, x) for x in fine], "--", color=colour, alpha=0.6,
-                    label=f"{label} theory")
+            ax.plot(
+                fine,
+                [expected_mean(scn, algo, x) for x in fine],
+                "--",
+                color=colour,
+                alpha=0.6,
+                label=f"{label} theory",
+            )
     ax.set_yscale("log")
     ax.set_xlabel("offered load")
     ax.set_ylabel("time in system (simulated s)")

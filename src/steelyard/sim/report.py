@@ -40,8 +40,10 @@ def table(lab: LabResult) -> Table:
     scn = lab.scenario
     groups = {name: g.name for g in scn.servers for name in g.server_names()}
     theory = any(r.theory is not None for r in lab.results)
-    t = Table(title=f"{scn.name} at load {scn.load:g}: {scn.requests:,} requests per algorithm",
-              caption=scn.description or None)
+    t = Table(
+        title=f"{scn.name} at load {scn.load:g}: {scn.requests:,} requests per algorithm",
+        caption=scn.description or None,
+    )
     t.add_column("algorithm")
     t.add_column("mean", justify="right")
     if theory:
@@ -54,8 +56,15 @@ def table(lab: LabResult) -> Table:
         row = [r.label, _num(r.mean)]
         if theory:
             row += ["-", "-"] if r.theory is None else [_num(r.theory), f"{100 * (r.mean / r.theory - 1):+.2f}%"]
-        row += [_num(r.p50), _num(r.p99), _num(r.p999), str(r.max_queue), str(r.drops), str(r.failed),
-                share_text(r, groups)]
+        row += [
+            _num(r.p50),
+            _num(r.p99),
+            _num(r.p999),
+            str(r.max_queue),
+            str(r.drops),
+            str(r.failed),
+            share_text(r, groups),
+        ]
         t.add_row(*row)
     return t
 

@@ -104,8 +104,12 @@ class Options(_Model):
     hash_on: Literal["client_ip"] = "client_ip"
 
     def balancer_options(self) -> BalancerOptions:
-        return BalancerOptions(hash_on=self.hash_on, hash_balance_factor=self.hash_balance_factor,
-                               ewma_decay=self.ewma_decay, choices=self.choices)
+        return BalancerOptions(
+            hash_on=self.hash_on,
+            hash_balance_factor=self.hash_balance_factor,
+            ewma_decay=self.ewma_decay,
+            choices=self.choices,
+        )
 
 
 class Outage(_Model):
@@ -151,8 +155,15 @@ class Scenario(_Model):
 
 # --- errors ---------------------------------------------------------------------
 
-_KEYS = {"": Scenario, "servers": ServerGroup, "arrivals": ArrivalSpec, "service": ServiceSpec,
-         "balancers": BalancerSpec, "options": Options, "outage": Outage}
+_KEYS = {
+    "": Scenario,
+    "servers": ServerGroup,
+    "arrivals": ArrivalSpec,
+    "service": ServiceSpec,
+    "balancers": BalancerSpec,
+    "options": Options,
+    "outage": Outage,
+}
 
 
 def parse_scenario(text_or_dict: str | Mapping[str, Any], source: str = "<string>") -> Scenario:

@@ -22,9 +22,17 @@ LIMIT = 64 * 1024 * 1024  # one message at most (a stats answer of thousands of 
 # -- a server's counters in a ``stats`` answer: one row ------------------------------------
 # [requests, failures, latency_sum, resp_bytes, req_bytes, by_class (6), latency (buckets)]
 
+
 def counter_row(load: Any) -> list:
-    return [load.requests, load.failures, load.latency_sum, load.resp_bytes, load.req_bytes,
-            load.by_class, load.latency]
+    return [
+        load.requests,
+        load.failures,
+        load.latency_sum,
+        load.resp_bytes,
+        load.req_bytes,
+        load.by_class,
+        load.latency,
+    ]
 
 
 def empty_row() -> list:
@@ -32,8 +40,11 @@ def empty_row() -> list:
 
 
 def add_rows(a: list, b: list) -> list:
-    return [*(x + y for x, y in zip(a[:5], b[:5])), [x + y for x, y in zip(a[5], b[5])],
-            [x + y for x, y in zip(a[6], b[6])]]
+    return [
+        *(x + y for x, y in zip(a[:5], b[:5])),
+        [x + y for x, y in zip(a[5], b[5])],
+        [x + y for x, y in zip(a[6], b[6])],
+    ]
 
 
 def set_counters(load: Any, row: list) -> None:

@@ -100,9 +100,11 @@ class WorkerHub:
         for st in keeper.health.states:
             self.column(pool, st.server)
         self.views[pool] = view = {
-            "algorithm": keeper.algorithm_name, "servers": [ref(s) for s in servers],
+            "algorithm": keeper.algorithm_name,
+            "servers": [ref(s) for s in servers],
             "ramping": [[s.name, now - since] for s, since in (ramping or {}).items()],
-            "window": keeper.slow_start, "floor": keeper.cfg.slow_start_floor,
+            "window": keeper.slow_start,
+            "floor": keeper.cfg.slow_start_floor,
             "draining": [[ref(s), now - since] for s, since in (draining or {}).values()],
         }
         self._send({"op": "pools", "views": {pool: view}})
@@ -143,12 +145,16 @@ class WorkerHub:
             for name, holder in self.rt.listeners.items():
                 if holder.sock is not None:
                     fds.append(holder.sock.fileno())
-                listeners[name] = {"fd": holder.sock.fileno() if holder.sock is not None else None,
-                                   "port": holder.port}
+                listeners[name] = {"fd": holder.sock.fileno() if holder.sock is not None else None, "port": holder.port}
             try:  # (a session of its own: a terminal's Ctrl-C reaches the control process only)
                 w.proc = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "steelyard.workers.worker", str(child.fileno()), pass_fds=fds,
-                    start_new_session=True)
+                    sys.executable,
+                    "-m",
+                    "steelyard.workers.worker",
+                    str(child.fileno()),
+                    pass_fds=fds,
+                    start_new_session=True,
+                )
             except BaseException:
                 parent.close()
                 self.slots.give_back_row(w.row)
@@ -156,10 +162,21 @@ class WorkerHub:
             finally:
                 child.close()
             w.channel = await Channel.open(parent)
-            w.channel.send({"op": "hello", "index": index, "generation": generation, "row": w.row,
-                            "slots_fd": self.slots.fd, "config": text, "source": self.rt.config.source,
-                            "listeners": listeners, "secret": self.secret, "pools": self.views,
-                            "log_level": logging.getLogger().getEffectiveLevel()})
+            w.channel.send(
+                {
+                    "op": "hello",
+                    "index": index,
+                    "generation": generation,
+                    "row": w.row,
+                    "slots_fd": self.slots.fd,
+                    "config": text,
+                    "source": self.rt.config.source,
+                    "listeners": listeners,
+                    "secret": self.secret,
+                    "pools": self.views,
+                    "log_level": logging.getLogger().getEffectiveLevel(),
+                }
+            )
         finally:
             self.spawning -= 1
         loop = asyncio.get_running_loop()
@@ -214,10 +231,16 @@ class WorkerHub:
         loop = asyncio.get_running_loop()
         young = loop.time() - w.started < YOUNG
         deaths = self._deaths[w.index] = self._deaths.get(w.index, 0) + 1 if young else 0
-        delay = min(5.0, 0.1 * 2 ** deaths) if deaths else 0.0
+        delay = min(5.0, 0.1 * 2**deaths) if deaths else 0.0
         why = f" ({w.failure})" if w.failure else ""
-        log.warning("worker %d (pid %d) %s%s; starting another%s", w.index, w.pid, _how(code), why,
-                    f" in {delay:.1f}s" if delay else "")
+        log.warning(
+            "worker %d (pid %d) %s%s; starting another%s",
+            w.index,
+            w.pid,
+            _how(code),
+            why,
+            f" in {delay:.1f}s" if delay else "",
+        )
         if delay:
             await asyncio.sleep(delay)
         if self.closing or w.generation != self.generation:
@@ -242,9 +265,12 @@ class WorkerHub:
     def push_remote(self) -> None:
         """[cluster]: other balancers' in-flight counts are in the shared block already (row 0,
         written through ``TotalLoad.remote``); their mean response times go to every worker."""
-        by_column = {str(st.server.load.col): st.server.load.remote_ewma
-                     for keeper in self.rt.health.values() for st in keeper.health.states
-                     if isinstance(st.server.load, TotalLoad) and st.server.load.remote_ewma}
+        by_column = {
+            str(st.server.load.col): st.server.load.remote_ewma
+            for keeper in self.rt.health.values()
+            for st in keeper.health.states
+            if isinstance(st.server.load, TotalLoad) and st.server.load.remote_ewma
+        }
         self._send({"op": "remote", "ewma": by_column})
 
     # -- counters ------------------------------------------------------------------
@@ -322,9 +348,12 @@ class WorkerHub:
         procs = [w.proc for w in old if w.proc is not None]
         if procs:
             await asyncio.wait([asyncio.ensure_future(p.wait()) for p in procs])
-        print(f"steelyard: workers of generation {new[0].generation} serving (pids "
-              f"{', '.join(str(w.pid) for w in new)}); the previous ones (pids "
-              f"{', '.join(str(p.pid) for p in procs)}) have finished", flush=True)
+        print(
+            f"steelyard: workers of generation {new[0].generation} serving (pids "
+            f"{', '.join(str(w.pid) for w in new)}); the previous ones (pids "
+            f"{', '.join(str(p.pid) for p in procs)}) have finished",
+            flush=True,
+        )
 
     def _stop(self, w: Worker) -> None:
         w.stopping = True
@@ -354,12 +383,19 @@ class WorkerHub:
 
     def status(self) -> list[dict[str, Any]]:
         now = asyncio.get_running_loop().time()
-        return [{"index": w.index, "pid": w.pid, "generation": w.generation, "row": w.row,
-                 "serving": w.ready.done() and w.ready.exception() is None, "stopping": w.stopping,
-                 "uptime_s": round(now - w.started, 3),
-                 "active": sum(self.slots.cells[w.row * COLUMNS + c]
-                               for c in self.slots.columns.values())}
-                for w in sorted(self.workers, key=lambda w: (w.generation, w.index))]
+        return [
+            {
+                "index": w.index,
+                "pid": w.pid,
+                "generation": w.generation,
+                "row": w.row,
+                "serving": w.ready.done() and w.ready.exception() is None,
+                "stopping": w.stopping,
+                "uptime_s": round(now - w.started, 3),
+                "active": sum(self.slots.cells[w.row * COLUMNS + c] for c in self.slots.columns.values()),
+            }
+            for w in sorted(self.workers, key=lambda w: (w.generation, w.index))
+        ]
 
 
 def _key(pool: str, server: Server) -> tuple:

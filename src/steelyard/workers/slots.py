@@ -61,7 +61,7 @@ class SlotTable:
     def give_back_row(self, row: int) -> None:
         """The worker of ``row`` has exited: its connections are gone, so are its counts."""
         start = row * COLUMNS
-        self.cells[start:start + COLUMNS] = memoryview(bytes(COLUMNS * CELL)).cast("q")
+        self.cells[start : start + COLUMNS] = memoryview(bytes(COLUMNS * CELL)).cast("q")
         self.free_rows.append(row)
         self.free_rows.sort(reverse=True)  # (lowest first: the rows in use stay few)
         self.cells[HIGH] = max((r for r in range(1, ROWS) if r not in self.free_rows), default=0)

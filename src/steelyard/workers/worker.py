@@ -123,9 +123,13 @@ class WorkerRuntime(Runtime):
             for s in pool.known:
                 if s.load.ewma and (s.name not in latest or s.load.ewma_stamp > latest[s.name].ewma_stamp):
                     latest[s.name] = s.load
-            out[name] = {"servers": servers, "retried": pool.retried_total,
-                         "answered": {str(k): v for k, v in pool.answered.items()}, "queued": len(pool.waiting),
-                         "ewma": {n: load.ewma for n, load in latest.items()}}
+            out[name] = {
+                "servers": servers,
+                "retried": pool.retried_total,
+                "answered": {str(k): v for k, v in pool.answered.items()},
+                "queued": len(pool.waiting),
+                "ewma": {n: load.ewma for n, load in latest.items()},
+            }
         return out
 
     def set_remote_ewma(self, by_column: dict[str, float]) -> None:
@@ -143,7 +147,8 @@ async def main(fd: int) -> int:
     root = logging.getLogger()
     root.setLevel(hello.get("log_level", logging.WARNING))
     root.handlers[0].setFormatter(
-        logging.Formatter(f"%(asctime)s %(levelname)s %(name)s [worker {hello['index']}]: %(message)s"))
+        logging.Formatter(f"%(asctime)s %(levelname)s %(name)s [worker {hello['index']}]: %(message)s")
+    )
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):

@@ -33,8 +33,9 @@ class AccessLog:
         self.writing: asyncio.Future | None = None
 
     def record(self, down: Any, ex: Any, status: int, server: Any) -> None:
-        self.pending.append((ex.t_begin, self.loop.time(), down.ip, ex.method, ex.url, status, ex.resp_bytes,
-                             ex.pool, server, ex.tries))
+        self.pending.append(
+            (ex.t_begin, self.loop.time(), down.ip, ex.method, ex.url, status, ex.resp_bytes, ex.pool, server, ex.tries)
+        )
         if len(self.pending) >= BATCH and self.writing is None:
             self._flush()
 
@@ -47,11 +48,23 @@ class AccessLog:
     def _write(self, batch: list[tuple]) -> None:
         off, lines = self.offset, []
         for t, end, ip, method, url, status, size, pool, server, tries in batch:
-            lines.append(json.dumps({
-                "time": round(t + off, 6), "client": ip.decode("latin-1"), "method": method.decode("latin-1"),
-                "path": url.decode("latin-1"), "status": status, "bytes": size,
-                "duration_ms": round((end - t) * 1000, 3), "pool": pool.name if pool is not None else None,
-                "server": server.name if server is not None else None, "retries": tries}, separators=(",", ":")))
+            lines.append(
+                json.dumps(
+                    {
+                        "time": round(t + off, 6),
+                        "client": ip.decode("latin-1"),
+                        "method": method.decode("latin-1"),
+                        "path": url.decode("latin-1"),
+                        "status": status,
+                        "bytes": size,
+                        "duration_ms": round((end - t) * 1000, 3),
+                        "pool": pool.name if pool is not None else None,
+                        "server": server.name if server is not None else None,
+                        "retries": tries,
+                    },
+                    separators=(",", ":"),
+                )
+            )
         text = "\n".join(lines) + "\n"
         if self.file is sys.stdout:
             self.file.write(text)
@@ -59,7 +72,7 @@ class AccessLog:
             return
         data = memoryview(text.encode("utf-8"))
         while data:
-            data = data[self.file.write(data):]
+            data = data[self.file.write(data) :]
 
     async def _run(self) -> None:
         while True:

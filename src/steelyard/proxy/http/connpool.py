@@ -23,8 +23,19 @@ if TYPE_CHECKING:
 class ConnPool:
     """Idle keep-alive connections to one server (LIFO, capped, expired by ``sweep``)."""
 
-    __slots__ = ("server", "loop", "idle", "max_idle", "idle_timeout", "connect_timeout", "timeout", "try_timeout",
-                 "closed", "ssl", "server_name")
+    __slots__ = (
+        "server",
+        "loop",
+        "idle",
+        "max_idle",
+        "idle_timeout",
+        "connect_timeout",
+        "timeout",
+        "try_timeout",
+        "closed",
+        "ssl",
+        "server_name",
+    )
 
     def __init__(
         self,
@@ -63,8 +74,12 @@ class ConnPool:
     async def connect(self) -> UpstreamConnection:
         s = self.server
         _, conn = await asyncio.wait_for(
-            self.loop.create_connection(lambda: UpstreamConnection(self), s.host, s.port, **(
-                {"ssl": self.ssl, "server_hostname": self.server_name or s.host} if self.ssl is not None else {})),
+            self.loop.create_connection(
+                lambda: UpstreamConnection(self),
+                s.host,
+                s.port,
+                **({"ssl": self.ssl, "server_hostname": self.server_name or s.host} if self.ssl is not None else {}),
+            ),
             self.connect_timeout,
         )
         return conn  # type: ignore[return-value]

@@ -296,4 +296,3 @@ class DownstreamProtocol(asyncio.Protocol):
             conn.transport.write(b"".join(ex.more.early))  # type: ignore[union-attr]
             ex.more.early = None
         self._resume(PENDING_FULL)
-

@@ -8,6 +8,7 @@ from httptools import HttpParserError
 class Closed(HttpParserError):
     """Raised from a parser callback once its connection is closing: stops the parser."""
 
+
 _REASONS = {
     308: "Permanent Redirect",
     400: "Bad Request",
@@ -70,5 +71,9 @@ CANNED = {(s, c): error_response(s, close=c) for s in _REASONS for c in (False, 
 
 # Every server is at its max_conns and the pool's queue is full, or the request waited
 # out queue_timeout: the client may try again shortly (RFC 9110 section 10.2.3).
-BUSY = {c: error_response(503, close=c, extra=b"Retry-After: 1\r\n",
-                          detail="steelyard: every server is busy; try again shortly.") for c in (False, True)}
+BUSY = {
+    c: error_response(
+        503, close=c, extra=b"Retry-After: 1\r\n", detail="steelyard: every server is busy; try again shortly."
+    )
+    for c in (False, True)
+}

@@ -256,7 +256,12 @@ class Exchange:
         X-Forwarded-For/-Proto block for requests that bring no X-Forwarded-For."""
         if not self.specials and self.host is not None:  # no special header but Host: the common case
             self.head = b"%b %b HTTP/1.1\r\n%bX-Forwarded-Host: %b\r\n%b\r\n" % (
-                self.method, self.url, b"".join(self.parts), self.host, forwarded)
+                self.method,
+                self.url,
+                b"".join(self.parts),
+                self.host,
+                forwarded,
+            )
             return
         parts = self.parts
         if self.tokens and not H.PLAIN_CONNECTION_TOKENS.issuperset(self.tokens):

@@ -132,12 +132,18 @@ def refuse(down: DownstreamProtocol, ex: Exchange, status: int) -> None:
         limiter = ex.more.limiter if ex.more is not None and ex.more.limiter is not None else L.limiter
         wait = limiter.retry_after((1.0 - limiter.buckets[down.ip][0]) / limiter.rate)
         extra = b"Retry-After: %d\r\n" % wait
-        down._answer_failure(ex, 429, error_response(429, close=True, extra=extra),
-                             error_response(429, close=False, extra=extra), False)
+        down._answer_failure(
+            ex, 429, error_response(429, close=True, extra=extra), error_response(429, close=False, extra=extra), False
+        )
     elif status == 308:
         location = b"Location: https://%b%b\r\n" % (ex.host or down.L.host.encode(), ex.url)
-        down._answer_failure(ex, 308, error_response(308, close=True, extra=location),
-                             error_response(308, close=False, extra=location), False)
+        down._answer_failure(
+            ex,
+            308,
+            error_response(308, close=True, extra=location),
+            error_response(308, close=False, extra=location),
+            False,
+        )
     else:
         down._refuse(status)
 

@@ -75,8 +75,11 @@ class HttpListener(StreamListener):
         self.keep_headers = any(r.header_name is not None for r in router.routes) or any(
             p.key_kind in ("header", "cookie") for p in pools
         )
-        self.max_uri_length, self.max_parts, self.max_body = HttpListener.max_uri_length, HttpListener.max_parts, \
-            HttpListener.max_body  # (instance attributes: read per request, found at the first lookup)
+        self.max_uri_length, self.max_parts, self.max_body = (
+            HttpListener.max_uri_length,
+            HttpListener.max_parts,
+            HttpListener.max_body,
+        )  # (instance attributes: read per request, found at the first lookup)
         # a timeout may fire up to one sweep late, and stamps are up to one sweep old
         self.slack = self.sweep_interval
 
@@ -86,7 +89,10 @@ class HttpListener(StreamListener):
             self.clients.clear()
         bip = ip.encode()
         client = self.clients[ip] = (
-            bip, b"X-Forwarded-For: %b\r\nX-Forwarded-Proto: %b\r\n" % (bip, self.scheme), PickContext(ip))
+            bip,
+            b"X-Forwarded-For: %b\r\nX-Forwarded-Proto: %b\r\n" % (bip, self.scheme),
+            PickContext(ip),
+        )
         return client
 
     @property

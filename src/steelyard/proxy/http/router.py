@@ -21,8 +21,7 @@ T = TypeVar("T")
 
 
 class Route(Generic[T]):
-    __slots__ = ("host", "suffix", "path_prefix", "header_name", "header_value", "target", "max_body_size",
-                 "limiter")
+    __slots__ = ("host", "suffix", "path_prefix", "header_name", "header_value", "target", "max_body_size", "limiter")
 
     def __init__(
         self,
@@ -107,8 +106,12 @@ def build_router(listener: Any, targets: dict[str, T]) -> Router[T]:
     """Compile a listener config's routes against ``targets`` (pool name -> target)."""
     routes = []
     for r in listener.routes:
-        route = Route(targets[r.pool], host=r.host, path_prefix=r.path_prefix,
-                      header=(r.header.name, r.header.value) if r.header else None)
+        route = Route(
+            targets[r.pool],
+            host=r.host,
+            path_prefix=r.path_prefix,
+            header=(r.header.name, r.header.value) if r.header else None,
+        )
         route.max_body_size = getattr(r, "max_body_size", None)
         rl = getattr(r, "rate_limit", None)
         if rl is not None:

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING
 
 from ..core.balancing import PickContext
 from .proxy_protocol import header as proxy_header
+from .reset import reset
 from .sni import MORE, client_hello_name
 from .sni import route as sni_route
 from .splice import Spliced
@@ -307,7 +308,7 @@ class TcpRelay(asyncio.Protocol):
             if exc is None:
                 other.close()
             else:
-                other.abort()
+                reset(other)  # (a reset passed on as a reset: a FIN would read as a clean end)
         self.opened -= 1
         if self.opened <= 0:
             self._release()

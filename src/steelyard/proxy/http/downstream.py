@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from ..reset import reset
 from . import dispatch, request
 from .errors import BUSY, CANNED
 from .request import MAX_HEAD, PENDING_FULL, PENDING_LIMIT, PIPELINE, SPARE, UPSTREAM_FULL, release
@@ -226,7 +227,7 @@ class DownstreamProtocol(asyncio.Protocol):
         self.current = None
         self.served = True
         if responded:
-            self.transport.abort()  # a half-sent response cannot be repaired
+            reset(self.transport)  # a half-sent response cannot be repaired: the client must see a cut
             self.dead = True
             return
         unread = not ex.request_done and (ex.chunked or ex.clen not in (None, b"0"))  # a body still coming
@@ -281,7 +282,7 @@ class DownstreamProtocol(asyncio.Protocol):
             responded = cur.drop_upstream()
             cur.abandon()  # (every refusal is the client's doing, never the server's failure)
             if responded:
-                self.transport.abort()  # the refusal cannot follow half a response
+                reset(self.transport)  # the refusal cannot follow half a response
                 self.dead = True
                 return
         self.transport.write(CANNED[(status, True)])

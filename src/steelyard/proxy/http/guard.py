@@ -12,7 +12,7 @@ that names ``chunked`` twice), malformed chunk sizes and chunk extensions. These
 - a request target that is not origin form (``/...``), absolute form (``http(s)://...``, turned
   into origin form), ``*`` for OPTIONS, or authority form for CONNECT (405): 400;
 - a fragment (``#``) in the target (no request target has one, RFC 9112 section 3.2): 400;
-- an HTTP/1.1 request without Host, or with a Host that is not ``host[:port]``: 400;
+- an HTTP/1.1 request without Host (in absolute form too), or with a Host that is not ``host[:port]``: 400;
 - Transfer-Encoding in an HTTP/1.0 request (RFC 9112 section 6.1: faulty framing): 400;
 - a Content-Length over the listener's ``max_body_size``: 413;
 - a client over its ``rate_limit``: 429 with Retry-After (the body, if any, is not read);
@@ -75,6 +75,8 @@ def verdict(down: DownstreamProtocol, ex: Exchange) -> int:
     if ex.refuse > 0:
         return ex.refuse
     url = ex.url
+    if ex.host is None and ex.http11:
+        return 400  # RFC 9112 section 3.2: every HTTP/1.1 request has Host, absolute form or not
     if url[:1] != b"/":
         if ex.method == b"CONNECT":
             return 405
@@ -88,10 +90,7 @@ def verdict(down: DownstreamProtocol, ex: Exchange) -> int:
     if b"#" in ex.url:
         return 400
     host = ex.host
-    if host is None:
-        if ex.http11:
-            return 400
-    elif host not in GOOD_HOSTS and not host_ok(host):
+    if host is not None and host not in GOOD_HOSTS and not host_ok(host):
         return 400
     if ex.chunked and not ex.http11:
         return 400

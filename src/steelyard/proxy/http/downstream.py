@@ -17,8 +17,11 @@ State machine (requests are answered strictly in order):
 
 Rules:
 - Nothing on the per-request path logs, looks up config, or copies a body.
-- Reading pauses for three reasons, tracked as bits: a pipelined request waits its
-  turn, the server's transport is full, or body bytes pile up while connecting.
+- Reading pauses for four reasons, tracked as bits: a pipelined request waits its
+  turn, the server's transport is full, body bytes pile up while connecting, or
+  ``PIPELINE_MAX`` pipelined requests wait already (the rest of the read is held as bytes).
+- A request is sent only once the read that brought its head is parsed: a malformed body
+  in the same read refuses it before any byte reaches a server.
 - Bytes of a request body go to the server framed the way steelyard forwards them
   (one framing header, re-chunked when the client sent chunked).
 - Bytes after an upgrade request are held back until the server's 101: a server
@@ -38,7 +41,7 @@ from typing import TYPE_CHECKING
 from ..reset import reset
 from . import dispatch, request
 from .errors import BUSY, CANNED
-from .request import MAX_HEAD, PENDING_FULL, PENDING_LIMIT, PIPELINE, SPARE, UPSTREAM_FULL, release
+from .request import HELD, MAX_HEAD, PENDING_FULL, PENDING_LIMIT, PIPELINE, PIPELINE_MAX, SPARE, UPSTREAM_FULL, release
 from .tunnel import Tunnel
 
 if TYPE_CHECKING:
@@ -56,7 +59,7 @@ class DownstreamProtocol(asyncio.Protocol):
     __slots__ = (
         "L", "clock", "transport", "parser", "ex", "current", "queue", "ctx", "ip", "forwarded", "paused",
         "write_paused", "closing", "tunnel", "tunnel_conn", "last_active", "head_bytes", "upgrading", "keep_headers",
-        "dead", "eof", "served", "refusal", "advancing",
+        "dead", "eof", "served", "refusal", "advancing", "fresh", "held",
     )  # fmt: skip
 
     def __init__(self, listener: "HttpListener") -> None:
@@ -78,6 +81,8 @@ class DownstreamProtocol(asyncio.Protocol):
         self.served = False  # some request was answered (else idle time counts as head time)
         self.refusal = 0  # a malformed pipelined request, refused once the ones before it are answered
         self.advancing = False  # inside _next (keeps a run of synchronous failures iterative)
+        self.fresh: Exchange | None = None  # a request whose head came in the read being parsed (sent after it)
+        self.held: bytes | None = None  # bytes not parsed yet: PIPELINE_MAX requests wait already
 
     # -- connection lifecycle ----------------------------------------------------
 
@@ -99,6 +104,7 @@ class DownstreamProtocol(asyncio.Protocol):
             self.tunnel.close()
         cur, self.current = self.current, None
         self.queue = NO_QUEUE
+        self.held = None
         if cur is not None:
             cur.drop_upstream()
             cur.abandon()
@@ -121,6 +127,7 @@ class DownstreamProtocol(asyncio.Protocol):
         client just connected: closing would fail a request no client retries)."""
         self.closing = True
         self.queue = NO_QUEUE
+        self.held = None
         if self.current is not None:
             self.current.keep_alive = False
         elif self.ex is None and self.tunnel is None and self.served:
@@ -168,6 +175,11 @@ class DownstreamProtocol(asyncio.Protocol):
     # -- request parsing (``request``: llhttp's callbacks act on the connection being fed) --------
 
     data_received = request.data_received
+
+    def hold(self, data: bytes) -> None:
+        """Keep ``data`` unparsed until the pipelined requests before it are answered (``_next``)."""
+        self.held = data if self.held is None else self.held + data
+        self._pause(HELD)
 
     def _hold_early(self, data: bytes) -> None:
         if data and self.upgrading is not None and self.upgrading.hold_early(data) > PENDING_LIMIT:
@@ -247,11 +259,19 @@ class DownstreamProtocol(asyncio.Protocol):
         self.last_active = self.L.now
         if self.paused:  # (the finished exchange's server may have left this connection paused)
             self._resume(PIPELINE | PENDING_FULL | UPSTREAM_FULL)
-        while self.current is None and self.queue and not self.dead:
-            ex = self.current = self.queue.pop(0)  # type: ignore[union-attr]
-            if not self.queue:
-                self.queue = NO_QUEUE
-            self._dispatch(ex)
+        while True:
+            while self.current is None and self.queue and not self.dead:
+                ex = self.current = self.queue.pop(0)  # type: ignore[union-attr]
+                if not self.queue:
+                    self.queue = NO_QUEUE
+                self._dispatch(ex)
+            held = self.held
+            if held is None or self.dead or len(self.queue) >= PIPELINE_MAX:
+                break
+            self.held = None  # parse what waited (reading stays paused until it is all parsed)
+            self.data_received(held)
+            if self.held is None:
+                self._resume(HELD)
         self.advancing = False
         if self.current is not None or self.dead:
             return
@@ -278,6 +298,7 @@ class DownstreamProtocol(asyncio.Protocol):
         cur = self.current
         self.current = self.ex = self.upgrading = None
         self.queue = NO_QUEUE
+        self.held = None
         if cur is not None:
             responded = cur.drop_upstream()
             cur.abandon()  # (every refusal is the client's doing, never the server's failure)

@@ -151,21 +151,35 @@ HEAD_STEP = 4096  # a read this big or bigger may hold a head that must be measu
 
 
 def in_slices(down: DownstreamProtocol, data: bytes) -> bool:
-    """Feed a big read to ``down`` in slices when that is needed to measure a head (True: done).
+    """Feed a big read to ``down`` in slices when that is needed to measure a head or to bound
+    what pipelining costs (True: done).
 
     ``data_received`` counts a read towards the head limit only when the head is still
     unfinished after it, so a head that ends inside a big read would go unmeasured. Slices
-    bound that: while a head is in progress, ``HEAD_STEP``; otherwise ``MAX_HEAD`` (a head
-    that begins in one of those and is not done at its end has its size counted in full).
-    The limit is thus enforced within ``HEAD_STEP`` bytes."""
-    from .downstream import MAX_HEAD
+    bound that: ``HEAD_STEP`` bytes, or the rest of a Content-Length body being read plus
+    ``HEAD_STEP`` (bodies go through in big slices). The limit is thus enforced within
+    ``HEAD_STEP`` bytes.
 
-    ex = down.ex
-    step = HEAD_STEP if ex is not None and not ex.method else MAX_HEAD
-    if len(data) <= step:
-        return False
-    for i in range(0, len(data), step):
+    Slices also bound pipelining: once ``PIPELINE_MAX`` requests wait behind the one being
+    answered, the rest of the read is held as bytes (``DownstreamProtocol.hold``; reading
+    stops) instead of becoming requests, so a client that pipelines without reading holds
+    at most one read's bytes plus a slice's worth of parsed requests."""
+    from .request import PIPELINE_MAX
+
+    i, n = 0, len(data)
+    while i < n:
+        if len(down.queue) >= PIPELINE_MAX and not down.dead:
+            down.hold(data[i:])
+            return True
+        ex = down.ex
+        step = HEAD_STEP
+        if ex is not None and ex.method and ex.clen is not None:
+            more = ex.more
+            step += int(ex.clen) - (more.body_size if more is not None else 0)
+        if i == 0 and n <= step:
+            return False  # one slice: the caller feeds it
         down.data_received(data[i : i + step])
+        i += step
     return True
 
 

@@ -30,8 +30,9 @@ from .guard import HEAD_STEP, Refused, in_slices, parse_status, version_ok  # (a
 if TYPE_CHECKING:
     from .downstream import DownstreamProtocol
 
-PIPELINE, UPSTREAM_FULL, PENDING_FULL = 1, 2, 4  # why reading is paused (bits of ``DownstreamProtocol.paused``)
+PIPELINE, UPSTREAM_FULL, PENDING_FULL, HELD = 1, 2, 4, 8  # why reading is paused (``DownstreamProtocol.paused``)
 PENDING_LIMIT = 256 * 1024  # body bytes buffered per request while no connection is ready
+PIPELINE_MAX = 16  # pipelined requests parsed ahead of the one being answered; the rest waits as bytes
 MAX_HEAD = 64 * 1024  # request line + headers; more is refused with 431 (measured within HEAD_STEP)
 SPARE_MAX = 256  # idle parsers kept for the next connection that needs one (more: dropped by the sweep)
 _request_code = H.REQUEST_CODES.get  # bound once: one C call per header, no lookups
@@ -64,6 +65,7 @@ def data_received(self: DownstreamProtocol, data: bytes) -> None:
     if parser is None:
         parser = self.parser = SPARE.pop() if SPARE else HttpRequestParser(CALLBACKS)
     outer, feeding = feeding, self
+    malformed = 0
     try:
         parser.feed_data(data)
     except HttpParserUpgrade as upg:
@@ -73,11 +75,21 @@ def data_received(self: DownstreamProtocol, data: bytes) -> None:
             self.upgrading.extra().early = []
             self._hold_early(data[upg.args[0] :])
     except HttpParserError as exc:
-        if not self.dead:
-            self._refuse_malformed(parse_status(exc))  # 400, or a limit's 413 / 414
-        return
+        malformed = parse_status(exc)  # 400, or a limit's 413 / 414
     finally:
         feeding = outer
+    fresh = self.fresh
+    if fresh is not None:  # a request whose head came in this read goes out only now that the read
+        self.fresh = None  # is parsed: what follows its head in the same read may refuse it
+        if malformed and not self.dead:
+            self._refuse_malformed(malformed)
+            malformed = 0
+        if fresh is self.current and not self.dead:
+            self._dispatch(fresh)
+    if malformed:
+        if not self.dead:
+            self._refuse_malformed(malformed)
+        return
     ex = self.ex
     if ex is not None and not ex.method and (ex is before or self.current is None):
         # a head begun in an earlier read and still not finished: all of this read is head
@@ -161,8 +173,7 @@ def on_headers_complete() -> None:
     if len(ex.parts) + specials > L.max_parts or len(ex.url) > L.max_uri_length:
         ex.refuse = 431 if len(ex.parts) + specials > L.max_parts else 414
     if down.current is None:  # type: ignore[union-attr]
-        down.current = ex  # type: ignore[union-attr]
-        down._dispatch(ex)  # type: ignore[union-attr]
+        down.current = down.fresh = ex  # type: ignore[union-attr]  # dispatched once the read is parsed
     elif down.queue:  # type: ignore[union-attr]
         down.queue.append(ex)  # type: ignore[union-attr]
     else:

@@ -158,6 +158,9 @@ class UpstreamConnection(asyncio.Protocol):
         if self.ex is None:
             self.transport.close()  # type: ignore[union-attr]  # unsolicited bytes: not reusable
             return
+        if not self.responded and self.head_bytes + len(data) > MAX_HEAD:
+            self._head_at_limit(data)
+            return
         self.nread += len(data)  # progress (the sweep's stall check) and the response's size
         try:
             self.parser.feed_data(data)
@@ -185,6 +188,16 @@ class UpstreamConnection(asyncio.Protocol):
             self.out.clear()
         if self.complete:
             self._finish(self.keep)
+
+    def _head_at_limit(self, data: bytes) -> None:
+        """A read that could carry the response head past ``MAX_HEAD``: exactly the bytes the
+        limit leaves room for are parsed first; a head not complete by then is too large (502)."""
+        room = MAX_HEAD - self.head_bytes
+        self.data_received(data[:room])
+        if self.ex is not None and not self.responded:
+            self.fail(502)
+        else:  # the head ended in time: the rest is body, a tunnel's, or bytes nobody asked for
+            self.data_received(data[room:])
 
     def _flush(self) -> None:
         out = self.out

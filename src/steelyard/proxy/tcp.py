@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING
 from ..core.balancing import PickContext
 from .proxy_protocol import header as proxy_header
 from .reset import reset
+from .resources import WARNER, is_local
 from .sni import MORE, client_hello_name
 from .sni import route as sni_route
 from .splice import Spliced
@@ -188,6 +189,10 @@ class TcpRelay(asyncio.Protocol):
                     await loop.create_connection(lambda: ServerSide(self), server.host, server.port)
             except (OSError, TimeoutError) as exc:
                 load.active -= 1
+                if is_local(exc):  # out of descriptors (or ports): no server is to blame, none would do
+                    WARNER.warn(f"connect to {server.name} ({server.address})", exc)
+                    why = f"no local resources ({exc.strerror or exc})"
+                    break
                 load.failures += 1
                 load.fail_streak += 1  # passive health: connect failures in a row may eject it
                 if on_done is not None:

@@ -227,6 +227,12 @@ class DownstreamProtocol(asyncio.Protocol):
         ex.settle(False, self.clock)
         self._answer_failure(ex, status, CANNED[(status, True)], CANNED[(status, False)], responded)
 
+    def local_failure(self, ex: Exchange) -> None:
+        """``ex`` could not go out for lack of local resources (descriptors): 503, and nothing is
+        reported against its server (``resources``)."""
+        ex.abandon()
+        self._answer_failure(ex, 503, CANNED[(503, True)], CANNED[(503, False)], False)
+
     def busy(self, ex: Exchange) -> None:
         """Every server is at its max_conns and the queue is full (or ``ex`` waited too long)."""
         self._answer_failure(ex, 503, BUSY[True], BUSY[False], False)

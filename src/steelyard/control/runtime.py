@@ -100,7 +100,7 @@ class Runtime:
 
             try:
                 token = admin.read_token()
-                self.admin = AdminServer(AdminApp(self, self.changes, token), admin.host, admin.port)
+                self.admin = AdminServer(AdminApp(self, self.changes, token, admin.host), admin.host, admin.port)
                 await self.admin.start(loop)
             except BaseException:
                 await self.stop(grace=0)

@@ -121,21 +121,20 @@ class DownstreamProtocol(asyncio.Protocol):
         return True if self.current is not None or self.queue else None
 
     def shutdown(self) -> None:
-        """Stop taking requests: close now when idle between requests, else after the current
-        response (which says ``Connection: close`` if its head has not gone yet); pipelined ones
-        wait no more. A connection that has not sent its first request yet gets it answered (its
-        client just connected: closing would fail a request no client retries)."""
+        """Stop taking requests: the current response (if any) says ``Connection: close`` if its
+        head has not gone yet, pipelined ones wait no more. A connection idle between requests
+        stays open for the listener's moment of grace (``close_if_idle``): a request already on
+        its way is answered, with ``Connection: close``, instead of meeting a closed connection
+        (as HAProxy's ``idle-close-on-response``)."""
         self.closing = True
         self.queue = NO_QUEUE
         self.held = None
         if self.current is not None:
             self.current.keep_alive = False
-        elif self.ex is None and self.tunnel is None and self.served:
-            self._close()
 
-    def close_if_silent(self) -> None:
-        """After ``shutdown``'s moment of grace: a connection still without a first request goes."""
-        if not self.served and self.ex is None and self.current is None and self.tunnel is None and not self.dead:
+    def close_if_idle(self) -> None:
+        """After ``shutdown``'s moment of grace: a connection with no request in progress goes."""
+        if self.ex is None and self.current is None and self.tunnel is None and not self.dead:
             self._close()
 
     # -- flow control --------------------------------------------------------------

@@ -16,7 +16,7 @@ import struct
 _LINGER_NOW = struct.pack("ii", 1, 0)
 
 
-def reset(transport: asyncio.BaseTransport) -> None:
+def reset(transport: asyncio.WriteTransport) -> None:
     """Close ``transport`` at once with a reset (dropping anything not yet sent)."""
     sock = transport.get_extra_info("socket")
     if sock is not None:

@@ -14,6 +14,7 @@ import errno
 import logging
 import resource
 import time
+from collections.abc import Callable
 
 log = logging.getLogger("steelyard.resources")
 
@@ -31,7 +32,7 @@ class Warner:
 
     __slots__ = ("every", "last", "missed", "clock")
 
-    def __init__(self, every: float = 1.0, clock=time.monotonic) -> None:  # noqa: ANN001
+    def __init__(self, every: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.every, self.clock = every, clock
         self.last = -every
         self.missed = 0

@@ -72,7 +72,7 @@ class ServerSide(asyncio.Protocol):
         relay = self.relay
         relay.opened += 1
         if relay.done:  # the client left while this connection was being made
-            transport.abort()
+            self.transport.abort()
         else:
             relay.up = self
 
@@ -127,7 +127,7 @@ class TcpRelay(asyncio.Protocol):
         self.eofs = 0
         self.opened = 0  # connections made (client, server); each one lost counts down
         self.done = False  # ending: no new server connection is kept
-        self.task: asyncio.Task | None = None
+        self.task: asyncio.Task[None] | asyncio.TimerHandle | None = None
         self.early: list[bytes] = []  # what the client sent before a server was connected
         self.spliced: Spliced | None = None  # the zero-copy path, when the listener uses it
 
@@ -143,8 +143,8 @@ class TcpRelay(asyncio.Protocol):
             transport.close()
             return
         if self.L.sni_routes:  # read the ClientHello first: its server name picks the pool
-            transport.resume_reading()  # type: ignore[attr-defined]
-            self.task = self.L.loop.call_later(SNI_WAIT, self._sni_timeout)  # type: ignore[assignment]
+            self.transport.resume_reading()
+            self.task = self.L.loop.call_later(SNI_WAIT, self._sni_timeout)
             return
         self.task = self.L.loop.create_task(self._connect(self.L.pool))
 

@@ -83,7 +83,7 @@ class ConnPool:
             ),
             self.connect_timeout,
         )
-        return conn  # type: ignore[return-value]
+        return conn
 
     def connect_for(self, ex: "Exchange", down: "DownstreamProtocol") -> None:
         """Open a new connection and hand it to ``down`` for ``ex``; a refusal is a 502 and
@@ -92,7 +92,7 @@ class ConnPool:
         503 that no server is blamed for. If ``ex`` was abandoned meanwhile the connection is
         kept idle."""
 
-        def connected(fut: asyncio.Future) -> None:
+        def connected(fut: asyncio.Future[UpstreamConnection]) -> None:
             if fut.cancelled():
                 return
             exc = fut.exception()
@@ -107,7 +107,7 @@ class ConnPool:
                     down.exchange_failed(ex, 504 if isinstance(exc, TimeoutError) else 502, False, UNSENT)
             else:
                 conn = fut.result()
-                if conn.closed or conn.transport.is_closing():
+                if conn.closed or conn.transport is None or conn.transport.is_closing():
                     # connected, then closed before a byte was sent (a server dying as it accepts)
                     down.exchange_failed(ex, 502, False, UNSENT)
                 else:

@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from .upstream import UpstreamConnection
 
 __all__ = ["MAX_HEAD", "PENDING_LIMIT", "UPSTREAM_FULL", "DownstreamProtocol"]
-NO_QUEUE: tuple = ()  # ``queue`` until a request is pipelined (a list: 56 bytes per idle connection)
+NO_QUEUE: tuple[()] = ()  # ``queue`` until a request is pipelined (a list: 56 bytes per idle connection)
 
 
 class DownstreamProtocol(asyncio.Protocol):
@@ -70,7 +70,7 @@ class DownstreamProtocol(asyncio.Protocol):
         self.parser: HttpRequestParser | None = None  # taken while a request is read (``request``)
         self.ex: Exchange | None = None  # the request being parsed
         self.current: Exchange | None = None  # the request being answered
-        self.queue: list[Exchange] | tuple = NO_QUEUE  # pipelined requests waiting their turn
+        self.queue: list[Exchange] | tuple[()] = NO_QUEUE  # pipelined requests waiting their turn
         self.paused, self.write_paused, self.closing = 0, 0.0, False
         self.tunnel: Tunnel | None = None
         self.tunnel_conn: UpstreamConnection | None = None  # (the server's side of the tunnel)
@@ -266,7 +266,7 @@ class DownstreamProtocol(asyncio.Protocol):
             self._resume(PIPELINE | PENDING_FULL | UPSTREAM_FULL)
         while True:
             while self.current is None and self.queue and not self.dead:
-                ex = self.current = self.queue.pop(0)  # type: ignore[union-attr]
+                ex = self.current = self.queue.pop(0)
                 if not self.queue:
                     self.queue = NO_QUEUE
                 self._dispatch(ex)

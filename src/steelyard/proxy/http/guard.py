@@ -34,6 +34,7 @@ from httptools import HttpParserError
 from .errors import error_response
 
 if TYPE_CHECKING:
+    from ...core.ratelimit import TokenBuckets
     from .downstream import DownstreamProtocol
     from .exchange import Exchange
 
@@ -128,7 +129,8 @@ def refuse(down: DownstreamProtocol, ex: Exchange, status: int) -> None:
     nothing of a body is left unread; the others close it (the framing is suspect)."""
     if status == 429:
         L = down.L
-        limiter = ex.more.limiter if ex.more is not None and ex.more.limiter is not None else L.limiter
+        more = ex.more
+        limiter: TokenBuckets = more.limiter if more is not None and more.limiter is not None else L.limiter  # type: ignore[assignment]
         wait = limiter.retry_after((1.0 - limiter.buckets[down.ip][0]) / limiter.rate)
         extra = b"Retry-After: %d\r\n" % wait
         down._answer_failure(

@@ -37,7 +37,8 @@ MAX_HEAD = 64 * 1024  # request line + headers; more is refused with 431 (measur
 SPARE_MAX = 256  # idle parsers kept for the next connection that needs one (more: dropped by the sweep)
 _request_code = H.REQUEST_CODES.get  # bound once: one C call per header, no lookups
 
-feeding: DownstreamProtocol | None = None  # the connection whose parser is running
+# the connection whose parser is running (None between feeds, when no callback can run)
+feeding: DownstreamProtocol = None  # type: ignore[assignment]
 SPARE: list[HttpRequestParser] = []  # parsers given back, taken again last in first out
 
 
@@ -116,12 +117,12 @@ def release(down: DownstreamProtocol) -> None:
 
 def on_message_begin() -> None:
     down = feeding
-    if down.dead:  # type: ignore[union-attr]
+    if down.dead:
         raise Closed("the connection is closing")
-    down.ex = Exchange(down.L.now)  # type: ignore[union-attr]
-    down.head_bytes = 0  # type: ignore[union-attr]
-    if down.current is not None:  # type: ignore[union-attr]
-        down._pause(PIPELINE)  # type: ignore[union-attr]
+    down.ex = Exchange(down.L.now)
+    down.head_bytes = 0
+    if down.current is not None:
+        down._pause(PIPELINE)
 
 
 def on_url(url: bytes) -> None:
@@ -130,34 +131,34 @@ def on_url(url: bytes) -> None:
 
 def on_header(name: bytes, value: bytes) -> None:
     down = feeding
-    ex = down.ex  # type: ignore[union-attr]
-    if ex.method:  # type: ignore[union-attr]
+    ex: Exchange = down.ex  # type: ignore[assignment]  # (a callback runs only inside a request)
+    if ex.method:
         return  # a trailer (after a chunked body): not forwarded, never a header of another request
-    if down.keep_headers:  # type: ignore[union-attr]
-        ex.headers.append((name, value))  # type: ignore[union-attr]
+    if down.keep_headers:
+        ex.headers.append((name, value))
     code = _request_code(name)
     if code is None:
         code = H.request_code(name)
     if not code:  # ORDINARY
-        ex.parts += (name, b": ", value, b"\r\n")  # type: ignore[union-attr]
+        ex.parts += (name, b": ", value, b"\r\n")
     elif code == H.HOST:  # (every request has one: kept inline)
-        if ex.host is not None:  # type: ignore[union-attr]
-            ex.refuse = 400  # type: ignore[union-attr]  # several Host headers
-        ex.host = value  # type: ignore[union-attr]
-        ex.parts += (name, b": ", value, b"\r\n")  # type: ignore[union-attr]
+        if ex.host is not None:
+            ex.refuse = 400  # several Host headers
+        ex.host = value
+        ex.parts += (name, b": ", value, b"\r\n")
     else:
-        ex.special_header(code, value)  # type: ignore[union-attr]
+        ex.special_header(code, value)
 
 
 def on_headers_complete() -> None:
     down = feeding
-    if down.dead:  # type: ignore[union-attr]
+    if down.dead:
         raise Closed("the connection is closing")
-    ex = down.ex  # type: ignore[union-attr]
-    p = down.parser  # type: ignore[union-attr]
+    ex: Exchange = down.ex  # type: ignore[assignment]
+    p: HttpRequestParser = down.parser  # type: ignore[assignment]
     ex.method = p.get_method()
     keep = p.should_keep_alive()
-    ex.keep_alive = keep and not down.closing  # type: ignore[union-attr]
+    ex.keep_alive = keep and not down.closing
     ex.http11 = keep  # without Connection/Proxy-Connection, llhttp keeps 1.1 alive
     specials = ex.specials
     if specials:  # (Connection, Upgrade and the framing headers are all special: else none came)
@@ -169,23 +170,23 @@ def on_headers_complete() -> None:
             ex.refuse = 400  # both Content-Length and Transfer-Encoding
     if not ex.http11 and not version_ok(p.get_http_version()):
         ex.refuse = 505  # HTTP/2.0 or 0.9 in an HTTP/1 request line
-    L = down.L  # type: ignore[union-attr]
+    L = down.L
     if len(ex.parts) + specials > L.max_parts or len(ex.url) > L.max_uri_length:
         ex.refuse = 431 if len(ex.parts) + specials > L.max_parts else 414
-    if down.current is None:  # type: ignore[union-attr]
-        down.current = down.fresh = ex  # type: ignore[union-attr]  # dispatched once the read is parsed
-    elif down.queue:  # type: ignore[union-attr]
-        down.queue.append(ex)  # type: ignore[union-attr]
+    if down.current is None:
+        down.current = down.fresh = ex  # dispatched once the read is parsed
+    elif down.queue:
+        down.queue.append(ex)  # (a list once non-empty)
     else:
-        down.queue = [ex]  # type: ignore[union-attr]  # (no list until a request is pipelined)
+        down.queue = [ex]  # (no list until a request is pipelined)
 
 
 def on_body(body: bytes) -> None:
     down = feeding
-    ex = down.ex  # type: ignore[union-attr]
+    ex: Exchange = down.ex  # type: ignore[assignment]  # (a callback runs only inside a request)
     more = ex.more or ex.extra()
     more.body_size += len(body)
-    if more.body_size > (more.max_body or down.L.max_body):  # type: ignore[union-attr]
+    if more.body_size > (more.max_body or down.L.max_body):
         raise Refused(413)
     ex.pending.append(H.chunk(body) if ex.chunked else body)
     ex.pending_size += len(body)
@@ -193,14 +194,14 @@ def on_body(body: bytes) -> None:
 
 def on_message_complete() -> None:
     down = feeding
-    ex = down.ex  # type: ignore[union-attr]
-    down.ex = None  # type: ignore[union-attr]
+    ex: Exchange = down.ex  # type: ignore[assignment]  # (a callback runs only inside a request)
+    down.ex = None
     if ex.chunked:
         ex.pending.append(H.LAST_CHUNK)
     ex.request_done = True
     if ex.conn is not None and not ex.pending:
         # sent in full (reused connection): the response timeout starts (no body: it was sent just now)
-        ex.t_sent = ex.t_start if ex.more is None and not ex.chunked else down.clock()  # type: ignore[union-attr]
+        ex.t_sent = ex.t_start if ex.more is None and not ex.chunked else down.clock()
 
 
 class _Callbacks:

@@ -273,7 +273,7 @@ class UpstreamConnection(asyncio.Protocol):
         if ex.more is not None and ex.more.tries and ex.pool.retry_header:  # type: ignore[union-attr]
             out.append(b"X-Steelyard-Retries: %d\r\n" % ex.more.tries)  # type: ignore[union-attr]
         if status == 101:
-            out.append(b"Connection: upgrade\r\nUpgrade: %b\r\n\r\n" % (upgrade or ex.upgrade))  # type: ignore[union-attr]
+            out.append(b"Connection: upgrade\r\nUpgrade: %b\r\n\r\n" % (upgrade or ex.upgrade))  # type: ignore[union-attr, str-format]
             self.mode = NONE  # llhttp ends the 101 "message": no last chunk may follow it
             return
         head_only = ex.method == b"HEAD"  # type: ignore[union-attr]
@@ -340,7 +340,7 @@ class UpstreamConnection(asyncio.Protocol):
                 pool.idle.append(self)
         else:
             self.close()
-        down.exchange_done(ex, True, now)  # type: ignore[union-attr]
+        down.exchange_done(ex, True, now)  # type: ignore[union-attr, arg-type]
 
     def fail(self, status: int, retry: int = NO_RETRY) -> None:
         """End the exchange with ``status`` (or an abort, if the client already has part of a
@@ -366,6 +366,6 @@ class UpstreamConnection(asyncio.Protocol):
         ex, down = self.ex, self.down
         self.ex = None
         self.tunnel = Tunnel(down.transport, self.transport)  # type: ignore[union-attr, arg-type]
-        down.start_tunnel(ex, self)  # type: ignore[union-attr]
+        down.start_tunnel(ex, self)  # type: ignore[union-attr, arg-type]
         if rest:
             self.tunnel.client.write(rest)

@@ -100,8 +100,12 @@ def data_received(self: DownstreamProtocol, data: bytes) -> None:
             self._refuse_malformed(431)
             return
     cur = self.current
-    if cur is not None and cur.pending and not cur.flush_pending(self.clock) and cur.pending_size > PENDING_LIMIT:
-        self._pause(PENDING_FULL)  # body bytes pile up while no connection is ready
+    if cur is not None and cur.pending and not cur.flush_pending(self.clock):
+        cur.compact()  # (a body of tiny chunks waits as one bytes object, not a list of pieces)
+        if cur.pending_size > PENDING_LIMIT:
+            self._pause(PENDING_FULL)  # body bytes pile up while no connection is ready
+    if ex is not None and ex is not cur and len(ex.pending) > 1:
+        ex.compact()  # a pipelined request's body, waiting its turn
 
 
 def release(down: DownstreamProtocol) -> None:
@@ -188,8 +192,9 @@ def on_body(body: bytes) -> None:
     more.body_size += len(body)
     if more.body_size > (more.max_body or down.L.max_body):
         raise Refused(413)
-    ex.pending.append(H.chunk(body) if ex.chunked else body)
-    ex.pending_size += len(body)
+    piece = H.chunk(body) if ex.chunked else body
+    ex.pending.append(piece)
+    ex.pending_size += len(piece)
 
 
 def on_message_complete() -> None:

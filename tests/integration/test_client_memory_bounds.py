@@ -1,6 +1,7 @@
-"""A client that pipelines requests and never reads the answers costs the balancer a bounded
-amount of memory: past ``PIPELINE_MAX`` parsed requests the rest of what it sent waits as bytes
-(at most one read) and the balancer stops reading from it, as HAProxy and nginx bound theirs."""
+"""What one client connection may make the balancer hold is bounded (docs/security.md), as
+HAProxy and nginx bound theirs: pipelined requests whose answers it never reads are parsed only
+up to ``PIPELINE_MAX`` ahead; the rest of what it sent waits as bytes (at most one read) and the
+balancer stops reading from it. (Bodies waiting for a connection: tests/proxy/test_client_buffer_bounds.py.)"""
 
 from __future__ import annotations
 

@@ -1,7 +1,10 @@
-"""steelyard.proxy.http: what a client that pipelines may make one connection hold. Requests
-are parsed ahead of the one being answered only up to ``PIPELINE_MAX`` (plus what one slice of
-a read holds); the rest of the read waits as bytes and reading stops, until the requests before
-it are answered. Every request is still answered, in order."""
+"""steelyard.proxy.http: what a client may make one connection hold.
+
+Pipelined requests are parsed ahead of the one being answered only up to ``PIPELINE_MAX`` (plus
+what one slice of a read holds); the rest of the read waits as bytes and reading stops, until the
+requests before it are answered. Every request is still answered, in order. A body that waits for
+a server connection is held as one bytes object (not a piece per chunk) and reading stops past
+``PENDING_LIMIT`` bytes."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import asyncio
 import pytest
 
 from steelyard.proxy.http import request
+from steelyard.proxy.http.connpool import ConnPool
 from steelyard.proxy.http.downstream import DownstreamProtocol
 from steelyard.proxy.http.guard import HEAD_STEP
 from steelyard.proxy.http.upstream import UpstreamConnection
@@ -81,3 +85,20 @@ def test_a_body_bigger_than_a_slice_is_not_held_back(site):
     assert sent.endswith(body) and down.held is None
     conn.data_received(OK)
     assert conn.transport.out[-1].startswith(b"GET /1 ")
+
+
+def test_a_body_of_tiny_chunks_waits_for_its_connection_as_one_object_and_bounded(site, monkeypatch):
+    listener, cp = site  # no idle server connection: the request waits for a connect (never made here)
+    monkeypatch.setattr(ConnPool, "connect_for", lambda self, ex, down: None)
+    down = DownstreamProtocol(listener)
+    down.connection_made(Transport())
+    head = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+    read = b"1\r\nx\r\n" * 40_000  # one read of 1-byte chunks
+    down.data_received(head + read)
+    ex = down.current
+    assert ex is not None and ex.conn is None
+    assert len(ex.pending) == 1 and ex.pending_size == len(ex.pending[0]) == len(read)
+    while down.transport.reading:  # more reads, until the buffered bytes pass the limit
+        down.data_received(read)
+        assert len(ex.pending) == 1
+    assert request.PENDING_LIMIT < ex.pending_size <= request.PENDING_LIMIT + len(read)

@@ -31,6 +31,8 @@ class ServerLoad:
         "active",
         "ewma",
         "ewma_stamp",
+        "peak",
+        "peak_stamp",
         "requests",
         "failures",
         "fail_streak",
@@ -48,6 +50,8 @@ class ServerLoad:
         self.active = 0  # requests (or connections) in flight right now
         self.ewma = 0.0  # seconds; least_time's moving average of response time
         self.ewma_stamp = 0.0  # clock reading of the last EWMA update
+        self.peak = 0.0  # seconds; least_time's last sample above the cost (short-lived)
+        self.peak_stamp = 0.0  # clock reading of the peak (0: no sample yet)
         self.requests = 0  # completed requests
         self.failures = 0  # requests that ended in a proxy-side error
         # consecutive outcomes, for passive health: proxy-side failures (connect, reset,

@@ -6,7 +6,7 @@ Invariants:
   applied when a snapshot is published), so a lone balancer's per-pick cost is unchanged.
 - ``ClusterLeastConn`` minimises ``(active + remote) / weight``; ties rotate.
 - ``ClusterLeastTime`` minimises ``cost · (active + remote + 1) / weight`` where ``cost`` is the
-  local decayed EWMA when this node has measured the server, else the other nodes' mean EWMA
+  local cost (``least_time.cost_at``) when this node has measured the server, else the other nodes' mean EWMA
   (``remote_ewma``), else ``UNMEASURED_BUSY`` only while *this* node has a request in flight.
   Guard: a server this node never measured is never priced out by other nodes' load alone
   (otherwise a server busy elsewhere but unmeasured here would score ~1e6·remote and never be
@@ -21,7 +21,7 @@ from collections.abc import Collection
 from ..model import Server
 from .base import PickContext
 from .least_conn import LeastConn
-from .least_time import UNMEASURED_BUSY, LeastTime, decayed
+from .least_time import UNMEASURED_BUSY, LeastTime, cost_at
 
 
 class ClusterLeastConn(LeastConn):
@@ -60,7 +60,7 @@ class ClusterLeastTime(LeastTime):
         rotor = self._rotor
         ring = rotor.ring
         now = self.clock()
-        tau = self._tau
+        tau, tau_peak = self._tau, self._tau_peak
         best = None
         at = 0
         best_score = 0.0
@@ -69,8 +69,8 @@ class ClusterLeastTime(LeastTime):
             if exclude and s in exclude:
                 continue
             load = s.load
-            if load.ewma:
-                cost = decayed(load, now, tau)
+            if load.ewma or load.peak:
+                cost = cost_at(load, now, tau, tau_peak)
             elif load.remote_ewma:
                 cost = load.remote_ewma
             else:

@@ -1,14 +1,21 @@
-"""Least time: lowest expected completion time, from a decaying peak EWMA of latency.
+"""Least time: lowest expected completion time, from a decaying EWMA of latency and a
+short-lived peak.
 
 Invariants:
 
 - The returned server minimises ``cost · (active + 1) / weight`` over the usable,
   non-excluded servers; among equals the picks rotate.
-- ``cost`` is the server's EWMA decayed toward zero by the time since its last
-  sample (``ewma · exp(-age / τ)``), so a server that was slow and then got no
-  traffic becomes cheap again and is re-probed, after about ``τ · ln(slow / fast)``.
-- ``pick`` only reads ``server.load``; ``on_done`` is the only writer of
-  ``ewma`` and ``ewma_stamp``.
+- ``cost`` (``cost_at``) is the larger of two estimates, each decayed toward zero by the time
+  since it was set: the EWMA of the server's response times (time constant τ, so a server that
+  was slow and then got no traffic becomes cheap again and is re-probed, after about
+  ``τ · ln(slow / fast)``), and the peak, the last sample that rose above the cost (time
+  constant τ/10). A server turning slow is avoided at once (its samples keep the peak up);
+  one slow response (a pause, a cold cache) is forgotten in about ``τ/10 · ln(spike / other)``.
+- A server's first sample sets only the peak: it includes the connection's set-up and a cold
+  start, so it must not become the server's average (a server added at runtime would otherwise be
+  starved for ~τ·ln(first / other) seconds by one slow first answer).
+- ``pick`` only reads ``server.load``; ``on_done`` is the only writer of ``ewma``, ``ewma_stamp``,
+  ``peak`` and ``peak_stamp``.
 """
 
 from __future__ import annotations
@@ -31,11 +38,26 @@ UNMEASURED_BUSY = 1e6
 #: real duration). A server that fails fast must not look fast.
 FAILURE_SAMPLE = 1.0
 
+#: The peak's time constant, as a share of the EWMA's (``ewma_decay``).
+PEAK_SHARE = 0.1
 
-def decayed(load: ServerLoad, now: float, tau: float) -> float:
-    """The server's EWMA as seen at ``now``: decayed toward zero since the last sample."""
-    age = now - load.ewma_stamp
-    return load.ewma * exp(-age / tau) if age > 0.0 else load.ewma
+
+def cost_at(load: ServerLoad, now: float, tau: float, tau_peak: float) -> float:
+    """The server's expected response time at ``now`` (see the module docstring); 0 when it
+    has no sample yet."""
+    ewma = load.ewma
+    cost = 0.0
+    if ewma:
+        age = now - load.ewma_stamp
+        cost = ewma * exp(-age / tau) if age > 0.0 else ewma
+    peak = load.peak
+    if peak:
+        age = now - load.peak_stamp
+        if age > 0.0:
+            peak *= exp(-age / tau_peak)
+        if peak > cost:
+            return peak
+    return cost
 
 
 class LeastTime(Balancer):
@@ -49,10 +71,10 @@ class LeastTime(Balancer):
     sample above the current cost replaces it at once, so a server that turns slow
     is avoided immediately, and its cost then decays back over τ.
 
-    A server with no sample (ewma 0) costs 0 while idle, so a new server is tried
-    at once, but ``UNMEASURED_BUSY`` while its first request is in flight, so a new
-    server is not flooded before anything is known about it. A failure counts as
-    a sample of at least ``FAILURE_SAMPLE`` seconds (peak rule applies).
+    A server with no sample costs 0 while idle, so a new server is tried at once, but
+    ``UNMEASURED_BUSY`` while its first request is in flight, so a new server is not flooded
+    before anything is known about it. A failure counts as a sample of at least
+    ``FAILURE_SAMPLE`` seconds.
     """
 
     name = "least_time"
@@ -63,12 +85,13 @@ class LeastTime(Balancer):
         self._tau = float(self.options.ewma_decay)
         if not self._tau > 0.0:
             raise ValueError(f"ewma_decay must be > 0 seconds, not {self._tau!r}")
+        self._tau_peak = self._tau * PEAK_SHARE
 
     def pick(self, ctx: PickContext, exclude: Collection[Server] = ()) -> Server | None:
         rotor = self._rotor
         ring = rotor.ring
         now = self.clock()
-        tau = self._tau
+        tau, tau_peak = self._tau, self._tau_peak
         best = None
         at = 0
         best_score = 0.0
@@ -77,8 +100,8 @@ class LeastTime(Balancer):
             if exclude and s in exclude:
                 continue
             load = s.load
-            if load.ewma:
-                cost = decayed(load, now, tau)
+            if load.ewma or load.peak:
+                cost = cost_at(load, now, tau, tau_peak)
             else:
                 cost = UNMEASURED_BUSY if load.active else 0.0
             score = cost * (load.active + 1) / s.weight
@@ -94,9 +117,16 @@ class LeastTime(Balancer):
         load = server.load
         now = self.clock()
         sample = elapsed if ok else max(elapsed, FAILURE_SAMPLE)
+        first = not load.peak_stamp
+        if first or sample >= cost_at(load, now, self._tau, self._tau_peak):
+            load.peak, load.peak_stamp = sample, now
+        if first:
+            return  # (connection set-up and a cold start: not the server's average)
+        if not load.ewma:
+            load.ewma, load.ewma_stamp = sample, now
+            return
+        # time-weighted: the old value keeps weight exp(-Δt/τ), the sample gets the rest
         age = now - load.ewma_stamp
         keep = exp(-age / self._tau) if age > 0.0 else 1.0
-        cost = load.ewma * keep  # == decayed(load, now, tau)
-        # the old value keeps weight exp(-Δt/τ), the sample gets the rest
-        load.ewma = sample if sample >= cost else cost + sample * (1.0 - keep)
+        load.ewma = load.ewma * keep + sample * (1.0 - keep)
         load.ewma_stamp = now

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import socket
 
 from steelyard.proxy.resources import Warner, is_local
 
@@ -13,6 +14,8 @@ def test_descriptor_and_port_shortages_are_local_and_refusals_are_not():
     assert is_local(OSError(errno.EMFILE, "Too many open files"))
     assert is_local(OSError(errno.ENFILE, "File table overflow"))
     assert is_local(OSError(errno.EADDRNOTAVAIL, "Cannot assign requested address"))
+    assert is_local(socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution"))
+    assert not is_local(socket.gaierror(socket.EAI_NONAME, "Name or service not known"))
     assert not is_local(ConnectionRefusedError(errno.ECONNREFUSED, "refused"))
     assert not is_local(OSError(errno.EHOSTUNREACH, "No route to host"))
     assert not is_local(TimeoutError())

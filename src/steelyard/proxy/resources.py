@@ -1,11 +1,12 @@
 """Local resource errors: this process ran out of something, the server did nothing wrong.
 
 When ``connect`` fails because this process has no file descriptor left (``EMFILE``), the
-system none (``ENFILE``), or memory or buffers or ephemeral ports run out, trying another
-server cannot help and counting it as the server's failure would eject healthy servers (and
-leave every request answered 503 until their ejection ends). Such failures are answered
-503 at once, never reported to passive health or the balancer, and logged at most once a
-second per process, with how many were not logged.
+system none (``ENFILE``), memory, buffers or ephemeral ports run out, or the resolver cannot
+answer, trying another server cannot help and counting it as the server's failure would eject
+healthy servers (and leave every request answered 503 until their ejection ends). Such failures
+are answered 503 at once, never reported to passive health or the balancer, and logged at most
+once a second per process, with how many were not logged. A UDP datagram that cannot be sent for
+lack of buffers is dropped, as UDP may, and its flow stays.
 """
 
 from __future__ import annotations
@@ -13,13 +14,17 @@ from __future__ import annotations
 import errno
 import logging
 import resource
+import socket
 import time
 from collections.abc import Callable
 
 log = logging.getLogger("steelyard.resources")
 
-LOCAL_ERRNOS = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.EADDRNOTAVAIL, errno.EAGAIN))
-"""errno values of ``connect``/``socket`` that describe this host, not the server."""
+LOCAL_ERRNOS = frozenset(
+    (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.EADDRNOTAVAIL, errno.EAGAIN, socket.EAI_AGAIN)
+)
+"""errno values of ``connect``/``socket`` (and the resolver's "try again": this host's resolver
+could not answer) that describe this host, not the server."""
 
 
 def is_local(exc: BaseException) -> bool:

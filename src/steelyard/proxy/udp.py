@@ -35,6 +35,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from ..core.balancing import PickContext
+from .resources import WARNER, is_local
 
 if TYPE_CHECKING:
     from ..core.model import Server
@@ -68,8 +69,11 @@ class Flow:
             self.sock.send(data)
         except BlockingIOError:
             pass  # the socket buffer is full: drop, as UDP may
-        except OSError:  # an ICMP error from an earlier datagram (port unreachable, ...)
-            self.L.close_flow(self, failed=True)
+        except OSError as exc:
+            if is_local(exc):  # no buffers here (ENOBUFS...): drop this datagram, blame no server
+                WARNER.warn(f"a datagram to {self.server.name} ({self.server.address})", exc)
+                return
+            self.L.close_flow(self, failed=True)  # an ICMP error from an earlier datagram (port unreachable...)
 
     def readable(self) -> None:
         sock, sendto, client = self.sock, self.L.transport.sendto, self.client

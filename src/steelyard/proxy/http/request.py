@@ -66,7 +66,6 @@ def data_received(self: DownstreamProtocol, data: bytes) -> None:
     if parser is None:
         parser = self.parser = SPARE.pop() if SPARE else HttpRequestParser(CALLBACKS)
     outer, feeding = feeding, self
-    malformed = 0
     try:
         parser.feed_data(data)
     except HttpParserUpgrade as upg:
@@ -76,21 +75,19 @@ def data_received(self: DownstreamProtocol, data: bytes) -> None:
             self.upgrading.extra().early = []
             self._hold_early(data[upg.args[0] :])
     except HttpParserError as exc:
-        malformed = parse_status(exc)  # 400, or a limit's 413 / 414
+        fresh, self.fresh = self.fresh, None
+        if not self.dead:
+            self._refuse_malformed(parse_status(exc))  # 400, or a limit's 413 / 414
+            if fresh is not None and fresh is self.current and not self.dead:
+                self._dispatch(fresh)  # (complete before the malformed one: it is answered first)
+        return
     finally:
         feeding = outer
     fresh = self.fresh
     if fresh is not None:  # a request whose head came in this read goes out only now that the read
         self.fresh = None  # is parsed: what follows its head in the same read may refuse it
-        if malformed and not self.dead:
-            self._refuse_malformed(malformed)
-            malformed = 0
-        if fresh is self.current and not self.dead:
-            self._dispatch(fresh)
-    if malformed:
         if not self.dead:
-            self._refuse_malformed(malformed)
-        return
+            self._dispatch(fresh)
     ex = self.ex
     if ex is not None and not ex.method and (ex is before or self.current is None):
         # a head begun in an earlier read and still not finished: all of this read is head

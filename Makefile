@@ -4,25 +4,32 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+DEV    := $(VENV)/.installed-dev
 
 .PHONY: demo test install bench clean
 
+# What serving and the demo need (the core install, no extras).
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e .
 	touch $(STAMP)
 
-install: $(STAMP)
+# Everything: the extras (redis, plots) and what the tests use.
+$(DEV): $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[all,test]'
+	touch $(DEV)
+
+install: $(DEV)
 
 demo: $(STAMP)
 	$(BIN)/steelyard demo
 
-test: $(STAMP)
+test: $(DEV)
 	bash scripts/os-deps.sh
 	$(BIN)/python -m pytest -q
 
-bench: $(STAMP)
+bench: $(DEV)
 	$(BIN)/python bench/compare.py
 
 clean:

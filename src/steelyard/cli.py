@@ -78,6 +78,8 @@ def cmd_backend(args: argparse.Namespace) -> int:
 
     host, port = args.listen
     if args.sessions:  # the session routes (steelyard.sessions behind uvicorn)
+        if args.sessions.startswith("redis://") and not _need("redis", "the Redis session store"):
+            return 2
         from .demo.sessions_app import run_sessions_backend
 
         run_sessions_backend(args.name, host, port, args.sessions, args.peer or [], args.replicate_on)
@@ -86,9 +88,23 @@ def cmd_backend(args: argparse.Namespace) -> int:
         if not args.pool or not port:
             print("steelyard backend: --register needs --pool and a fixed --listen port", file=sys.stderr)
             return 2
+        if not _need("redis", "backend --register"):
+            return 2
         _register_in_thread(args, f"{host}:{port}")
     run_backend(args.name, host, port, delay=args.delay)
     return 0
+
+
+def _need(extra: str, feature: str) -> bool:
+    """False (after a one-line error naming the pip extra) when ``feature`` cannot run here."""
+    from .extras import MissingExtra, require
+
+    try:
+        require(extra, feature)
+    except MissingExtra as exc:
+        print(f"steelyard: {exc}", file=sys.stderr)
+        return False
+    return True
 
 
 def cmd_register(args: argparse.Namespace) -> int:
@@ -96,6 +112,8 @@ def cmd_register(args: argparse.Namespace) -> int:
     import asyncio
     import signal
 
+    if not _need("redis", "steelyard register"):
+        return 2
     from .cluster.registry import keep_registered
 
     async def main() -> None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .extras import MissingExtra, available
+
 HASHING = ("ip_hash", "consistent_hash")
 
 
@@ -62,4 +64,6 @@ def config_warnings(config: Any) -> list[tuple[str, str]]:
         if {"tls_verify", "tls_ca", "tls_server_name"} & given and not pool.tls:
             key = sorted({"tls_verify", "tls_ca", "tls_server_name"} & given)[0]
             found.append((f"{where} → {key}", "has no effect without tls = true"))
+    if config.cluster is not None and not available("redis"):
+        found.append(("cluster", str(MissingExtra("redis", "[cluster]"))))
     return found

@@ -90,6 +90,9 @@ class Runtime:
         self.changes = RuntimeChanges(self, self.config.state_path)
         self.changes.apply_saved()
         if getattr(self.config, "cluster", None) is not None:  # Redis is the truth: it resyncs over the file
+            from ..extras import require
+
+            require("redis", "[cluster]")
             from ..cluster.node import ClusterNode
 
             self.cluster = ClusterNode(self, self.config.cluster)

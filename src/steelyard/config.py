@@ -186,6 +186,7 @@ _MODE_KEYS = {
     "rate_limit": ("http",),
     "tls": ("http",),
     "redirect_https": ("http",),
+    "https_port": ("http",),
 }
 IDLE_DEFAULT = {"tcp": 3600.0, "udp": 30.0}  # a tunnel's idle limit (HAProxy's `timeout tunnel` style)
 
@@ -218,6 +219,7 @@ class ListenerConfig(_Model):
     rate_limit: RateLimitConfig | None = None  # requests per client address: 429 with Retry-After
     tls: TlsConfig | None = None  # terminate TLS (certificates chosen by SNI)
     redirect_https: Bool = False  # answer every request with a 308 to the https:// URL
+    https_port: Annotated[Int, Field(ge=1, le=65535)] = 443  # where redirect_https sends (443: not in the URL)
 
     @model_validator(mode="before")
     @classmethod

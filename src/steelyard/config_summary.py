@@ -85,8 +85,7 @@ def _listener_extras(ls: Any) -> list[str]:
         ]
         out.append(f"TLS {ls.tls.min_version}+ with {len(certs)} certificate(s): {'; '.join(certs)}")
     if ls.redirect_https:
-        port = getattr(ls, "https_port", 443)
-        out.append(f"redirects every request to https:// (port {port})")
+        out.append(f"redirects every request to https:// (port {ls.https_port})")
     limits = [
         f"{ls.max_connections} connections" if ls.max_connections else "",
         f"{ls.max_connections_per_client} per client" if ls.max_connections_per_client else "",

@@ -24,6 +24,9 @@ def _reads(algorithm: str, *builtin: str) -> bool:
 def config_warnings(config: Any) -> list[tuple[str, str]]:
     """Every set-but-ignored key of ``config`` (a ``steelyard.config.Config``)."""
     found: list[tuple[str, str]] = []
+    for ls in config.listeners:
+        if "https_port" in ls.model_fields_set and not ls.redirect_https:
+            found.append((f'listener "{ls.name}" → https_port', "has no effect without redirect_https = true"))
     for pool in config.pools:
         where, algo, given = f'pool "{pool.name}"', pool.algorithm, pool.model_fields_set
         if "hash_on" in given and not _reads(algo, "consistent_hash"):

@@ -90,7 +90,12 @@ def cmd_backend(args: argparse.Namespace) -> int:
             return 2
         if not _need("redis", "backend --register"):
             return 2
-        _register_in_thread(args, f"{host}:{port}")
+        stop_registration = _register_in_thread(args, f"{host}:{port}")
+        try:
+            run_backend(args.name, host, port, delay=args.delay)
+        finally:  # SIGTERM ends the backend: its registration goes with it
+            stop_registration()
+        return 0
     run_backend(args.name, host, port, delay=args.delay)
     return 0
 
@@ -137,21 +142,35 @@ def cmd_register(args: argparse.Namespace) -> int:
     return 0
 
 
-def _register_in_thread(args: argparse.Namespace, address: str) -> None:
-    """``steelyard backend --register URL --pool P``: the registration runs beside the backend."""
+def _register_in_thread(args: argparse.Namespace, address: str):
+    """``steelyard backend --register URL --pool P``: the registration runs beside the backend;
+    the function returned ends it (deregistering) and waits for that, at most 5 s."""
     import asyncio
     import threading
 
     from .cluster.registry import keep_registered
 
-    def run() -> None:
-        asyncio.run(
-            keep_registered(
-                args.register, args.pool, address, name=args.name, ttl=args.ttl, say=lambda m: print(m, flush=True)
-            )
+    started = threading.Event()
+    held: dict = {}
+
+    async def register() -> None:
+        held["loop"], held["stop"] = asyncio.get_running_loop(), asyncio.Event()
+        started.set()
+        say = lambda m: print(m, flush=True)  # noqa: E731
+        await keep_registered(
+            args.register, args.pool, address, name=args.name, ttl=args.ttl, stop=held["stop"], say=say
         )
 
-    threading.Thread(target=run, daemon=True, name="register").start()
+    thread = threading.Thread(target=lambda: asyncio.run(register()), daemon=True, name="register")
+    thread.start()
+    started.wait(5)
+
+    def stop() -> None:
+        if "loop" in held:
+            held["loop"].call_soon_threadsafe(held["stop"].set)
+        thread.join(5)
+
+    return stop
 
 
 def cmd_keepalived(args: argparse.Namespace) -> int:

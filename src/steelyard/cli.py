@@ -190,7 +190,7 @@ def cmd_keepalived(args: argparse.Namespace) -> int:
 
 
 def cmd_health(args: argparse.Namespace) -> int:
-    from .cluster.keepalived import serving
+    from .control.selfcheck import serving
 
     ok, why = serving(_load(args.config), args.timeout)
     try:
@@ -286,9 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", help="write it here (default: standard output)")
     p.set_defaults(func=cmd_keepalived)
 
-    p = sub.add_parser("health", help="exit 0 when the local balancer serves (keepalived's track script)")
+    p = sub.add_parser("health", help="exit 0 when the local balancer answers real requests (admin API, listeners)")
     p.add_argument("--config", "-c", required=True, help="TOML configuration file")
-    p.add_argument("--timeout", type=_duration, default=1.0, help="per listener, e.g. 500ms")
+    p.add_argument("--timeout", type=_duration, default=1.0, help="per request, e.g. 500ms")
     p.set_defaults(func=cmd_health)
 
     p = sub.add_parser("demo", help="three demo backends behind the balancer")

@@ -112,11 +112,17 @@ class ServerConfig(_Model):
     """One upstream server; ``name`` defaults to the address."""
 
     address: Address
+    """The server's address: host:port or [v6]:port."""
     weight: Annotated[Int, Field(ge=0, le=1000)] = 1
-    name: Annotated[str, Field(min_length=1)] = ""  # "" only until _default_name fills it
-    backup: Bool = False  # used only while no primary server is usable
-    max_conns: Annotated[Int, Field(ge=1)] | None = None  # default: the pool's max_conns
+    """Its share of traffic relative to the pool's other servers (algorithms that weigh); 0: never picked."""
+    name: Annotated[str, Field(min_length=1)] = ""
+    """The server's name (logs, metrics, the admin API); default: its address."""
+    backup: Bool = False
+    """Used only while no primary server is usable."""
+    max_conns: Annotated[Int, Field(ge=1)] | None = None
+    """Requests in flight to this server at most; default: the pool's max_conns."""
     state: Literal["ready", "drain", "maint"] = "ready"
+    """Its administrative state: ready; drain (no new requests, those in flight finish); maint (out of service)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -131,7 +137,9 @@ class ServerConfig(_Model):
 
 class HeaderMatch(_Model):
     name: HeaderName
+    """The request header's name."""
     value: str
+    """The value it must have (exact, case-sensitive)."""
 
 
 class SniRoute(_Model):
@@ -144,18 +152,26 @@ class SniRoute(_Model):
             'expected a host name, or "*.suffix" for any name one label below it',
         ),
     ]
+    """The TLS server name the client asks for: exact, or \"*.suffix\" for any name one label below it."""
     pool: str
+    """Where such connections go."""
 
 
 class RouteConfig(_Model):
     """An L7 route: every condition given must match; ``pool`` is where it sends."""
 
     host: RouteHost | None = None
+    """The request's Host (port ignored) is this name, or ends in this suffix for \"*.suffix\"."""
     path_prefix: PathPrefix | None = None
+    """The request path starts with this."""
     header: HeaderMatch | None = None
+    """The request has this header with this value ({ name = \"X-Canary\", value = \"1\" })."""
     pool: str
-    max_body_size: Size | None = None  # request body bytes on this route; more: 413 (the listener's still holds)
-    rate_limit: RateLimitConfig | None = None  # per client address on this route: 429 with Retry-After
+    """Where matching requests go."""
+    max_body_size: Size | None = None
+    """Request body bytes on this route; more: 413 (the listener's still holds)."""
+    rate_limit: RateLimitConfig | None = None
+    """Per client address on this route: 429 with Retry-After."""
 
     @model_validator(mode="after")
     def _has_condition(self) -> RouteConfig:
@@ -196,30 +212,55 @@ class ListenerConfig(_Model):
     ``_MODE_KEYS`` for the keys each mode takes; ``idle_timeout`` defaults per mode)."""
 
     name: Name
+    """The listener's name (logs, metrics, the admin API)."""
     bind: Bind
+    """The address to listen on: host:port or [v6]:port; port 0 picks a free one."""
     mode: Annotated[Literal["http", "tcp", "udp"], BeforeValidator(_check_mode)] = "http"
+    """http: the L7 proxy; tcp and udp: the L4 relays."""
     pool: str
+    """The pool requests go to when no route matches."""
     routes: tuple[RouteConfig, ...] = Field(default=(), alias="route")
+    """Routes tried in order; the first whose every condition matches picks the pool."""
     keepalive_timeout: Duration = 60.0
+    """Idle client keep-alive connections close after this."""
     request_timeout: Duration = 30.0
-    idle_timeout: Duration | None = None  # tcp: a connection, udp: a flow, with no traffic this long closes
-    send_proxy: Literal["v1", "v2"] | None = None  # tcp: PROXY protocol header to servers
-    splice: Bool = True  # tcp: relay with os.splice (zero-copy) where Linux has it
-    per_datagram: Bool = False  # udp: balance each datagram, not each flow
-    max_flows: Annotated[Int, Field(ge=1)] = 65536  # udp: flow table bound (least recently used goes)
-    sni: tuple[SniRoute, ...] = ()  # tcp: route TLS connections by their ClientHello's server name
-    access_log: Annotated[str, Field(min_length=1)] | None = None  # http: JSON lines to this file ("-": stdout)
+    """A request head (or a stalled request body) must arrive within this, else 408; a client that reads nothing of its
+    response this long is dropped."""
+    idle_timeout: Duration | None = None
+    """A connection (tcp) or a flow (udp) with no traffic either way this long closes; default: 1h (tcp), 30s (udp)."""
+    send_proxy: Literal["v1", "v2"] | None = None
+    """Send a PROXY protocol header of this version first, so servers see the client's address."""
+    splice: Bool = True
+    """Relay with os.splice (zero-copy) where Linux has it; false: copy through Python."""
+    per_datagram: Bool = False
+    """Balance each datagram on its own, not each flow (stateless protocols such as DNS)."""
+    max_flows: Annotated[Int, Field(ge=1)] = 65536
+    """Flows kept at most; the least recently used one makes room."""
+    sni: tuple[SniRoute, ...] = ()
+    """Route TLS connections by the server name of their ClientHello (passed through, not decrypted)."""
+    access_log: Annotated[str, Field(min_length=1)] | None = None
+    """Write one JSON line per request to this file ("-": standard output)."""
     # hardening (docs/security.md): limits, rate limit, TLS termination
-    max_connections: Annotated[Int, Field(ge=1)] | None = None  # open client connections; more are closed
-    max_connections_per_client: Annotated[Int, Field(ge=1)] | None = None  # ... per client address
-    max_body_size: Size | None = None  # request body bytes; more: 413
-    max_uri_length: Annotated[Int, Field(ge=16)] = 8192  # request target bytes; more: 414
-    max_header_count: Annotated[Int, Field(ge=1)] = 100  # request header fields; more: 431
-    min_body_rate: Size | None = None  # bytes/s a request body must average (after 1s); else 408
-    rate_limit: RateLimitConfig | None = None  # requests per client address: 429 with Retry-After
-    tls: TlsConfig | None = None  # terminate TLS (certificates chosen by SNI)
-    redirect_https: Bool = False  # answer every request with a 308 to the https:// URL
-    https_port: Annotated[Int, Field(ge=1, le=65535)] = 443  # where redirect_https sends (443: not in the URL)
+    max_connections: Annotated[Int, Field(ge=1)] | None = None
+    """Open client connections at most; more are closed."""
+    max_connections_per_client: Annotated[Int, Field(ge=1)] | None = None
+    """Open client connections per client address at most; more are closed."""
+    max_body_size: Size | None = None
+    """Request body bytes; more: 413."""
+    max_uri_length: Annotated[Int, Field(ge=16)] = 8192
+    """Request target bytes; more: 414."""
+    max_header_count: Annotated[Int, Field(ge=1)] = 100
+    """Request header fields; more: 431."""
+    min_body_rate: Size | None = None
+    """Bytes/s a request body must average (after 1s); else 408."""
+    rate_limit: RateLimitConfig | None = None
+    """Requests per client address: 429 with Retry-After."""
+    tls: TlsConfig | None = None
+    """Terminate TLS (certificates chosen by SNI)."""
+    redirect_https: Bool = False
+    """Answer every request with a 308 to the https:// URL."""
+    https_port: Annotated[Int, Field(ge=1, le=65535)] = 443
+    """Where redirect_https sends (443: not in the URL)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -234,32 +275,63 @@ class ListenerConfig(_Model):
 
 class PoolConfig(_Model):
     name: Name
+    """The pool's name, as listeners, routes and DNS records refer to it."""
     algorithm: Algorithm = "round_robin"
+    """A built-in algorithm (round_robin, weighted_round_robin, ip_hash, consistent_hash, least_conn, least_time,
+    random, p2c) or package.module:ClassName."""
     hash_on: HashOn = "client_ip"
+    """consistent_hash's key: client_ip, uri, header:NAME or cookie:NAME."""
     hash_balance_factor: Annotated[Float, Field(gt=1.0)] | None = None
+    """Bounded-load consistent hashing: no server takes more than this times the mean load (ip_hash,
+    consistent_hash)."""
     servers: tuple[ServerConfig, ...] = Field(min_length=1)
+    """The pool's servers (at least one)."""
     connect_timeout: Duration = 2.0
+    """A connection to a server must be established within this, else the next server is tried (504 when none)."""
     timeout: Duration = 30.0
+    """Upstream response timeout, counted once the request is sent; also how long a server may stall mid-request or
+    mid-response."""
     max_idle: Annotated[Int, Field(ge=0)] = 64
+    """Idle keep-alive connections kept per server."""
     idle_timeout: Duration = 60.0
+    """Idle upstream connections close after this."""
     ewma_decay: Duration = 10.0
+    """least_time's EWMA time constant: how fast old response times are forgotten."""
     health: HealthConfig | None = None
-    outlier: OutlierConfig = OutlierConfig()  # passive health is on unless turned off
-    retries: Annotated[Int, Field(ge=0, le=10)] = 2  # further tries, each on another server
-    retry_budget: Annotated[Float, Field(ge=0.0, le=1.0)] = 0.2  # retries per request, over the last second
-    try_timeout: Duration | None = None  # wait for a response head per try; default: timeout
-    retry_header: Bool = False  # tell the client how many retries its response took (X-Steelyard-Retries)
-    slow_start: Duration | None = None  # a returning server's weight ramps up over this
-    slow_start_floor: Annotated[Float, Field(gt=0.0, le=1.0)] = 0.1  # ... from this fraction of it
-    max_conns: Annotated[Int, Field(ge=1)] | None = None  # per server, requests in flight
-    max_queue: Annotated[Int, Field(ge=0)] = 100  # requests waiting for a server below max_conns
+    """Active health checks of every server (none: servers are trusted until traffic fails)."""
+    outlier: OutlierConfig = OutlierConfig()
+    """Passive health: ejection of servers failing on real traffic (on unless turned off)."""
+    retries: Annotated[Int, Field(ge=0, le=10)] = 2
+    """A failed try goes to another server, at most this many more times."""
+    retry_budget: Annotated[Float, Field(ge=0.0, le=1.0)] = 0.2
+    """Retries of requests that may have reached a server, as a share of requests over the last second (at least 10 a
+    second are always allowed)."""
+    try_timeout: Duration | None = None
+    """Per try: wait this long for a response head; default: timeout."""
+    retry_header: Bool = False
+    """Tell the client how many retries its response took (X-Steelyard-Retries)."""
+    slow_start: Duration | None = None
+    """A returning server's weight ramps up over this."""
+    slow_start_floor: Annotated[Float, Field(gt=0.0, le=1.0)] = 0.1
+    """Slow start begins at this fraction of the server's weight."""
+    max_conns: Annotated[Int, Field(ge=1)] | None = None
+    """Requests in flight per server at most (servers may set their own); beyond it requests queue."""
+    max_queue: Annotated[Int, Field(ge=0)] = 100
+    """Requests of this pool waiting for a server below max_conns at most (more: 503 with Retry-After)."""
     queue_timeout: Duration = 5.0
-    panic_threshold: Annotated[Int, Field(ge=0, le=100)] = 0  # % usable below which all servers are used
-    sticky: StickyConfig | None = None  # session persistence (config_sticky)
-    tls: Bool = False  # HTTP pools: talk TLS to the servers (docs/security.md)
-    tls_verify: Bool = True  # ... checking their certificate (against tls_ca, else the system's CAs)
+    """How long a queued request waits for a server below max_conns (then 503 with Retry-After)."""
+    panic_threshold: Annotated[Int, Field(ge=0, le=100)] = 0
+    """Percent: below this share of usable servers, balance over all ready servers rather than refuse."""
+    sticky: StickyConfig | None = None
+    """Session persistence: keep a client on the server it first got."""
+    tls: Bool = False
+    """Talk TLS to the servers (HTTP pools; docs/security.md)."""
+    tls_verify: Bool = True
+    """Check the servers' certificates (against tls_ca, else the system's CAs)."""
     tls_ca: FilePath | None = None
-    tls_server_name: str | None = None  # SNI and the name checked; default: the server's host
+    """CA certificates (PEM) that server certificates are checked against; default: the system's."""
+    tls_server_name: str | None = None
+    """SNI and the name checked; default: the server's host."""
 
     @model_validator(mode="after")
     def _unique_servers(self) -> PoolConfig:
@@ -280,14 +352,22 @@ class PoolConfig(_Model):
 class Config(_Model):
     """The whole file. ``source`` is the path it was read from (never a user key)."""
 
-    workers: Annotated[Int, Field(ge=1, le=32)] = 1  # processes serving the listeners (workers/)
+    workers: Annotated[Int, Field(ge=1, le=32)] = 1
+    """Worker processes sharing the listeners; more than 1 adds a control process (health checks, admin API, DNS)."""
     shutdown_grace: Duration = 10.0
+    """On SIGTERM or SIGINT, requests in flight may finish for this long."""
     listeners: tuple[ListenerConfig, ...] = Field(alias="listener", min_length=1)
+    """The listeners (at least one)."""
     pools: tuple[PoolConfig, ...] = Field(alias="pool", min_length=1)
+    """The pools of servers (at least one)."""
     admin: AdminConfig | None = None
+    """The admin listener: JSON API, /metrics and the dashboard (none: no admin listener)."""
     dns: tuple[DnsConfig, ...] = ()
+    """Authoritative DNS zones answered from the pools' health."""
     cluster: ClusterConfig | None = None
+    """Several balancers as one, sharing runtime state through Redis."""
     keepalived: KeepalivedConfig | None = None
+    """A floating address held by one node at a time (the keepalived configuration steelyard writes)."""
     _source: str | None = PrivateAttr(default=None)
 
     @property

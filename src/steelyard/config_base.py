@@ -31,7 +31,8 @@ bind_port = property(lambda self: split_host_port(self.bind, allow_port_zero=Tru
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # (the docstring under each field is its description: docs/configuration.md is made of them)
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
 
 Loc = tuple[str | int, ...]

@@ -62,12 +62,19 @@ def _redis_url(url: str) -> str:
 
 class ClusterConfig(_Model):
     redis: Annotated[str, AfterValidator(_redis_url)]
+    """Redis URL: redis://HOST:PORT/DB, rediss://... or redis+sentinel://H1:P1,H2:P2/MASTER[/DB]."""
     node: Annotated[str, Field(pattern=NAME_PATTERN)]
+    """This balancer's name in the cluster; unique per node."""
     heartbeat: Duration = 1.0
+    """How often this node says it is alive."""
     expire: Duration = 5.0
+    """A node not heard of for this long is gone; more than twice heartbeat."""
     sync: Duration = 2.0
+    """Full re-read of the shared state (pub/sub is the fast path)."""
     load_interval: Duration = 0.2
+    """How often per-server in-flight counts are published for cluster-wide least_conn and least_time."""
     prefix: Annotated[str, Field(pattern=NAME_PATTERN)] = "steelyard"
+    """Redis key prefix (several clusters on one Redis)."""
 
     @model_validator(mode="after")
     def _timing(self) -> ClusterConfig:

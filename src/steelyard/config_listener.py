@@ -67,8 +67,11 @@ class RateLimitConfig(_Model):
     """A token bucket per client address: ``rate`` requests per second, bursts of ``burst``."""
 
     rate: Annotated[Float, Field(gt=0)]
-    burst: Annotated[Int, Field(ge=1)] | None = None  # default: max(1, rate)
-    max_clients: Annotated[Int, Field(ge=1)] = 65536  # buckets kept (least recently used dropped)
+    """Requests per second allowed per client address."""
+    burst: Annotated[Int, Field(ge=1)] | None = None
+    """Default: max(1, rate)."""
+    max_clients: Annotated[Int, Field(ge=1)] = 65536
+    """Buckets kept (least recently used dropped)."""
 
     @property
     def bucket_size(self) -> int:
@@ -80,8 +83,11 @@ class CertificateConfig(_Model):
     default to none: then the certificate answers only as the default."""
 
     cert: FilePath
+    """Certificate chain file (PEM)."""
     key: FilePath
+    """Private key file (PEM)."""
     names: tuple[Annotated[str, Field(min_length=1)], ...] = ()
+    """The SNI names this certificate answers (\"*.suffix\" allowed); none: only as the default."""
 
 
 class TlsConfig(_Model):
@@ -89,9 +95,13 @@ class TlsConfig(_Model):
     chosen by the client's SNI name (exact name first, then ``*.suffix``, then the default)."""
 
     cert: FilePath | None = None
+    """Default certificate chain file (PEM)."""
     key: FilePath | None = None
+    """Its private key file (PEM)."""
     certificates: tuple[CertificateConfig, ...] = Field(default=(), alias="certificate")
+    """More certificates, chosen by the client's SNI name."""
     min_version: Annotated[str, Field(pattern=r"^1\.[23]$")] = "1.2"
+    """Lowest TLS version accepted: \"1.2\" or \"1.3\"."""
 
     @model_validator(mode="after")
     def _has_certificate(self) -> TlsConfig:

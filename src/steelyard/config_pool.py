@@ -44,16 +44,27 @@ class HealthConfig(_Model):
     """``[pool.health]``: an active check of every server of the pool, once per balancer."""
 
     type: Literal["http", "tcp"] = "http"
+    """http: a GET whose status (and body) is checked; tcp: a connect."""
     path: Annotated[str, Field(pattern=r"^/\S*$")] = "/healthz"
-    host: Annotated[str, Field(min_length=1, pattern=r"^\S+$")] | None = None  # Host header; default: the server's
+    """The path the http check requests."""
+    host: Annotated[str, Field(min_length=1, pattern=r"^\S+$")] | None = None
+    """The Host header of the check; default: the server's address."""
     expect_status: Annotated[str, AfterValidator(_valid_statuses)] = "200-399"
+    """Statuses that pass: codes and ranges, \"200-399\" or \"200, 204\"."""
     expect_body: Annotated[str, Field(min_length=1)] | None = None
+    """A substring the response body must contain."""
     interval: Duration = 2.0
-    fail_interval: Duration | None = None  # while a server is failing or down; default: interval / 2
+    """Time between checks of a healthy server."""
+    fail_interval: Duration | None = None
+    """Time between checks while a server is failing or down; default: interval / 2."""
     timeout: Duration = 1.0
+    """A check gets no answer within this: it fails."""
     rise: Annotated[Int, Field(ge=1, le=100)] = 2
+    """Consecutive passes that bring a server back."""
     fall: Annotated[Int, Field(ge=1, le=100)] = 3
-    jitter: Annotated[Float, Field(ge=0.0, le=0.5)] = 0.1  # each wait varies by up to ± this fraction
+    """Consecutive failures that take a server down."""
+    jitter: Annotated[Float, Field(ge=0.0, le=0.5)] = 0.1
+    """Each wait varies by up to ± this fraction."""
 
     @model_validator(mode="after")
     def _tcp_has_no_http_keys(self) -> HealthConfig:
@@ -76,11 +87,16 @@ class HealthConfig(_Model):
 class OutlierConfig(_Model):
     """``[pool.outlier]``: passive health. Consecutive failures seen on real traffic eject a server."""
 
-    consecutive_failures: Annotated[Int, Field(ge=0)] = 5  # connect failures, resets, timeouts; 0: off
-    consecutive_5xx: Annotated[Int, Field(ge=0)] = 0  # 5xx responses counted too when > 0
-    base_ejection: Duration = 30.0  # the first ejection's length; the n-th lasts n times as long
+    consecutive_failures: Annotated[Int, Field(ge=0)] = 5
+    """Connect failures, resets and timeouts in a row that eject a server; 0: off."""
+    consecutive_5xx: Annotated[Int, Field(ge=0)] = 0
+    """When > 0: this many 5xx responses in a row eject a server too."""
+    base_ejection: Duration = 30.0
+    """The first ejection's length; the n-th lasts n times as long."""
     max_ejection: Duration = 300.0
-    max_ejection_percent: Annotated[Int, Field(ge=0, le=100)] = 50  # at least one server may always go
+    """The longest ejection."""
+    max_ejection_percent: Annotated[Int, Field(ge=0, le=100)] = 50
+    """At most this percent of the pool is ejected at once (one server may always go)."""
 
     @model_validator(mode="after")
     def _ordered(self) -> OutlierConfig:

@@ -4,7 +4,17 @@ from steelyard.units import format_duration, parse_duration, split_host_port
 
 
 @pytest.mark.parametrize(
-    ("text", "seconds"), [("150ms", 0.15), ("2s", 2.0), ("1.5s", 1.5), ("2m", 120.0), (".5s", 0.5), ("1h", 3600.0), ("1.5h", 5400.0), ("2d", 172800.0)]
+    ("text", "seconds"),
+    [
+        ("150ms", 0.15),
+        ("2s", 2.0),
+        ("1.5s", 1.5),
+        ("2m", 120.0),
+        (".5s", 0.5),
+        ("1h", 3600.0),
+        ("1.5h", 5400.0),
+        ("2d", 172800.0),
+    ],
 )
 def test_durations_parse_to_seconds(text, seconds):
     assert parse_duration(text) == pytest.approx(seconds)

@@ -22,8 +22,8 @@ import pytest
 
 from steelyard.cli import main
 from steelyard.config import parse_config
-from steelyard.config_summary import describe
-from steelyard.config_warnings import config_warnings
+from steelyard.config.summary import describe
+from steelyard.config.warnings import config_warnings
 from steelyard.sim.scenario import parse_scenario
 
 ROOT = Path(__file__).parent.parent

@@ -12,7 +12,7 @@ import pytest
 
 from steelyard.cli import main
 from steelyard.config import parse_config
-from steelyard.config_warnings import config_warnings
+from steelyard.config.warnings import config_warnings
 from steelyard.extras import MissingExtra, available, require
 from steelyard.sessions import open_store
 

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from .config import ConfigError, load_config
-from .config_summary import describe
-from .config_warnings import config_warnings
+from .config.summary import describe
+from .config.warnings import config_warnings
 from .units import parse_duration, split_host_port
 
 
@@ -38,8 +38,7 @@ def _load(path: str):
 def cmd_serve(args: argparse.Namespace) -> int:
     import tomllib
 
-    from .config import parse_config
-    from .config_base import read_file
+    from .config import parse_config, read_file
     from .control.runtime import run
 
     try:

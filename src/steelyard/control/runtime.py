@@ -15,8 +15,7 @@ import random
 import signal
 from typing import TYPE_CHECKING, Any
 
-from ..config import ConfigError, parse_config
-from ..config_base import read_file
+from ..config import ConfigError, parse_config, read_file
 from ..core.model import Server
 from ..proxy.http.connpool import ConnPool
 from ..proxy.http.listener import HttpListener

@@ -15,8 +15,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field, model_validator
 
-from .config_base import _Model, bind_host, bind_port
-from .units import split_host_port
+from ..units import split_host_port
+from .base import _Model, bind_host, bind_port
 
 DEFAULT_ADMIN = "127.0.0.1:9901"
 

@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from .config_base import Bool, Duration, Int, _Model
+from .base import Bool, Duration, Int, _Model
 
 _TOKEN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"  # RFC 6265 cookie-name (an RFC 9110 token)
 

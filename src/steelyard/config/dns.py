@@ -14,21 +14,15 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from .config_base import Bool, Int, _check, _Model, bind_host, bind_port
-from .units import split_host_port
+from ..dns.names import absolute
+from ..units import split_host_port
+from .base import Bool, Int, _check, _Model, bind_host, bind_port
 
 POLICIES = ("round_robin", "weighted", "all_healthy", "first_healthy", "p2c")
 STATIC_TYPES = ("A", "AAAA", "CNAME", "TXT", "NS", "MX")
 _LABELS = r"^([A-Za-z0-9_*]([A-Za-z0-9_-]{0,62})?\.?)+$|^@$"  # host-name labels (and "@": the zone itself)
 DnsName = Annotated[str, Field(min_length=1, max_length=253, pattern=_LABELS)]
 Ttl = Annotated[Int, Field(ge=0, le=604800)]
-
-
-def absolute(name: str, zone: str) -> str:
-    """``app`` -> ``app.example.test.``; ``@`` -> the zone; absolute names stay (lower-cased)."""
-    if name == "@":
-        return zone
-    return name.lower() if name.endswith(".") else f"{name.lower()}.{zone}"
 
 
 class RecordConfig(_Model):

@@ -16,8 +16,8 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, model_validator
 
-from .config_base import Float, Int, _Model
-from .units import show_value as _show
+from ..units import show_value as _show
+from .base import Float, Int, _Model
 
 _SIZE = re.compile(r"(\d+)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?", re.IGNORECASE)
 _SIZE_UNIT = {

@@ -1,4 +1,4 @@
-"""Tests for steelyard.config_pool and the pool keys of issue 4 (health checks and failover):
+"""Tests for steelyard.config.pool and the pool keys of issue 4 (health checks and failover):
 valid values and defaults, status ranges, and errors that name file + key path."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import pytest
 
 from steelyard.cli import describe, main
 from steelyard.config import parse_config
-from steelyard.config_pool import HealthConfig, OutlierConfig, status_ranges
+from steelyard.config.pool import HealthConfig, OutlierConfig, status_ranges
 
-from .test_config import errors_of, toml
+from .test_model import errors_of, toml
 
 MINIMAL = toml("""
     [[listener]]

@@ -33,8 +33,11 @@ from pydantic import (
     model_validator,
 )
 
-from .config_admin import AdminConfig
-from .config_base import (
+from ..core.balancing import BalancerOptions, resolve_algorithm
+from ..units import format_duration, split_host_port
+from ..units import show_value as _show
+from .admin import AdminConfig
+from .base import (
     NAME_RULE,
     Bool,
     ConfigError,
@@ -53,30 +56,12 @@ from .config_base import (
     read_toml,
     translate,
 )
-from .config_cluster import ClusterConfig
-from .config_dns import DnsConfig, RecordConfig
-from .config_listener import CertificateConfig, FilePath, RateLimitConfig, Size, TlsConfig
-from .config_pool import HealthConfig, OutlierConfig
-from .config_sticky import StickyConfig
-from .config_vrrp import KeepalivedConfig
-from .core.balancing import BalancerOptions, resolve_algorithm
-from .units import format_duration, split_host_port
-from .units import show_value as _show
-
-__all__ = [
-    "Config",
-    "ConfigError",
-    "Duration",
-    "HeaderMatch",
-    "ListenerConfig",
-    "PoolConfig",
-    "RouteConfig",
-    "ServerConfig",
-    "format_duration",
-    "load_config",
-    "parse_config",
-    "split_host_port",
-]
+from .cluster import ClusterConfig
+from .dns import DnsConfig, RecordConfig
+from .keepalived import KeepalivedConfig
+from .listener import CertificateConfig, FilePath, RateLimitConfig, Size, TlsConfig
+from .pool import HealthConfig, OutlierConfig
+from .sticky import StickyConfig
 
 MODES = ("http", "tcp", "udp")
 
@@ -192,7 +177,7 @@ _MODE_KEYS = {
     "max_flows": ("udp",),
     "access_log": ("http",),
     "sni": ("tcp",),
-    # hardening (config_listener.py, docs/security.md)
+    # hardening (config/listener.py, docs/security.md)
     "max_connections": ("http", "tcp"),
     "max_connections_per_client": ("http", "tcp"),
     "max_body_size": ("http",),

@@ -15,8 +15,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from .config_base import Duration, Float, Int, _Model
-from .units import show_value
+from ..units import show_value
+from .base import Duration, Float, Int, _Model
 
 _STATUS_LIST = re.compile(r"\s*\d{3}(\s*-\s*\d{3})?\s*(,\s*\d{3}(\s*-\s*\d{3})?\s*)*")
 

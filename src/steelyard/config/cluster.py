@@ -18,35 +18,15 @@ Invariants:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, model_validator
 
-from .config_base import NAME_PATTERN, Duration, _Model
-from .units import split_host_port
+from ..cluster.sentinel import parse_sentinel
+from .base import NAME_PATTERN, Duration, _Model
 
 SCHEMES = ("redis", "rediss", "redis+sentinel")
-
-
-@dataclass(frozen=True)
-class SentinelTarget:
-    sentinels: tuple[tuple[str, int], ...]
-    master: str
-    db: int
-
-
-def parse_sentinel(url: str) -> SentinelTarget:
-    """``redis+sentinel://H1:P1,H2:P2/MASTER[/DB]`` -> the sentinels, the master's name, the db."""
-    rest = url.split("://", 1)[1]
-    hosts, _, path = rest.partition("/")
-    parts = [p for p in path.split("/") if p]
-    if not hosts or not parts:
-        raise ValueError("a Sentinel URL is redis+sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB]")
-    sentinels = tuple(split_host_port(h) for h in hosts.split(","))
-    db = int(parts[1]) if len(parts) > 1 else 0
-    return SentinelTarget(sentinels, parts[0], db)
 
 
 def _redis_url(url: str) -> str:

@@ -21,7 +21,7 @@ from steelyard.config import (
 )
 from steelyard.core.balancing import Balancer, BalancerOptions
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def toml(text: str) -> str:

@@ -1,4 +1,4 @@
-"""docs/configuration.md is generated from the models (steelyard.config_reference) and must
+"""docs/configuration.md is generated from the models (steelyard.config.reference) and must
 match what the generator prints now; every key has a description, a type and a default."""
 
 from __future__ import annotations
@@ -7,14 +7,14 @@ import re
 from pathlib import Path
 
 from steelyard.config import Config
-from steelyard.config_reference import _tables, render
+from steelyard.config.reference import _tables, render
 
-DOC = Path(__file__).parent.parent / "docs" / "configuration.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 
 
 def test_the_committed_reference_is_what_the_models_say() -> None:
     assert DOC.read_text() == render(), (
-        "docs/configuration.md is stale: run `python -m steelyard.config_reference > docs/configuration.md`"
+        "docs/configuration.md is stale: run `python -m steelyard.config.reference > docs/configuration.md`"
     )
 
 

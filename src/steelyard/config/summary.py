@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from .units import format_duration
+from ..units import format_duration
 
 
 def _listener_notes(ls: Any) -> str:

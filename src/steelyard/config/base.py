@@ -1,4 +1,4 @@
-"""Building blocks every TOML-backed model shares (``config``, ``config_pool`` and the
+"""Building blocks every TOML-backed model shares (``config.model``, ``config.pool`` and the
 simulator's ``sim.scenario``): the error type, field types with user-facing messages, the
 frozen base model, and the translation of pydantic errors into (key path, message) pairs
 whose key path names list items by their ``name`` (``pool "app" → servers #2 → address``)."""
@@ -14,8 +14,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Strict, ValidationError
 
-from .units import parse_duration, split_host_port
-from .units import show_value as _show
+from ..units import parse_duration, split_host_port
+from ..units import show_value as _show
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"

@@ -1,14 +1,14 @@
 """``steelyard check``'s summary names what the file turns on: TLS, stickiness, the admin API,
-DNS zones, the cluster and the floating address (steelyard.config_summary)."""
+DNS zones, the cluster and the floating address (steelyard.config.summary)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from steelyard.config import parse_config
-from steelyard.config_summary import describe
+from steelyard.config.summary import describe
 
-from .test_config import toml
+from .test_model import toml
 
 
 def test_summary_names_tls_sticky_admin_dns_cluster_and_keepalived(tmp_path: Path) -> None:

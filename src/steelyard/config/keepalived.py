@@ -15,7 +15,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
-from .config_base import Duration, Int, _Model
+from .base import Duration, Int, _Model
 
 
 def _interface_address(text: str) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .extras import MissingExtra, available
+from ..extras import MissingExtra, available
 
 HASHING = ("ip_hash", "consistent_hash")
 

@@ -1,5 +1,5 @@
 """``steelyard check`` warns about keys that are valid but do nothing for the chosen algorithm
-(steelyard.config_warnings), and says so on the command line without failing."""
+(steelyard.config.warnings), and says so on the command line without failing."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 
 from steelyard.cli import main
 from steelyard.config import parse_config
-from steelyard.config_warnings import config_warnings
+from steelyard.config.warnings import config_warnings
 
-from .test_config import toml
+from .test_model import toml
 
 BASE = toml("""
     [[listener]]

@@ -8,7 +8,8 @@ from __future__ import annotations
 import difflib
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -76,6 +77,27 @@ def _matching(pattern: str, expected: str) -> AfterValidator:
             raise ValueError(f"{expected}; got {_show(text)}")
 
     return _check(check)
+
+
+# --- field types and helpers the section modules share -----------------------------
+
+TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"  # RFC 9110 token: a header or cookie name
+Address = Annotated[str, _check(split_host_port)]
+Bind = Annotated[str, _check(partial(split_host_port, allow_port_zero=True))]
+Name = Annotated[str, _matching(r"[A-Za-z0-9][A-Za-z0-9_.-]*", NAME_RULE)]
+
+
+def _duplicates(group: str, key: str, values: Iterable[tuple[int, Any]]) -> list[tuple[Loc, str]]:
+    """A problem at ``(group, i, key)`` for each text value already seen earlier in ``values``."""
+    first: dict[str, int] = {}
+    problems: list[tuple[Loc, str]] = []
+    for i, value in values:
+        if not isinstance(value, str):
+            continue  # missing or malformed: reported by field validation
+        if value in first:
+            problems.append(((group, i, key), f"duplicate {key} {_show(value)} (also {group} #{first[value] + 1})"))
+        first.setdefault(value, i)
+    return problems
 
 
 # --- reading and error translation ----------------------------------------------

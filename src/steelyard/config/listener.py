@@ -1,5 +1,8 @@
-"""Listener hardening keys: sizes, rate limits and TLS (``[listener.tls]``), as frozen models.
+"""``[[listener]]``: a listener, its routes (``[[listener.route]]``, L7) or SNI routes (L4), and
+its hardening keys: sizes, rate limits and TLS (``[listener.tls]``), as frozen models.
 
+Keys that only mean something in some modes are listed in ``_MODE_KEYS``; the cross-section
+checks (model.py) refuse them elsewhere, by key path. ``idle_timeout`` defaults per mode.
 Invariants (those of ``config``): frozen models, unknown keys refused, strict types, errors that
 name the key path. Sizes are an integer number of bytes or a string with a unit ("64KiB",
 "10MB", "1m"; k/m/g are powers of 1024, as in nginx); a size is never zero or negative.
@@ -11,13 +14,15 @@ listener starts.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
+from ..units import format_duration
 from ..units import show_value as _show
-from .base import Float, Int, _Model
+from .base import TOKEN, Bind, Bool, Duration, Float, Int, Name, _matching, _Model, bind_host, bind_port
 
 _SIZE = re.compile(r"(\d+)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?", re.IGNORECASE)
 _SIZE_UNIT = {
@@ -110,3 +115,161 @@ class TlsConfig(_Model):
         if self.cert is None and not self.certificates:
             raise ValueError("a TLS listener needs cert and key (or [[listener.tls.certificate]] entries)")
         return self
+
+
+# --- listeners and their routes ---------------------------------------------------
+
+MODES = ("http", "tcp", "udp")
+
+
+def _check_mode(value: Any) -> Any:
+    if value not in MODES:
+        raise ValueError(f"unknown mode {_show(value)}; choose one of {', '.join(MODES)}")
+    return value
+
+
+RouteHost = Annotated[
+    str,
+    AfterValidator(lambda text: text.lower().rstrip(".")),  # as the router compares
+    _matching(r"(\*\.)?[^\s/:*]+", 'expected a host name, or "*.suffix" for any subdomain'),
+]
+PathPrefix = Annotated[str, _matching(r"/\S*", 'expected a path prefix starting with "/"')]
+HeaderName = Annotated[str, _matching(TOKEN, "expected a header name")]
+
+
+class HeaderMatch(_Model):
+    name: HeaderName
+    """The request header's name."""
+    value: str
+    """The value it must have (exact, case-sensitive)."""
+
+
+class SniRoute(_Model):
+    """A tcp listener's route by the TLS server name its client asks for (passed through, not decrypted)."""
+
+    name: Annotated[
+        str,
+        _matching(
+            r"(\*\.)?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.?",
+            'expected a host name, or "*.suffix" for any name one label below it',
+        ),
+    ]
+    """The TLS server name the client asks for: exact, or \"*.suffix\" for any name one label below it."""
+    pool: str
+    """Where such connections go."""
+
+
+class RouteConfig(_Model):
+    """An L7 route: every condition given must match; ``pool`` is where it sends."""
+
+    host: RouteHost | None = None
+    """The request's Host (port ignored) is this name, or ends in this suffix for \"*.suffix\"."""
+    path_prefix: PathPrefix | None = None
+    """The request path starts with this."""
+    header: HeaderMatch | None = None
+    """The request has this header with this value ({ name = \"X-Canary\", value = \"1\" })."""
+    pool: str
+    """Where matching requests go."""
+    max_body_size: Size | None = None
+    """Request body bytes on this route; more: 413 (the listener's still holds)."""
+    rate_limit: RateLimitConfig | None = None
+    """Per client address on this route: 429 with Retry-After."""
+
+    @model_validator(mode="after")
+    def _has_condition(self) -> RouteConfig:
+        if self.host is None and self.path_prefix is None and self.header is None:
+            raise ValueError("a route needs at least one of host, path_prefix, header")
+        return self
+
+
+# Keys that only mean something in some modes; any other mode refuses them (by key path).
+_MODE_KEYS = {
+    "route": ("http",),
+    "keepalive_timeout": ("http",),
+    "request_timeout": ("http",),
+    "idle_timeout": ("tcp", "udp"),
+    "send_proxy": ("tcp",),
+    "splice": ("tcp",),
+    "per_datagram": ("udp",),
+    "max_flows": ("udp",),
+    "access_log": ("http",),
+    "sni": ("tcp",),
+    # hardening (config/listener.py, docs/security.md)
+    "max_connections": ("http", "tcp"),
+    "max_connections_per_client": ("http", "tcp"),
+    "max_body_size": ("http",),
+    "max_uri_length": ("http",),
+    "max_header_count": ("http",),
+    "min_body_rate": ("http",),
+    "rate_limit": ("http",),
+    "tls": ("http",),
+    "redirect_https": ("http",),
+    "https_port": ("http",),
+}
+IDLE_DEFAULT = {"tcp": 3600.0, "udp": 30.0}  # a tunnel's idle limit (HAProxy's `timeout tunnel` style)
+
+
+class ListenerConfig(_Model):
+    """One listener. ``mode`` http is the L7 proxy; tcp and udp are the L4 relays (see
+    ``_MODE_KEYS`` for the keys each mode takes; ``idle_timeout`` defaults per mode)."""
+
+    name: Name
+    """The listener's name (logs, metrics, the admin API)."""
+    bind: Bind
+    """The address to listen on: host:port or [v6]:port; port 0 picks a free one."""
+    mode: Annotated[Literal["http", "tcp", "udp"], BeforeValidator(_check_mode)] = "http"
+    """http: the L7 proxy; tcp and udp: the L4 relays."""
+    pool: str
+    """The pool requests go to when no route matches."""
+    routes: tuple[RouteConfig, ...] = Field(default=(), alias="route")
+    """Routes tried in order; the first whose every condition matches picks the pool."""
+    keepalive_timeout: Duration = 60.0
+    """Idle client keep-alive connections close after this."""
+    request_timeout: Duration = 30.0
+    """A request head (or a stalled request body) must arrive within this, else 408; a client that reads nothing of its
+    response this long is dropped."""
+    idle_timeout: Duration | None = None
+    """A connection (tcp) or a flow (udp) with no traffic either way this long closes; default: 1h (tcp), 30s (udp)."""
+    send_proxy: Literal["v1", "v2"] | None = None
+    """Send a PROXY protocol header of this version first, so servers see the client's address."""
+    splice: Bool = True
+    """Relay with os.splice (zero-copy) where Linux has it; false: copy through Python."""
+    per_datagram: Bool = False
+    """Balance each datagram on its own, not each flow (stateless protocols such as DNS)."""
+    max_flows: Annotated[Int, Field(ge=1)] = 65536
+    """Flows kept at most; the least recently used one makes room."""
+    sni: tuple[SniRoute, ...] = ()
+    """Route TLS connections by the server name of their ClientHello (passed through, not decrypted)."""
+    access_log: Annotated[str, Field(min_length=1)] | None = None
+    """Write one JSON line per request to this file ("-": standard output)."""
+    # hardening (docs/security.md): limits, rate limit, TLS termination
+    max_connections: Annotated[Int, Field(ge=1)] | None = None
+    """Open client connections at most; more are closed."""
+    max_connections_per_client: Annotated[Int, Field(ge=1)] | None = None
+    """Open client connections per client address at most; more are closed."""
+    max_body_size: Size | None = None
+    """Request body bytes; more: 413."""
+    max_uri_length: Annotated[Int, Field(ge=16)] = 8192
+    """Request target bytes; more: 414."""
+    max_header_count: Annotated[Int, Field(ge=1)] = 100
+    """Request header fields; more: 431."""
+    min_body_rate: Size | None = None
+    """Bytes/s a request body must average (after 1s); else 408."""
+    rate_limit: RateLimitConfig | None = None
+    """Requests per client address: 429 with Retry-After."""
+    tls: TlsConfig | None = None
+    """Terminate TLS (certificates chosen by SNI)."""
+    redirect_https: Bool = False
+    """Answer every request with a 308 to the https:// URL."""
+    https_port: Annotated[Int, Field(ge=1, le=65535)] = 443
+    """Where redirect_https sends (443: not in the URL)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _idle_default(cls, data: Any) -> Any:
+        # (keys that do not fit the mode are refused by the cross checks, next to field errors)
+        if isinstance(data, Mapping) and data.get("mode") in IDLE_DEFAULT and "idle_timeout" not in data:
+            return {**data, "idle_timeout": format_duration(IDLE_DEFAULT[data["mode"]])}
+        return data
+
+    host, port = bind_host, bind_port

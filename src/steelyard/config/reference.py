@@ -21,8 +21,8 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from ..units import format_duration, parse_duration
-from . import model as _config
-from .listener import parse_size
+from .listener import _MODE_KEYS, ListenerConfig, parse_size
+from .model import Config
 
 HEADER = """# Configuration reference
 
@@ -167,15 +167,15 @@ def _tables(
 
 
 def _mode_notes() -> dict[str, str]:
-    return {key: f"*Only for mode {' or '.join(modes)}.*" for key, modes in _config._MODE_KEYS.items()}
+    return {key: f"*Only for mode {' or '.join(modes)}.*" for key, modes in _MODE_KEYS.items()}
 
 
 def render() -> str:
     out = [HEADER]
-    for path, model, many, about in _tables(_config.Config, "", False, "Keys outside any table."):
+    for path, model, many, about in _tables(Config, "", False, "Keys outside any table."):
         title = "Top level" if not path else (f"[[{path}]]" if many else f"[{path}]")
         out += [f"## {title}", "", " ".join(about.split()), ""]
-        notes = _mode_notes() if model is _config.ListenerConfig else {}
+        notes = _mode_notes() if model is ListenerConfig else {}
         out += [*_rows(model, notes), ""]
     return "\n".join(out).rstrip() + "\n"
 

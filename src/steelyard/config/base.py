@@ -32,8 +32,10 @@ bind_port = property(lambda self: split_host_port(self.bind, allow_port_zero=Tru
 
 
 class _Model(BaseModel):
-    # (the docstring under each field is its description: docs/configuration.md is made of them)
-    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+    # (the docstring under each field is its description: config/reference.py reads them from the
+    # source for docs/configuration.md; pydantic's use_attribute_docstrings would do it at every
+    # import, which doubled the time `steelyard health` and every other command take to start)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 Loc = tuple[str | int, ...]

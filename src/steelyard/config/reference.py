@@ -4,12 +4,17 @@
 when the committed file differs from what this prints, so the reference cannot go stale.
 Every key comes from a model field: its TOML name (the alias when there is one), its type
 with the unit and bounds the validators enforce, its default and its description (the
-docstring under the field). Tables are listed in the order the models nest, by TOML path.
+docstring under the field, read from the source here, not at every import). Tables are
+listed in the order the models nest, by TOML path.
 """
 
 from __future__ import annotations
 
+import ast
+import functools
+import inspect
 import sys
+import textwrap
 import types
 import typing
 from collections.abc import Iterator
@@ -58,6 +63,24 @@ def _unwrap(tp: Any) -> tuple[Any, list[Any], bool]:
             tp = rest[0] if len(rest) == 1 else Union[tuple(rest)]  # noqa: UP007
         else:
             return tp, meta, optional
+
+
+@functools.cache
+def descriptions(model: type[BaseModel]) -> dict[str, str]:
+    """Field name -> the docstring written under the field in ``model``'s class body."""
+    (cls,) = ast.parse(textwrap.dedent(inspect.getsource(model))).body
+    assert isinstance(cls, ast.ClassDef)
+    found: dict[str, str] = {}
+    for field, doc in zip(cls.body, cls.body[1:]):
+        if (
+            isinstance(field, ast.AnnAssign)
+            and isinstance(field.target, ast.Name)
+            and isinstance(doc, ast.Expr)
+            and isinstance(doc.value, ast.Constant)
+            and isinstance(doc.value.value, str)
+        ):
+            found[field.target.id] = " ".join(doc.value.value.split())
+    return found
 
 
 def _validators(meta: list[Any]) -> set[Any]:
@@ -144,7 +167,7 @@ def _rows(model: type[BaseModel], notes: dict[str, str]) -> list[str]:
     for name, field in model.model_fields.items():
         tp = hints[name]
         key = field.alias or name
-        what = " ".join((field.description or "").split())
+        what = descriptions(model).get(name, "")
         if key in notes:
             what += f" {notes[key]}"
         rows.append(f"| `{key}` | {type_text(tp)} | {default_text(field, tp)} | {what} |")
@@ -163,7 +186,7 @@ def _tables(
             bare, _, _ = _unwrap(hints[name])
             key = field.alias or name
             many = typing.get_origin(bare) is tuple
-            yield from _tables(sub, f"{path}.{key}" if path else key, many, field.description or "")
+            yield from _tables(sub, f"{path}.{key}" if path else key, many, descriptions(model).get(name, ""))
 
 
 def _mode_notes() -> dict[str, str]:

@@ -19,11 +19,8 @@ Addresses bound to every interface are checked on the loopback address. ``servin
 
 from __future__ import annotations
 
-import http.client
-import json
 import re
 import socket
-import ssl
 from typing import Any
 
 _LOCAL = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
@@ -40,6 +37,9 @@ def _local(host: str) -> str:
 
 def _admin(admin: Any, timeout: float) -> str:
     """``GET /api/v1/status`` on the admin API: the summary of its servers; else ``_Failed``/``OSError``."""
+    import http.client  # (here, not at the top: keepalived runs this every second; start-up counts)
+    import json
+
     conn = http.client.HTTPConnection(_local(admin.host), admin.port, timeout=timeout)
     try:
         conn.request("GET", "/api/v1/status", headers={"User-Agent": "steelyard-health"})
@@ -64,6 +64,8 @@ def _http(lc: Any, host: str, timeout: float) -> str:
     with socket.create_connection((host, lc.port), timeout=timeout) as raw:
         sock: socket.socket = raw
         if lc.tls is not None:
+            import ssl
+
             context = ssl.create_default_context()
             context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # (our own listener, locally)
             sock = context.wrap_socket(raw)

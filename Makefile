@@ -5,8 +5,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEV    := $(VENV)/.installed-dev
+LINTED := src tests bench scripts examples
 
-.PHONY: demo test install bench clean
+.PHONY: demo test lint install bench clean
 
 # What serving and the demo need (the core install, no extras).
 $(STAMP): pyproject.toml
@@ -15,9 +16,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e .
 	touch $(STAMP)
 
-# Everything: the extras (redis, plots) and what the tests use.
+# Everything: the extras (redis, plots), what the tests and the linters use.
 $(DEV): $(STAMP)
-	$(BIN)/python -m pip install -q -e '.[all,test]'
+	$(BIN)/python -m pip install -q -e '.[all,test,lint]'
 	touch $(DEV)
 
 install: $(DEV)
@@ -28,6 +29,11 @@ demo: $(STAMP)
 test: $(DEV)
 	bash scripts/os-deps.sh
 	$(BIN)/python -m pytest -q
+
+lint: $(DEV)
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
+	$(BIN)/mypy --strict src/steelyard/core src/steelyard/proxy
 
 bench: $(DEV)
 	$(BIN)/python bench/compare.py

@@ -206,11 +206,10 @@ class AdminApp:
     async def reload(self, request: Request) -> JSONResponse:
         """``{"discard_runtime": true}`` or ``{"discard_runtime": ["POOL", ...]}``: drop those
         runtime changes first, so the file alone decides (changes.discard)."""
-        raw = await request.body()
         try:
-            body = json.loads(raw) if raw else {}
-        except ValueError as exc:
-            return _error(400, f"the body is not JSON: {exc}")
+            body = await read_json(request.stream())
+        except Refusal as refusal:
+            return refusal_response(refusal)
         discard = body.get("discard_runtime", False) if isinstance(body, dict) else None
         if not (isinstance(discard, bool) or (isinstance(discard, list) and all(isinstance(p, str) for p in discard))):
             return _error(400, "discard_runtime is true or a list of pool names", "discard_runtime")

@@ -171,11 +171,13 @@ def test_sigterm_deregisters_at_once_long_before_the_ttl(how, backends, balancer
     if how == "register":
         (r,) = backends(["r"])
         argv = [*STEELYARD, "register", "--redis", redis_server.url, "--pool", "app", "--address", r.address]
+        ready = r"registered .* as r"
     else:
         port = free_port()
         argv = [*STEELYARD, "backend", "--name", "r", "--listen", f"127.0.0.1:{port}"]
         argv += ["--register", redis_server.url, "--pool", "app"]
-    reg = Proc([*argv, "--name", "r", "--ttl", "60s"], r"registered r|registered .* as r")
+        ready = r"backend r listening"  # (its SIGTERM handler is in place; the registration shows on lb1)
+    reg = Proc([*argv, "--name", "r", "--ttl", "60s"], ready)
     try:
         poll(lambda: "r" in server_names(p1), "r on lb1")
         assert reg.terminate() == 0

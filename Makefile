@@ -4,31 +4,38 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+DEV    := $(VENV)/.installed-dev
 LINTED := src tests bench scripts examples
 
 .PHONY: demo test lint install bench clean
 
+# What serving and the demo need (the core install, no extras).
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test,lint]'
+	$(BIN)/python -m pip install -q -e .
 	touch $(STAMP)
 
-install: $(STAMP)
+# Everything: the extras (redis, plots), what the tests and the linters use.
+$(DEV): $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[all,test,lint]'
+	touch $(DEV)
+
+install: $(DEV)
 
 demo: $(STAMP)
 	$(BIN)/steelyard demo
 
-test: $(STAMP)
+test: $(DEV)
 	bash scripts/os-deps.sh
 	$(BIN)/python -m pytest -q
 
-lint: $(STAMP)
+lint: $(DEV)
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/mypy --strict src/steelyard/core src/steelyard/proxy
 
-bench: $(STAMP)
+bench: $(DEV)
 	$(BIN)/python bench/compare.py
 
 clean:

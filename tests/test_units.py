@@ -4,7 +4,17 @@ from steelyard.units import format_duration, parse_duration, split_host_port
 
 
 @pytest.mark.parametrize(
-    ("text", "seconds"), [("150ms", 0.15), ("2s", 2.0), ("1.5s", 1.5), ("2m", 120.0), (".5s", 0.5)]
+    ("text", "seconds"),
+    [
+        ("150ms", 0.15),
+        ("2s", 2.0),
+        ("1.5s", 1.5),
+        ("2m", 120.0),
+        (".5s", 0.5),
+        ("1h", 3600.0),
+        ("1.5h", 5400.0),
+        ("2d", 172800.0),
+    ],
 )
 def test_durations_parse_to_seconds(text, seconds):
     assert parse_duration(text) == pytest.approx(seconds)
@@ -15,6 +25,10 @@ def test_durations_parse_to_seconds(text, seconds):
 def test_durations_need_a_unit_and_a_sign(bad):
     with pytest.raises(ValueError, match="duration"):
         parse_duration(bad)
+
+
+def test_whole_hours_and_days_display_in_them():
+    assert [format_duration(s) for s in (3600.0, 7200.0, 86400.0, 5400.0, 90.0)] == ["1h", "2h", "1d", "90m", "90s"]
 
 
 def test_zero_duration_only_where_allowed():

@@ -7,8 +7,10 @@ import logging
 import sys
 from pathlib import Path
 
-from .config import Config, ConfigError, load_config
-from .units import format_duration, parse_duration, split_host_port
+from .config import ConfigError, load_config
+from .config.summary import describe
+from .config.warnings import config_warnings
+from .units import parse_duration, split_host_port
 
 
 def _duration(text: str) -> float:
@@ -33,109 +35,10 @@ def _load(path: str):
         sys.exit(2)
 
 
-def _listener_notes(ls) -> str:
-    d = format_duration
-    if ls.mode == "tcp":
-        return (
-            f"idle {d(ls.idle_timeout)}"
-            + (f", PROXY protocol {ls.send_proxy}" if ls.send_proxy else "")
-            + ("" if ls.splice else ", no splice")
-        )
-    if ls.mode == "udp":
-        each = "datagram" if ls.per_datagram else "flow"
-        return f"balanced per {each}, flows idle {d(ls.idle_timeout)}, at most {ls.max_flows} flows"
-    return f"keep-alive {d(ls.keepalive_timeout)}, request head {d(ls.request_timeout)}"
-
-
-def describe(config: Config) -> str:
-    """A one-screen plain-text summary, for ``steelyard check``."""
-    d = format_duration
-    lines = [
-        f"{config.source or '<string>'}: {len(config.listeners)} listener(s), {len(config.pools)} pool(s), "
-        f"{config.workers} worker(s), shutdown grace {d(config.shutdown_grace)}",
-        "",
-        "listeners",
-    ]
-    for ls in config.listeners:
-        lines.append(f"  {ls.name}  {ls.mode} on {ls.bind}  → pool {ls.pool}  ({_listener_notes(ls)})")
-        for n, r in enumerate(ls.routes, 1):
-            conds = [
-                f"host {r.host}" if r.host else "",
-                f"path {r.path_prefix}*" if r.path_prefix else "",
-                f"header {r.header.name}: {r.header.value}" if r.header else "",
-            ]
-            lines.append(f"    route {n}: {', '.join(filter(None, conds))}  → pool {r.pool}")
-    lines += ["", "pools"]
-    for p in config.pools:
-        hashing = "hash" in p.algorithm or ":" in p.algorithm or p.hash_on != "client_ip"
-        notes = [
-            f"hash on {p.hash_on}" if hashing else "",
-            f"balance factor {p.hash_balance_factor:g}" if p.hash_balance_factor else "",
-            f"ewma decay {d(p.ewma_decay)}" if p.algorithm == "least_time" else "",
-            f"connect {d(p.connect_timeout)}",
-            f"timeout {d(p.timeout)}",
-            f"{p.max_idle} idle for {d(p.idle_timeout)}",
-        ]
-        lines.append(f"  {p.name}  {p.algorithm}  ({', '.join(filter(None, notes))})")
-        lines += [f"    {line}" for line in _availability(p)]
-        for s in p.servers:
-            extra = [
-                f"weight {s.weight}",
-                "backup" if s.backup else "",
-                s.state if s.state != "ready" else "",
-                f"max {s.max_conns} in flight" if s.max_conns else "",
-            ]
-            name = s.address if s.name == s.address else f"{s.name} {s.address}"
-            lines.append(f"    server {name}  {', '.join(filter(None, extra))}")
-    return "\n".join(lines)
-
-
-def _availability(p) -> list[str]:
-    """Health checks, ejection, retries, slow start and limits of pool ``p``, one line each."""
-    d = format_duration
-    h, o = p.health, p.outlier
-    out = []
-    if h is None:
-        out.append("health: no active checks")
-    else:
-        what = f"GET {h.path} expecting {h.expect_status}" + (f" and {h.expect_body!r}" if h.expect_body else "")
-        out.append(
-            f"health: {what if h.type == 'http' else 'TCP connect'} every {d(h.interval)} "
-            f"({d(h.failing_interval)} while failing), timeout {d(h.timeout)}, rise {h.rise}, fall {h.fall}"
-        )
-    if o.consecutive_failures or o.consecutive_5xx:
-        after = [
-            f"{o.consecutive_failures} failures" if o.consecutive_failures else "",
-            f"{o.consecutive_5xx} failures or 5xx" if o.consecutive_5xx else "",
-        ]
-        out.append(
-            f"ejection: after {' or '.join(filter(None, after))} in a row, for {d(o.base_ejection)} "
-            f"growing to {d(o.max_ejection)}, at most {o.max_ejection_percent}% of the pool"
-        )
-    else:
-        out.append("ejection: off")
-    out.append(
-        f"retries: {p.retries}"
-        + (
-            f" (budget {p.retry_budget:.0%} of requests" + (f", {d(p.try_timeout)} per try)" if p.try_timeout else ")")
-            if p.retries
-            else ""
-        )
-    )
-    if p.slow_start:
-        out.append(f"slow start: over {d(p.slow_start)} from {p.slow_start_floor:.0%}")
-    if p.max_conns or any(s.max_conns for s in p.servers):
-        out.append(f"queue: {p.max_queue} requests for {d(p.queue_timeout)} once servers reach max_conns")
-    if p.panic_threshold:
-        out.append(f"panic: every server when under {p.panic_threshold}% are usable")
-    return out
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     import tomllib
 
-    from .config import parse_config
-    from .config_base import read_file
+    from .config import parse_config, read_file
     from .control.runtime import run
 
     try:
@@ -147,6 +50,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         given = "" if args.workers is None else f" with --workers {args.workers}"
         print(f"steelyard: invalid configuration{given}\n{err}", file=sys.stderr)
         return 2
+    for path, msg in config_warnings(config):
+        logging.getLogger("steelyard.config").warning("%s: %s: %s", args.config, path, msg)
     try:
         run(config, text, args.workers)
     except (OSError, RuntimeError) as exc:  # the address is in use or not ours to bind; a worker did not start
@@ -157,7 +62,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     config = _load(args.config)
-    print(f"{args.config}: configuration is valid\n")
+    warnings = config_warnings(config)
+    print(f"{args.config}: configuration is valid" + (f" ({len(warnings)} warning(s))" if warnings else "") + "\n")
+    for path, msg in warnings:
+        print(f"warning: {args.config}: {path}: {msg}", file=sys.stderr)
+    if warnings:
+        print(file=sys.stderr)
     print(describe(config))
     return 0
 
@@ -167,6 +77,8 @@ def cmd_backend(args: argparse.Namespace) -> int:
 
     host, port = args.listen
     if args.sessions:  # the session routes (steelyard.sessions behind uvicorn)
+        if args.sessions.startswith("redis://") and not _need("redis", "the Redis session store"):
+            return 2
         from .demo.sessions_app import run_sessions_backend
 
         run_sessions_backend(args.name, host, port, args.sessions, args.peer or [], args.replicate_on)
@@ -175,9 +87,28 @@ def cmd_backend(args: argparse.Namespace) -> int:
         if not args.pool or not port:
             print("steelyard backend: --register needs --pool and a fixed --listen port", file=sys.stderr)
             return 2
-        _register_in_thread(args, f"{host}:{port}")
+        if not _need("redis", "backend --register"):
+            return 2
+        stop_registration = _register_in_thread(args, f"{host}:{port}")
+        try:
+            run_backend(args.name, host, port, delay=args.delay)
+        finally:  # SIGTERM ends the backend: its registration goes with it
+            stop_registration()
+        return 0
     run_backend(args.name, host, port, delay=args.delay)
     return 0
+
+
+def _need(extra: str, feature: str) -> bool:
+    """False (after a one-line error naming the pip extra) when ``feature`` cannot run here."""
+    from .extras import MissingExtra, require
+
+    try:
+        require(extra, feature)
+    except MissingExtra as exc:
+        print(f"steelyard: {exc}", file=sys.stderr)
+        return False
+    return True
 
 
 def cmd_register(args: argparse.Namespace) -> int:
@@ -185,6 +116,8 @@ def cmd_register(args: argparse.Namespace) -> int:
     import asyncio
     import signal
 
+    if not _need("redis", "steelyard register"):
+        return 2
     from .cluster.registry import keep_registered
 
     async def main() -> None:
@@ -208,21 +141,35 @@ def cmd_register(args: argparse.Namespace) -> int:
     return 0
 
 
-def _register_in_thread(args: argparse.Namespace, address: str) -> None:
-    """``steelyard backend --register URL --pool P``: the registration runs beside the backend."""
+def _register_in_thread(args: argparse.Namespace, address: str):
+    """``steelyard backend --register URL --pool P``: the registration runs beside the backend;
+    the function returned ends it (deregistering) and waits for that, at most 5 s."""
     import asyncio
     import threading
 
     from .cluster.registry import keep_registered
 
-    def run() -> None:
-        asyncio.run(
-            keep_registered(
-                args.register, args.pool, address, name=args.name, ttl=args.ttl, say=lambda m: print(m, flush=True)
-            )
+    started = threading.Event()
+    held: dict = {}
+
+    async def register() -> None:
+        held["loop"], held["stop"] = asyncio.get_running_loop(), asyncio.Event()
+        started.set()
+        say = lambda m: print(m, flush=True)  # noqa: E731
+        await keep_registered(
+            args.register, args.pool, address, name=args.name, ttl=args.ttl, stop=held["stop"], say=say
         )
 
-    threading.Thread(target=run, daemon=True, name="register").start()
+    thread = threading.Thread(target=lambda: asyncio.run(register()), daemon=True, name="register")
+    thread.start()
+    started.wait(5)
+
+    def stop() -> None:
+        if "loop" in held:
+            held["loop"].call_soon_threadsafe(held["stop"].set)
+        thread.join(5)
+
+    return stop
 
 
 def cmd_keepalived(args: argparse.Namespace) -> int:
@@ -242,7 +189,7 @@ def cmd_keepalived(args: argparse.Namespace) -> int:
 
 
 def cmd_health(args: argparse.Namespace) -> int:
-    from .cluster.keepalived import serving
+    from .control.selfcheck import serving
 
     ok, why = serving(_load(args.config), args.timeout)
     try:
@@ -338,9 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", help="write it here (default: standard output)")
     p.set_defaults(func=cmd_keepalived)
 
-    p = sub.add_parser("health", help="exit 0 when the local balancer serves (keepalived's track script)")
+    p = sub.add_parser("health", help="exit 0 when the local balancer answers real requests (admin API, listeners)")
     p.add_argument("--config", "-c", required=True, help="TOML configuration file")
-    p.add_argument("--timeout", type=_duration, default=1.0, help="per listener, e.g. 500ms")
+    p.add_argument("--timeout", type=_duration, default=1.0, help="per request, e.g. 500ms")
     p.set_defaults(func=cmd_health)
 
     p = sub.add_parser("demo", help="three demo backends behind the balancer")

@@ -169,8 +169,11 @@ def run(args: argparse.Namespace) -> int:
             result = call(base, "GET", "/api/v1/workers")
             show = _workers_table(result)
         elif c == "reload":
-            result = call(base, "POST", "/api/v1/reload", {}, token, timeout=60.0)
-            show = "reloaded"
+            discard = args.discard_runtime
+            body = {} if discard is None else {"discard_runtime": discard or True}
+            result = call(base, "POST", "/api/v1/reload", body, token, timeout=60.0)
+            dropped = "every pool" if discard == [] else ", ".join(discard or [])
+            show = "reloaded" + (f" (runtime changes discarded: {dropped})" if discard is not None else "")
         else:  # algorithm
             result = call(base, "PATCH", f"/api/v1/pools/{args.pool}", {"algorithm": args.name}, token)
             show = f"pool {args.pool}: {result['algorithm']}"
@@ -199,7 +202,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="ctl", required=True)
     sub.add_parser("status", help="listeners, pools and servers")
     sub.add_parser("pools", help="every pool")
-    sub.add_parser("reload", help="read the configuration file again (refused if invalid)")
+    s = sub.add_parser("reload", help="read the configuration file again (refused if invalid)")
+    s.add_argument(
+        "--discard-runtime",
+        nargs="*",
+        metavar="POOL",
+        help="first drop the runtime changes (ctl add/weight/drain/...) of these pools, or of every pool",
+    )
     sub.add_parser("dns", help="what each DNS record answers now")
     sub.add_parser("cluster", help="the cluster's nodes, their heartbeat age and view of each server")
     sub.add_parser("workers", help="the worker processes (workers = N): pid, generation, in flight")

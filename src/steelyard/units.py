@@ -1,6 +1,7 @@
 """Durations and addresses as users write them (config files, command-line flags).
 
-- A duration is a string with a unit: "150ms", "2s", "1.5m"; bare numbers are
+- A duration is a string with a unit: "150ms", "2s", "1.5m", "1h", "1d" (as HAProxy and
+  nginx take them); bare numbers are
   rejected so "30" is never silently milliseconds or seconds.
 - An address is "host:port" or "[v6]:port".
 Every ``ValueError`` raised here quotes the value as the user wrote it.
@@ -22,15 +23,15 @@ def show_value(value: Any) -> str:
     return repr(value)
 
 
-_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m)")
-_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0}
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h|d)")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 def parse_duration(value: Any, *, allow_zero: bool = False) -> float:
-    """``"150ms"`` / ``"2s"`` / ``"1.5m"`` -> seconds; ``ValueError`` says what is wrong."""
+    """``"150ms"`` / ``"2s"`` / ``"1.5m"`` / ``"1h"`` / ``"1d"`` -> seconds; ``ValueError`` says what is wrong."""
     match = _DURATION.fullmatch(value.strip()) if isinstance(value, str) else None
     if match is None:
-        raise ValueError(f'expected a duration with a unit (ms, s, m), e.g. "2s"; got {show_value(value)}')
+        raise ValueError(f'expected a duration with a unit (ms, s, m, h, d), e.g. "2s"; got {show_value(value)}')
     seconds = float(match[1]) * _UNIT[match[2]]
     if seconds < 0 or (seconds == 0 and not allow_zero):
         raise ValueError(f"a duration must be greater than zero; got {show_value(value)}")
@@ -38,9 +39,12 @@ def parse_duration(value: Any, *, allow_zero: bool = False) -> float:
 
 
 def format_duration(seconds: float) -> str:
-    """Inverse of the duration syntax, for display: 0.15 -> "150ms", 120 -> "2m"."""
+    """Inverse of the duration syntax, for display: 0.15 -> "150ms", 120 -> "2m", 7200 -> "2h"."""
     if seconds < 1:
         return f"{seconds * 1000:g}ms"
+    for unit, size in (("d", 86400), ("h", 3600)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
     if seconds >= 60 and seconds % 60 == 0:
         return f"{seconds / 60:g}m"
     return f"{seconds:g}s"

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from steelyard.config_pool import HealthConfig
+from steelyard.config.pool import HealthConfig
 from steelyard.control.probe import MAX_RESPONSE, probe
 from steelyard.core.model import Server
 

@@ -300,3 +300,36 @@ def test_twenty_reloads_under_load_drop_nothing_and_an_invalid_one_is_refused(ba
             t.join(WAIT)
     assert failures == []
     assert len(answered) > 100 and set(answered[-20:]) == {"b"}  # the last reload moved everything to b
+
+
+def test_reload_warns_of_an_overridden_edit_and_discard_runtime_lets_the_file_decide(backends, balancer, tmp_path):
+    a, b, c = backends(["a", "b", "c"])
+    config_file = tmp_path / "steelyard.toml"
+    lb = balancer(admin_config(servers_toml([a, b])))
+    port = admin_port(lb)
+    assert ctl(port, "weight", "app", "a", "2").returncode == 0
+    assert ctl(port, "add", "app", c.address, "--name", "c").returncode == 0
+
+    config_file.write_text(config_file.read_text().replace('name = "a", weight = 1', 'name = "a", weight = 5'))
+    assert ctl(port, "reload").returncode == 0
+    lb.wait_for(
+        r"reload: pool app: server a: the file's weight changed 1 -> 5, but a runtime change keeps 2 "
+        r"\(drop it with: steelyard ctl reload --discard-runtime app\)"
+    )
+
+    def weights() -> dict[str, int]:
+        status, body = api(port, "GET", "/api/v1/pools/app")
+        assert status == 200
+        return {s["server"]: s["weight"] for s in body["servers"]}
+
+    assert weights() == {"a": 2, "b": 1, "c": 1}  # the runtime change still wins
+
+    missing = ctl(port, "reload", "--discard-runtime", "nosuch")
+    assert missing.returncode == 1 and "no pool named 'nosuch'" in missing.stderr
+    done = ctl(port, "reload", "--discard-runtime", "app")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "reloaded (runtime changes discarded: app)"
+    lb.wait_for(r"runtime changes to pool app discarded")
+    assert weights() == {"a": 5, "b": 1}  # the file alone: a at 5, the added c gone
+    state = json.loads((tmp_path / "steelyard.toml.state.json").read_text())
+    assert "app" not in state["pools"]

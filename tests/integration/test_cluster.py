@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from .conftest import STEELYARD, Proc, pool_config, servers_toml
-from .redisproc import RedisServer, need_redis
+from .redisproc import RedisServer, free_port, need_redis
 from .test_admin import TOKEN, admin_port, api, served_by
 
 WAIT = 15.0
@@ -162,6 +162,30 @@ def test_a_registered_server_joins_both_nodes_and_leaves_when_its_registration_e
     gone = poll(lambda: "r" not in server_names(p1) and "r" not in server_names(p2), "r drained out of both")
     print(f"registration killed -> removed from both nodes after {gone * 1000:.0f} ms")
     assert all(served_by(lb1.port) == "a" for _ in range(5))
+
+
+@pytest.mark.parametrize("how", ["register", "backend --register"])
+def test_sigterm_deregisters_at_once_long_before_the_ttl(how, backends, balancer, redis_server):
+    (a,) = backends(["a"])
+    (lb1, p1), _ = two_nodes(balancer, servers_toml([a]), redis_server.url)
+    if how == "register":
+        (r,) = backends(["r"])
+        argv = [*STEELYARD, "register", "--redis", redis_server.url, "--pool", "app", "--address", r.address]
+        ready = r"registered .* as r"
+    else:
+        port = free_port()
+        argv = [*STEELYARD, "backend", "--name", "r", "--listen", f"127.0.0.1:{port}"]
+        argv += ["--register", redis_server.url, "--pool", "app"]
+        ready = r"backend r listening"  # (its SIGTERM handler is in place; the registration shows on lb1)
+    reg = Proc([*argv, "--name", "r", "--ttl", "60s"], ready)
+    try:
+        poll(lambda: "r" in server_names(p1), "r on lb1")
+        assert reg.terminate() == 0
+    finally:
+        reg.kill()
+    assert any("deregistered r from pool app" in line for line in reg.lines), reg.lines
+    poll(lambda: "r" not in server_names(p1), "r drained out of lb1 (its 60 s TTL cannot explain it)")
+    assert redis.Redis.from_url(redis_server.url).exists("steelyard:reg:app:r") == 0
 
 
 def test_losing_redis_under_load_fails_no_request_and_changes_flow_again_once_it_returns(

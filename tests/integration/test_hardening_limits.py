@@ -84,6 +84,24 @@ def test_redirect_https_answers_308_to_the_same_url(inline, balancer):
     assert server.accepted == 0
 
 
+def test_redirect_https_drops_the_plain_port_and_names_https_port(inline, balancer):
+    server = inline(recording_handler)
+    standard = balancer(limits_config(server.port, "redirect_https = true"))
+    other = balancer(limits_config(server.port, "redirect_https = true\nhttps_port = 8443"))
+    cases = [
+        (standard, b"example.test:8080", "https://example.test/p?q"),
+        (standard, b"[::1]:8080", "https://[::1]/p?q"),
+        (other, b"example.test:8080", "https://example.test:8443/p?q"),
+        (other, b"[::1]", "https://[::1]:8443/p?q"),
+    ]
+    for bal, host, location in cases:
+        with RawConnection(bal.port) as c:
+            c.send(b"GET /p?q HTTP/1.1\r\nHost: %b\r\n\r\n" % host)
+            status, headers, _ = c.response()
+        assert (status, headers["location"]) == (308, location)
+    assert server.accepted == 0
+
+
 def test_connections_over_the_per_client_limit_are_closed(inline, balancer):
     server = inline(recording_handler)
     bal = balancer(limits_config(server.port, "max_connections_per_client = 3"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from steelyard.config_sticky import StickyConfig
+from steelyard.config.sticky import StickyConfig
 from steelyard.core.balancing import BalancerOptions, PickContext
 from steelyard.core.model import Server
 from steelyard.proxy.pool import FULL, PoolRuntime

@@ -15,7 +15,6 @@ needs a status line back; any failure within ``timeout`` seconds exits 1.
 from __future__ import annotations
 
 import shlex
-import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -69,21 +68,3 @@ def _steelyard() -> list[str]:
     environment: the environment's ``steelyard`` script (whose first line names it) does not."""
     script = Path(sys.executable).with_name("steelyard")
     return [str(script)] if script.exists() else [sys.executable, "-m", "steelyard.cli"]
-
-
-def serving(config: Any, timeout: float = 1.0) -> tuple[bool, str]:
-    """Whether every http/tcp listener of ``config`` answers on this host."""
-    for lc in config.listeners:
-        if lc.mode == "udp" or lc.port == 0:
-            continue
-        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(lc.host, lc.host)
-        try:
-            with socket.create_connection((host, lc.port), timeout=timeout) as s:
-                if lc.mode == "http":
-                    s.settimeout(timeout)
-                    s.sendall(b"GET / HTTP/1.1\r\nHost: steelyard-health\r\nConnection: close\r\n\r\n")
-                    if not s.recv(16).startswith(b"HTTP/1."):
-                        return False, f"listener {lc.name}: no HTTP answer"
-        except OSError as exc:
-            return False, f"listener {lc.name} on {host}:{lc.port}: {exc.strerror or exc}"
-    return True, "serving"

@@ -99,7 +99,8 @@ async def keep_registered(
 ) -> None:
     """Hold the registration of ``address`` in ``pool`` until ``stop`` is set (or cancelled); refreshed
     every ``ttl / 3``; a Redis error is reported and retried at the next refresh. On a clean stop
-    the key is deleted (the nodes drain the server at their next scan)."""
+    (SIGTERM, SIGINT) the key is deleted and the nodes told at once: they drain the server now,
+    not when the TTL would have run out."""
     split_host_port(address)
     keys, name = Keys(prefix), name or address
     redis = connect(url)
@@ -122,8 +123,14 @@ async def keep_registered(
                 ok = False
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), ttl / 3)
-        with contextlib.suppress(RedisError, OSError):
-            await redis.delete(keys.reg(pool, name))
+        try:
+            tx = redis.pipeline(transaction=True)
+            tx.delete(keys.reg(pool, name))
+            tx.publish(keys.events, json.dumps({"kind": "reg", "pool": pool, "origin": f"register:{name}"}))
+            await tx.execute()
+            say(f"steelyard: deregistered {name} from pool {pool}")
+        except (RedisError, OSError) as exc:
+            say(f"steelyard: could not deregister {name} ({exc}); its registration expires within {ttl:g}s")
     finally:
         with contextlib.suppress(RedisError, OSError):
             await redis.aclose()

@@ -19,7 +19,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from ..config_cluster import parse_sentinel
+from .sentinel import parse_sentinel
 
 TIMEOUT = 1.0  # socket and connect timeout: a dead Redis must not hold the control plane long
 

@@ -204,8 +204,22 @@ class AdminApp:
     # -- writes --------------------------------------------------------------------
 
     async def reload(self, request: Request) -> JSONResponse:
-        ok, why = await self.runtime.reload_from_file()
-        return JSONResponse({"reloaded": True}) if ok else _error(400, why, "config")
+        """``{"discard_runtime": true}`` or ``{"discard_runtime": ["POOL", ...]}``: drop those
+        runtime changes first, so the file alone decides (changes.discard)."""
+        try:
+            body = await read_json(request.stream())
+        except Refusal as refusal:
+            return refusal_response(refusal)
+        discard = body.get("discard_runtime", False) if isinstance(body, dict) else None
+        if not (isinstance(discard, bool) or (isinstance(discard, list) and all(isinstance(p, str) for p in discard))):
+            return _error(400, "discard_runtime is true or a list of pool names", "discard_runtime")
+        if isinstance(discard, list) and (unknown := [p for p in discard if p not in self.runtime.health]):
+            return _error(404, f"no pool named {unknown[0]!r}", "discard_runtime")
+        if discard and self.runtime.cluster is not None:
+            return _error(409, "with [cluster] runtime changes live in Redis: undo them with ctl", "discard_runtime")
+        pools = discard if isinstance(discard, list) else None
+        ok, why = await self.runtime.reload_from_file(pools, discard_all=discard is True)
+        return JSONResponse({"reloaded": True, "discarded": discard}) if ok else _error(400, why, "config")
 
     async def add_server(self, request: Request) -> JSONResponse:
         pool = request.path_params["pool"]

@@ -10,6 +10,11 @@ weights, states and algorithms are as they were left.
 Record layout (JSON): ``{"version": 1, "pools": {POOL: {"algorithm": NAME?, "removed": [NAME],
 "servers": {NAME: {"address", "weight", "backup", "state", "origin"}}}}}``; ``servers`` holds the
 servers added at runtime and the configured ones whose weight or state was changed.
+
+A runtime change wins over the file on reload. When the file's own value for a key changed but
+a runtime change still holds that key, ``overridden`` names it (the reload logs a warning), and
+``discard`` drops the runtime changes of some or every pool (``steelyard ctl reload
+--discard-runtime [POOL...]``), so the file alone decides again.
 """
 
 from __future__ import annotations
@@ -68,6 +73,43 @@ def _only(body: Any, allowed: tuple[str, ...]) -> dict:
     if unknown:
         raise ChangeError(400, f"unknown field {unknown[0]!r}; expected {', '.join(allowed)}", unknown[0])
     return body
+
+
+HINT = "drop it with: steelyard ctl reload --discard-runtime {pool}"
+
+
+def overridden(old: Any, new: Any, record: dict[str, Any]) -> list[str]:
+    """The file edits between configs ``old`` and ``new`` that the runtime ``record`` overrides,
+    one sentence each (for the log at reload)."""
+    found: list[str] = []
+    for pool, rec in record.get("pools", {}).items():
+        try:
+            before, after = old.pool(pool), new.pool(pool)
+        except KeyError:
+            continue  # a pool new or gone: nothing of it was edited in place
+        hint = HINT.format(pool=pool)
+        if rec.get("algorithm") and before.algorithm != after.algorithm and rec["algorithm"] != after.algorithm:
+            found.append(
+                f"pool {pool}: the file's algorithm changed {before.algorithm} -> {after.algorithm}, "
+                f"but a runtime change keeps {rec['algorithm']} ({hint})"
+            )
+        was = {s.name: s for s in before.servers}
+        for s in after.servers:
+            saved, prior = rec.get("servers", {}).get(s.name), was.get(s.name)
+            if s.name in rec.get("removed", ()) and prior != s:
+                found.append(
+                    f"pool {pool}: server {s.name} was edited in the file but stays removed at runtime ({hint})"
+                )
+            if saved is None or prior is None:
+                continue
+            for key in ("weight", "state"):
+                edited, kept = getattr(prior, key) != getattr(s, key), saved.get(key)
+                if edited and kept is not None and kept != getattr(s, key):
+                    found.append(
+                        f"pool {pool}: server {s.name}: the file's {key} changed {getattr(prior, key)} -> "
+                        f"{getattr(s, key)}, but a runtime change keeps {kept} ({hint})"
+                    )
+    return found
 
 
 class RuntimeChanges:
@@ -195,6 +237,17 @@ class RuntimeChanges:
         tmp = self.path.with_name(self.path.name + ".tmp")
         tmp.write_text(json.dumps(self.record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         os.replace(tmp, self.path)
+
+    def discard(self, pools: list[str] | None) -> list[str]:
+        """Drop the saved runtime changes of ``pools`` (None: every pool) from the state file, so
+        that the next ``apply_saved`` leaves them as the configuration says; the pools dropped."""
+        saved = self.record.get("pools", {})
+        names = list(saved) if pools is None else [p for p in pools if p in saved]
+        for name in names:
+            saved.pop(name, None)
+            log.warning("runtime changes to pool %s discarded: the configuration file decides again", name)
+        self._save()
+        return names
 
     def apply_saved(self) -> None:
         """Replay the state file (if any) over the configuration just started."""

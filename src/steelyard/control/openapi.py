@@ -64,9 +64,11 @@ OPENAPI = {
         "/api/v1/reload": {
             "post": {
                 "summary": "read the configuration file again and switch to it without dropping "
-                "anything; an invalid file is refused",
+                "anything; an invalid file is refused. discard_runtime (true, or pool names) first drops "
+                "those runtime changes, so the file alone decides",
                 "security": _AUTH,
-                "responses": {"200": _OK, "400": _ERROR, "401": _ERROR},
+                "requestBody": {**_body("Reload"), "required": False},
+                "responses": {"200": _OK, "400": _ERROR, "401": _ERROR, "404": _ERROR, "409": _ERROR},
             }
         },
         "/api/v1/dns": {
@@ -114,6 +116,12 @@ OPENAPI = {
                 "required": ["algorithm"],
                 "additionalProperties": False,
                 "properties": {"algorithm": {"type": "string"}},
+            },
+            "Reload": {
+                "type": "object",
+                "properties": {
+                    "discard_runtime": {"oneOf": [{"type": "boolean"}, {"type": "array", "items": {"type": "string"}}]}
+                },
             },
         },
     },

@@ -16,7 +16,8 @@ Order (``reload``):
    send their next request to the new pools. Requests waiting in an old pool's queue move to
    the new pool of the same name. Old pools close their idle server connections at once and
    their busy ones as their requests end.
-5. Runtime changes (the state file) are applied again over the new configuration.
+5. Runtime changes (the state file) are applied again over the new configuration; a file edit
+   that one of them overrides is logged (``changes.overridden``).
 The admin listener itself is not rebound by a reload.
 """
 
@@ -26,11 +27,15 @@ import asyncio
 import logging
 from typing import Any
 
+from .changes import overridden
+
 log = logging.getLogger("steelyard")
 
 
 async def reload(rt: Any, new: Any) -> None:
     loop = asyncio.get_running_loop()
+    for why in overridden(rt.config, new, rt.changes.record):
+        log.warning("reload: %s", why)
     old_pools, old_keepers, old_listeners = rt.pools, rt.health, rt.listeners
     plan = {lc.name: _kept(old_listeners.get(lc.name), lc) for lc in new.listeners}
     bound = await _bind_new([lc for lc in new.listeners if plan[lc.name] is None], one_process=rt.hub is None)

@@ -15,8 +15,7 @@ import random
 import signal
 from typing import TYPE_CHECKING, Any
 
-from ..config import ConfigError, parse_config
-from ..config_base import read_file
+from ..config import ConfigError, parse_config, read_file
 from ..core.model import Server
 from ..proxy.http.connpool import ConnPool
 from ..proxy.http.listener import HttpListener
@@ -90,6 +89,9 @@ class Runtime:
         self.changes = RuntimeChanges(self, self.config.state_path)
         self.changes.apply_saved()
         if getattr(self.config, "cluster", None) is not None:  # Redis is the truth: it resyncs over the file
+            from ..extras import require
+
+            require("redis", "[cluster]")
             from ..cluster.node import ClusterNode
 
             self.cluster = ClusterNode(self, self.config.cluster)
@@ -163,9 +165,10 @@ class Runtime:
             return self.hub.queued.get(pool, 0)
         return len(self.pools[pool].waiting)
 
-    async def reload_from_file(self) -> tuple[bool, str]:
+    async def reload_from_file(self, discard: list[str] | None = None, discard_all: bool = False) -> tuple[bool, str]:
         """Read the configuration file again and switch to it; an invalid one is refused (the
-        running configuration stays) and the reason returned."""
+        running configuration stays) and the reason returned. ``discard`` (pool names) or
+        ``discard_all`` first drop those pools' runtime changes (changes.discard)."""
         path = self.config.source
         try:
             text = read_file(path)
@@ -174,6 +177,8 @@ class Runtime:
             log.error("reload refused, still serving the previous configuration:\n%s", err)
             print(f"steelyard: reload refused: {err}", flush=True)
             return False, str(err)
+        if discard or discard_all:
+            self.changes.discard(None if discard_all else discard)
         workers = self.workers_override or new.workers
         if self.hub is None and workers > 1:
             log.warning("workers = %d takes effect at the next start: this process goes on serving alone", workers)

@@ -94,7 +94,6 @@ async def _serve_backend(name: str, host: str, port: int, delay: float) -> None:
     server = await start_backend(name, host, port, delay)
     bound = server.sockets[0].getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
-    print(f"backend {name} listening on {shown}:{bound}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -102,6 +101,8 @@ async def _serve_backend(name: str, host: str, port: int, delay: float) -> None:
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError, ValueError):  # not the main thread / platform
             pass
+    # (once this line is out, SIGTERM is a clean stop: the handlers are in place)
+    print(f"backend {name} listening on {shown}:{bound}", flush=True)
     try:
         await stop.wait()
     finally:

@@ -45,7 +45,7 @@ class SniContexts:
     """The listener's SSL context (``default``) and the per-name contexts its SNI callback picks."""
 
     def __init__(self, tls: Any) -> None:
-        self.tls = tls  # a config_listener.TlsConfig
+        self.tls = tls  # a config.listener.TlsConfig
         self.default: ssl.SSLContext = None  # type: ignore[assignment]
         self.by_name: dict[str, ssl.SSLContext] = {}
         self.reload()

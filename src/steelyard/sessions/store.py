@@ -113,6 +113,9 @@ def open_store(
     if spec == "memory":
         return MemoryStore(ttl)
     if spec.startswith("redis://"):
+        from ..extras import require
+
+        require("redis", "the Redis session store")
         from .redis_store import RedisStore
 
         return RedisStore(spec, ttl=ttl)

@@ -13,6 +13,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from ..extras import MissingExtra, available
 from .builtin import BUILTIN
 from .scenario import ScenarioError, parse_scenario
 
@@ -99,7 +100,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         lab = run_lab(scenario, sweep=sweep)
     plots: list[str] = []
-    if not args.no_plot:
+    if not args.no_plot and not available("plots"):
+        print(
+            f"steelyard simulate: no plots: {MissingExtra('plots', 'drawing plots')} (or pass --no-plot)",
+            file=sys.stderr,
+        )
+    elif not args.no_plot:
         from .plots import write_plots
 
         try:

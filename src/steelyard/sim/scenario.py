@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, ValidationError, model_validator
 
-from ..config_base import NAME_PATTERN, ConfigError, Int, _Model, read_file, read_toml, translate
+from ..config.base import NAME_PATTERN, ConfigError, Int, _Model, read_file, read_toml, translate
 from ..core.balancing import BalancerOptions, resolve_algorithm
 
 

@@ -16,7 +16,8 @@ that names ``chunked`` twice), malformed chunk sizes and chunk extensions. These
 - Transfer-Encoding in an HTTP/1.0 request (RFC 9112 section 6.1: faulty framing): 400;
 - a Content-Length over the listener's ``max_body_size``: 413;
 - a client over its ``rate_limit``: 429 with Retry-After (the body, if any, is not read);
-- ``redirect_https``: 308 to the same URL under https.
+- ``redirect_https``: 308 to the same URL under https: the Host's name without its (plain) port,
+  then ``https_port`` unless it is 443 (``https_location``).
 Versions other than 1.0 and 1.1 (2.0, 0.9) get 505, set while parsing (``version_ok``).
 
 The per-request cost on the common path is in ``dispatch``: one set lookup for the Host value
@@ -65,6 +66,14 @@ def host_ok(host: bytes) -> bool:
     if len(GOOD_HOSTS) < GOOD_HOSTS_MAX and len(host) <= 255:
         GOOD_HOSTS.add(host)
     return True
+
+
+def https_location(host: bytes, url: bytes, https_port: int) -> bytes:
+    """``Location`` of the https redirect: the name of ``host`` (a validated Host value, its
+    plain port dropped; an IPv6 literal keeps its brackets), ``:https_port`` unless 443, ``url``."""
+    name = host[: host.find(b"]") + 1] if host[:1] == b"[" else host.partition(b":")[0]
+    port = b"" if https_port == 443 else b":%d" % https_port
+    return b"https://%b%b%b" % (name, port, url)
 
 
 def version_ok(version: str) -> bool:
@@ -137,7 +146,8 @@ def refuse(down: DownstreamProtocol, ex: Exchange, status: int) -> None:
             ex, 429, error_response(429, close=True, extra=extra), error_response(429, close=False, extra=extra), False
         )
     elif status == 308:
-        location = b"Location: https://%b%b\r\n" % (ex.host or down.L.host.encode(), ex.url)
+        L = down.L
+        location = b"Location: %b\r\n" % https_location(ex.host or L.host.encode(), ex.url, L.https_port)
         down._answer_failure(
             ex,
             308,

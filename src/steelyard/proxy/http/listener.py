@@ -38,6 +38,7 @@ class HttpListener(StreamListener):
     body_grace = 1.0  # seconds after the head in which a body may be slower than min_body_rate
     limiter: TokenBuckets | None = None  # rate_limit, per client address: 429
     redirect_https = False
+    https_port = 443  # the port redirect_https sends clients to (omitted from Location when 443)
     guarded = False  # some rule needs ``guard.verdict`` for every request (rate limit, redirect)
     tls: SniContexts | None = None
 
@@ -113,6 +114,7 @@ class HttpListener(StreamListener):
         rl = lc.rate_limit
         self.limiter = TokenBuckets(rl.rate, rl.bucket_size, rl.max_clients) if rl is not None else None
         self.redirect_https = lc.redirect_https
+        self.https_port = lc.https_port
         self.guarded = self.limiter is not None or self.redirect_https
         if lc.tls is not None:
             self.tls = SniContexts(lc.tls)

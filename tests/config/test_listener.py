@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from steelyard.config import ConfigError, parse_config
-from steelyard.config_listener import parse_size
+from steelyard.config.listener import parse_size
 
 BASE = """
 [[listener]]

@@ -15,8 +15,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field, model_validator
 
-from .config_base import _Model, bind_host, bind_port
-from .units import split_host_port
+from ..units import split_host_port
+from .base import _Model, bind_host, bind_port
 
 DEFAULT_ADMIN = "127.0.0.1:9901"
 
@@ -37,9 +37,13 @@ def is_loopback(host: str) -> bool:
 
 class AdminConfig(_Model):
     bind: Annotated[str, AfterValidator(_admin_bind)] = DEFAULT_ADMIN
-    token: Annotated[str, Field(min_length=16)] | None = None  # writes need "Authorization: Bearer TOKEN"
-    token_file: Annotated[str, Field(min_length=1)] | None = None  # or read the token from this file
-    state_file: Annotated[str, Field(min_length=1)] | None = None  # runtime changes; default: CONFIG.state.json
+    """The admin listener's address; one that is not loopback needs a token."""
+    token: Annotated[str, Field(min_length=16)] | None = None
+    """Changes through the admin API need Authorization: Bearer TOKEN."""
+    token_file: Annotated[str, Field(min_length=1)] | None = None
+    """Read the token from this file instead (at least 16 characters)."""
+    state_file: Annotated[str, Field(min_length=1)] | None = None
+    """Where runtime changes are kept; default: the config file's path + \".state.json\"."""
 
     @model_validator(mode="after")
     def _safe(self) -> AdminConfig:

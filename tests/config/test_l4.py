@@ -109,5 +109,5 @@ def test_describe_l4_listeners() -> None:
         "per_datagram = true\n\n[[pool]]",
     )
     out = describe(parse_config(text))
-    assert "edge  tcp on 127.0.0.1:7000  → pool app  (idle 60m, PROXY protocol v2)" in out
+    assert "edge  tcp on 127.0.0.1:7000  → pool app  (idle 1h, PROXY protocol v2)" in out
     assert "dns  udp on 127.0.0.1:53  → pool app  (balanced per datagram, flows idle 30s, at most 65536 flows)" in out

@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from .config_base import Bool, Duration, Int, _Model
+from .base import Bool, Duration, Int, _Model
 
 _TOKEN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"  # RFC 6265 cookie-name (an RFC 9110 token)
 
@@ -25,14 +25,24 @@ class StickyConfig(_Model):
     """``[pool.sticky]``: keep a client on the server it first got."""
 
     mode: Literal["cookie", "source"]
+    """cookie: a signed cookie names the server; source: a table keyed on the client's address."""
     cookie: Annotated[str, Field(pattern=_TOKEN, max_length=64)] = "SYID"
+    """The cookie's name."""
     secret: Annotated[str, Field(min_length=16)] | None = None
-    max_age: Duration | None = None  # the cookie's lifetime from its issue (also sent as Max-Age)
-    idle: Duration | None = None  # a cookie (or table entry) unused this long is stale
+    """The cookie's HMAC key (16+ characters, no white space); default: drawn at each start, so cookies do not survive
+    a restart."""
+    max_age: Duration | None = None
+    """The cookie's lifetime from its issue (also sent as Max-Age)."""
+    idle: Duration | None = None
+    """A cookie (or table entry) unused this long is stale."""
     persist: Bool = False
+    """When the sticky server cannot take the request, answer 503 rather than move the client."""
     drain_grace: Duration = 0.0
-    table_size: Annotated[Int, Field(ge=1, le=10_000_000)] = 100_000  # source mode: entries at most
-    expire: Duration = 1800.0  # source mode: an entry unused this long is gone
+    """A draining server keeps its sticky clients this long, then they move."""
+    table_size: Annotated[Int, Field(ge=1, le=10_000_000)] = 100_000
+    """Entries of the stick table at most (mode source)."""
+    expire: Duration = 1800.0
+    """A stick table entry unused this long is gone (mode source)."""
 
     @model_validator(mode="after")
     def _mode_keys(self) -> StickyConfig:

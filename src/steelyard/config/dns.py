@@ -14,8 +14,9 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from .config_base import Bool, Int, _check, _Model, bind_host, bind_port
-from .units import split_host_port
+from ..dns.names import absolute
+from ..units import split_host_port
+from .base import Bool, Int, _check, _Model, bind_host, bind_port
 
 POLICIES = ("round_robin", "weighted", "all_healthy", "first_healthy", "p2c")
 STATIC_TYPES = ("A", "AAAA", "CNAME", "TXT", "NS", "MX")
@@ -24,21 +25,21 @@ DnsName = Annotated[str, Field(min_length=1, max_length=253, pattern=_LABELS)]
 Ttl = Annotated[Int, Field(ge=0, le=604800)]
 
 
-def absolute(name: str, zone: str) -> str:
-    """``app`` -> ``app.example.test.``; ``@`` -> the zone; absolute names stay (lower-cased)."""
-    if name == "@":
-        return zone
-    return name.lower() if name.endswith(".") else f"{name.lower()}.{zone}"
-
-
 class RecordConfig(_Model):
     name: DnsName
+    """Relative to the zone (\"app\"), absolute (\"app.example.test.\") or \"@\" for the zone itself."""
     pool: Annotated[str, Field(min_length=1)] | None = None
+    """Answer A/AAAA records from this pool's healthy servers."""
     policy: Literal["round_robin", "weighted", "all_healthy", "first_healthy", "p2c"] = "all_healthy"
+    """Which healthy servers a pool record answers with."""
     max_answers: Annotated[Int, Field(ge=1, le=64)] | None = None
-    type: Literal["A", "AAAA", "CNAME", "TXT", "NS", "MX"] | None = None  # a static record's type
+    """At most this many addresses per answer (default: all)."""
+    type: Literal["A", "AAAA", "CNAME", "TXT", "NS", "MX"] | None = None
+    """A static record's type."""
     values: tuple[Annotated[str, Field(min_length=1)], ...] = ()
-    ttl: Ttl | None = None  # default: the zone's ttl
+    """A static record's values (with type)."""
+    ttl: Ttl | None = None
+    """TTL of this record's answers; default: the zone's ttl."""
 
     @model_validator(mode="after")
     def _one_kind(self) -> RecordConfig:
@@ -66,16 +67,27 @@ def _check_value(kind: str, value: str) -> None:
 
 class DnsConfig(_Model):
     name: Annotated[str, Field(min_length=1)] = "dns"
-    bind: Annotated[str, _check(lambda t: split_host_port(t, allow_port_zero=True))] = "127.0.0.1:5353"  # UDP+TCP
+    """The zone's name (logs, metrics)."""
+    bind: Annotated[str, _check(lambda t: split_host_port(t, allow_port_zero=True))] = "127.0.0.1:5353"
+    """The address the zone is served on (UDP, and TCP unless tcp = false)."""
     zone: DnsName
+    """The zone's origin, e.g. \"example.test.\"."""
     ttl: Ttl = 30
-    ns: tuple[DnsName, ...] = ()  # default: ns1.<zone>
-    hostmaster: DnsName | None = None  # SOA RNAME; default: hostmaster.<zone>
+    """Default TTL of answers, in seconds."""
+    ns: tuple[DnsName, ...] = ()
+    """The zone's name servers (NS); default: ns1.<zone>."""
+    hostmaster: DnsName | None = None
+    """SOA RNAME; default: hostmaster.<zone>."""
     serial: Annotated[Int, Field(ge=0, le=4294967295)] = 1
-    negative_ttl: Ttl = 5  # SOA minimum: how long resolvers keep NXDOMAIN / NODATA
-    fallback: Literal["all", "servfail"] = "all"  # when a pool has no healthy server
+    """SOA serial number."""
+    negative_ttl: Ttl = 5
+    """SOA minimum: how long resolvers keep NXDOMAIN / NODATA."""
+    fallback: Literal["all", "servfail"] = "all"
+    """A pool record whose pool has no healthy server: answer all its servers, or SERVFAIL."""
     tcp: Bool = True
+    """Also answer over TCP (truncated UDP answers are retried there)."""
     records: tuple[RecordConfig, ...] = Field(default=(), alias="record")
+    """The zone's records."""
 
     @model_validator(mode="after")
     def _in_zone(self) -> DnsConfig:

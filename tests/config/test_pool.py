@@ -1,4 +1,4 @@
-"""Tests for steelyard.config_pool and the pool keys of issue 4 (health checks and failover):
+"""Tests for steelyard.config.pool and the pool keys of issue 4 (health checks and failover):
 valid values and defaults, status ranges, and errors that name file + key path."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import pytest
 
 from steelyard.cli import describe, main
 from steelyard.config import parse_config
-from steelyard.config_pool import HealthConfig, OutlierConfig, status_ranges
+from steelyard.config.pool import HealthConfig, OutlierConfig, status_ranges
 
-from .test_config import errors_of, toml
+from .test_model import errors_of, toml
 
 MINIMAL = toml("""
     [[listener]]
@@ -222,7 +222,7 @@ def test_bad_expect_status(tmp_path: Path, value: str, fragment: str) -> None:
         ("rise = 101", "rise", "less than or equal to 100; got 101"),
         ("jitter = 0.9", "jitter", "less than or equal to 0.5; got 0.9"),
         ("jitter = -0.1", "jitter", "greater than or equal to 0; got -0.1"),
-        ('interval = "2"', "interval", 'expected a duration with a unit (ms, s, m), e.g. "2s"; got "2"'),
+        ('interval = "2"', "interval", 'expected a duration with a unit (ms, s, m, h, d), e.g. "2s"; got "2"'),
         ("interval = 2", "interval", "expected a duration with a unit"),
         ('timeout = "0s"', "timeout", "greater than zero"),
         ('fail_interval = "1 hour"', "fail_interval", "expected a duration with a unit"),
@@ -307,7 +307,7 @@ def test_server_state_and_max_conns(tmp_path: Path) -> None:
         ("slow_start_floor = 0.0", "slow_start_floor", "greater than 0; got 0.0"),
         ("slow_start_floor = 1.5", "slow_start_floor", "less than or equal to 1; got 1.5"),
         ("max_queue = -1", "max_queue", "greater than or equal to 0; got -1"),
-        ('try_timeout = "5"', "try_timeout", 'expected a duration with a unit (ms, s, m), e.g. "2s"; got "5"'),
+        ('try_timeout = "5"', "try_timeout", 'expected a duration with a unit (ms, s, m, h, d), e.g. "2s"; got "5"'),
         ('slow_start = "30"', "slow_start", "expected a duration with a unit"),
         ("queue_timeout = 5", "queue_timeout", "expected a duration with a unit"),
     ],

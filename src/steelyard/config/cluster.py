@@ -18,35 +18,15 @@ Invariants:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, model_validator
 
-from .config_base import NAME_PATTERN, Duration, _Model
-from .units import split_host_port
+from ..cluster.sentinel import parse_sentinel
+from .base import NAME_PATTERN, Duration, _Model
 
 SCHEMES = ("redis", "rediss", "redis+sentinel")
-
-
-@dataclass(frozen=True)
-class SentinelTarget:
-    sentinels: tuple[tuple[str, int], ...]
-    master: str
-    db: int
-
-
-def parse_sentinel(url: str) -> SentinelTarget:
-    """``redis+sentinel://H1:P1,H2:P2/MASTER[/DB]`` -> the sentinels, the master's name, the db."""
-    rest = url.split("://", 1)[1]
-    hosts, _, path = rest.partition("/")
-    parts = [p for p in path.split("/") if p]
-    if not hosts or not parts:
-        raise ValueError("a Sentinel URL is redis+sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB]")
-    sentinels = tuple(split_host_port(h) for h in hosts.split(","))
-    db = int(parts[1]) if len(parts) > 1 else 0
-    return SentinelTarget(sentinels, parts[0], db)
 
 
 def _redis_url(url: str) -> str:
@@ -62,12 +42,19 @@ def _redis_url(url: str) -> str:
 
 class ClusterConfig(_Model):
     redis: Annotated[str, AfterValidator(_redis_url)]
+    """Redis URL: redis://HOST:PORT/DB, rediss://... or redis+sentinel://H1:P1,H2:P2/MASTER[/DB]."""
     node: Annotated[str, Field(pattern=NAME_PATTERN)]
+    """This balancer's name in the cluster; unique per node."""
     heartbeat: Duration = 1.0
+    """How often this node says it is alive."""
     expire: Duration = 5.0
+    """A node not heard of for this long is gone; more than twice heartbeat."""
     sync: Duration = 2.0
+    """Full re-read of the shared state (pub/sub is the fast path)."""
     load_interval: Duration = 0.2
+    """How often per-server in-flight counts are published for cluster-wide least_conn and least_time."""
     prefix: Annotated[str, Field(pattern=NAME_PATTERN)] = "steelyard"
+    """Redis key prefix (several clusters on one Redis)."""
 
     @model_validator(mode="after")
     def _timing(self) -> ClusterConfig:

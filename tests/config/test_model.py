@@ -21,7 +21,7 @@ from steelyard.config import (
 )
 from steelyard.core.balancing import Balancer, BalancerOptions
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def toml(text: str) -> str:
@@ -79,7 +79,7 @@ def test_example_loads_with_values_and_defaults() -> None:
     assert route.pool == "api"
 
     app = cfg.pool("app")
-    assert app.algorithm == "round_robin" and app.hash_on == "client_ip"
+    assert app.algorithm == "weighted_round_robin" and app.hash_on == "client_ip"
     assert [(s.name, s.host, s.port, s.weight) for s in app.servers] == [
         ("127.0.0.1:9001", "127.0.0.1", 9001, 1),
         ("b", "127.0.0.1", 9002, 3),
@@ -187,7 +187,7 @@ def test_describe_summarises() -> None:
         "path /api/",
         "header X-Canary: 1",
         "→ pool api",
-        "round_robin",
+        "weighted_round_robin",
         "consistent_hash",
         "hash on client_ip",
         "b 127.0.0.1:9002  weight 3",
@@ -195,7 +195,7 @@ def test_describe_summarises() -> None:
     ):
         assert needle in text
     assert len(text.splitlines()) < 25
-    assert "hash on" not in text.split("pools")[1].splitlines()[1]  # round_robin does not hash
+    assert "hash on" not in text.split("pools")[1].splitlines()[1]  # weighted_round_robin does not hash
 
 
 # --- errors name the file and the key path ----------------------------------------
@@ -208,13 +208,13 @@ def test_unknown_algorithm(tmp_path: Path) -> None:
     assert f'{tmp_path / "bad.toml"}: pool "app" → algorithm: unknown algorithm' in text
 
 
-@pytest.mark.parametrize("value", ["30", '"30"', '"30 sec"', '"0s"', '"-1s"', '"1h"'])
+@pytest.mark.parametrize("value", ["30", '"30"', '"30 sec"', '"0s"', '"-1s"', '"1w"'])
 def test_bad_duration(tmp_path: Path, value: str) -> None:
     text, errors = errors_of(MINIMAL.replace('name = "app"\n', f'name = "app"\ntimeout = {value}\n'), tmp_path)
     ((path, msg),) = errors
     assert path == 'pool "app" → timeout'
     if value == "30":
-        assert msg == 'expected a duration with a unit (ms, s, m), e.g. "2s"; got 30'
+        assert msg == 'expected a duration with a unit (ms, s, m, h, d), e.g. "2s"; got 30'
 
 
 def test_unknown_key_suggests_the_right_one(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Building blocks every TOML-backed model shares (``config``, ``config_pool`` and the
+"""Building blocks every TOML-backed model shares (``config.model``, ``config.pool`` and the
 simulator's ``sim.scenario``): the error type, field types with user-facing messages, the
 frozen base model, and the translation of pydantic errors into (key path, message) pairs
 whose key path names list items by their ``name`` (``pool "app" → servers #2 → address``)."""
@@ -8,14 +8,15 @@ from __future__ import annotations
 import difflib
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Strict, ValidationError
 
-from .units import parse_duration, split_host_port
-from .units import show_value as _show
+from ..units import parse_duration, split_host_port
+from ..units import show_value as _show
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -31,6 +32,9 @@ bind_port = property(lambda self: split_host_port(self.bind, allow_port_zero=Tru
 
 
 class _Model(BaseModel):
+    # (the docstring under each field is its description: config/reference.py reads them from the
+    # source for docs/configuration.md; pydantic's use_attribute_docstrings would do it at every
+    # import, which doubled the time `steelyard health` and every other command take to start)
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
@@ -75,6 +79,27 @@ def _matching(pattern: str, expected: str) -> AfterValidator:
             raise ValueError(f"{expected}; got {_show(text)}")
 
     return _check(check)
+
+
+# --- field types and helpers the section modules share -----------------------------
+
+TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"  # RFC 9110 token: a header or cookie name
+Address = Annotated[str, _check(split_host_port)]
+Bind = Annotated[str, _check(partial(split_host_port, allow_port_zero=True))]
+Name = Annotated[str, _matching(r"[A-Za-z0-9][A-Za-z0-9_.-]*", NAME_RULE)]
+
+
+def _duplicates(group: str, key: str, values: Iterable[tuple[int, Any]]) -> list[tuple[Loc, str]]:
+    """A problem at ``(group, i, key)`` for each text value already seen earlier in ``values``."""
+    first: dict[str, int] = {}
+    problems: list[tuple[Loc, str]] = []
+    for i, value in values:
+        if not isinstance(value, str):
+            continue  # missing or malformed: reported by field validation
+        if value in first:
+            problems.append(((group, i, key), f"duplicate {key} {_show(value)} (also {group} #{first[value] + 1})"))
+        first.setdefault(value, i)
+    return problems
 
 
 # --- reading and error translation ----------------------------------------------

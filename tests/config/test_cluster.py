@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from steelyard.cluster.sentinel import parse_sentinel
 from steelyard.config import ConfigError, parse_config
-from steelyard.config_cluster import parse_sentinel
 
 BASE = """
 [[listener]]

@@ -15,7 +15,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
-from .config_base import Duration, Int, _Model
+from .base import Duration, Int, _Model
 
 
 def _interface_address(text: str) -> str:
@@ -30,11 +30,20 @@ def _interface_address(text: str) -> str:
 
 class KeepalivedConfig(_Model):
     interface: Annotated[str, Field(min_length=1, max_length=15, pattern=r"^[A-Za-z0-9_.:-]+$")]
+    """The network interface the floating address lives on."""
     virtual_ipaddress: Annotated[str, AfterValidator(_interface_address)]
+    """The floating address with its prefix length, e.g. \"10.0.0.100/24\"."""
     virtual_router_id: Annotated[Int, Field(ge=1, le=255)] = 51
-    priority: Annotated[Int, Field(ge=1, le=254)] = 100  # the highest healthy node holds the address
-    advert_interval: Duration = 1.0  # VRRPv3: centiseconds are allowed
-    check_interval: Duration = 1.0  # how often `steelyard health` runs
-    fall: Annotated[Int, Field(ge=1)] = 2  # failed health runs before the node gives the address up
+    """VRRP router id, the same on every node of the pair, unique on the network."""
+    priority: Annotated[Int, Field(ge=1, le=254)] = 100
+    """The highest healthy node holds the address."""
+    advert_interval: Duration = 1.0
+    """How often VRRP advertisements go out (VRRPv3: centiseconds are allowed)."""
+    check_interval: Duration = 1.0
+    """How often `steelyard health` runs."""
+    fall: Annotated[Int, Field(ge=1)] = 2
+    """Failed health runs before the node gives the address up."""
     rise: Annotated[Int, Field(ge=1)] = 2
+    """Passing health runs before the node may hold the address again."""
     unicast_peers: tuple[Annotated[str, AfterValidator(lambda t: str(ipaddress.ip_address(t)))], ...] = ()
+    """Peers' addresses for unicast VRRP (default: multicast)."""

@@ -106,7 +106,7 @@ def on_message_begin() -> None:
     down = feeding
     if down.dead:  # type: ignore[union-attr]
         raise Closed("the connection is closing")
-    down.ex = Exchange(down.L.now)  # type: ignore[union-attr]
+    down.ex = Exchange(down.clock())  # type: ignore[union-attr]  (the access log's start: a fresh reading)
     down.head_bytes = 0  # type: ignore[union-attr]
     if down.current is not None:  # type: ignore[union-attr]
         down._pause(PIPELINE)  # type: ignore[union-attr]

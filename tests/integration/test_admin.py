@@ -178,15 +178,15 @@ def test_metrics_count_exactly_the_requests_clients_sent(backends, balancer):
     assert status == 200
     families = {f.name: f for f in text_string_to_metric_families(text.decode())}
     by_class: dict[str, float] = {}
-    for s in families["steelyard_requests"].samples:
-        if s.name == "steelyard_requests_total":
-            by_class[s.labels["class"]] = by_class.get(s.labels["class"], 0) + s.value
+    for s in families["steelyard_server_http_responses"].samples:
+        if s.name == "steelyard_server_http_responses_total":
+            by_class[s.labels["code"]] = by_class.get(s.labels["code"], 0) + s.value
     assert by_class == {"1xx": 0, "2xx": 37, "3xx": 0, "4xx": 5, "5xx": 3}
-    counts = [s for s in families["steelyard_response_seconds"].samples if s.name.endswith("_count")]
+    counts = [s for s in families["steelyard_server_response_time_seconds"].samples if s.name.endswith("_count")]
     assert sum(s.value for s in counts) == 45
-    sizes = sum(s.value for s in families["steelyard_response_bytes"].samples if s.name.endswith("_total"))
+    sizes = sum(s.value for s in families["steelyard_server_bytes_out"].samples if s.name.endswith("_total"))
     assert sizes > 45 * len("HTTP/1.1 200 OK\r\n")  # every response, head and body, as servers sent it
-    sent = sum(s.value for s in families["steelyard_request_bytes"].samples if s.name.endswith("_total"))
+    sent = sum(s.value for s in families["steelyard_server_bytes_in"].samples if s.name.endswith("_total"))
     assert 45 * len("GET /status/200 HTTP/1.1\r\n") < sent < 45 * 1000  # 45 heads as forwarded
     usable = {s.labels["server"]: s.value for s in families["steelyard_server_usable"].samples}
     assert usable == {"a": 1.0, "b": 1.0}

@@ -48,7 +48,9 @@ def trim() -> None:
 
 def data_received(self: DownstreamProtocol, data: bytes) -> None:
     global feeding
-    self.last_active = self.L.now
+    L = self.L
+    self.last_active = L.now
+    L.bytes_in += len(data)
     if self.tunnel is not None:
         self.tunnel.server.write(data)
         return
@@ -107,6 +109,7 @@ def on_message_begin() -> None:
     if down.dead:  # type: ignore[union-attr]
         raise Closed("the connection is closing")
     down.ex = Exchange(down.clock())  # type: ignore[union-attr]  (the access log's start: a fresh reading)
+    down.L.requests += 1  # type: ignore[union-attr]
     down.head_bytes = 0  # type: ignore[union-attr]
     if down.current is not None:  # type: ignore[union-attr]
         down._pause(PIPELINE)  # type: ignore[union-attr]

@@ -59,6 +59,7 @@ def check_timeouts(down: DownstreamProtocol, now: float) -> None:
     ex = down.ex
     if ex is not None:
         if now - ex.t_begin > L.request_timeout + L.slack:
+            down.counted(408, len(CANNED[(408, True)]))
             down.transport.write(CANNED[(408, True)])
             down._close()
     elif now - down.last_active > (L.keepalive_timeout if down.served else L.request_timeout) + L.slack:

@@ -292,3 +292,23 @@ def test_twenty_reloads_under_load_drop_nothing_and_an_invalid_one_is_refused(ba
             t.join(WAIT)
     assert failures == []
     assert len(answered) > 100 and set(answered[-20:]) == {"b"}  # the last reload moved everything to b
+
+
+def test_ctl_json_goes_before_or_after_the_command_and_status_shows_listeners(backends, balancer):
+    (a,) = backends(["a"])
+    lb = balancer(admin_config(servers_toml([a])))
+    port = admin_port(lb)
+    before, after = ctl(port, "--json", "servers", "app"), ctl(port, "servers", "app", "--json")
+    assert before.returncode == after.returncode == 0, (before.stderr, after.stderr)
+    assert json.loads(before.stdout)["servers"][0]["server"] == json.loads(after.stdout)["servers"][0]["server"] == "a"
+    status = ctl(port, "status")
+    assert status.returncode == 0 and "listeners" in status.stdout and f"127.0.0.1:{lb.port}" in status.stdout
+    assert [x["name"] for x in json.loads(ctl(port, "status", "--json").stdout)["listeners"]] == ["web"]
+
+
+def test_serve_prints_its_pid_first_and_the_version_is_asked_for(backends, balancer):
+    (a,) = backends(["a"])
+    lb = balancer(admin_config(servers_toml([a])))
+    assert re.match(r"steelyard: pid (\d+) ", lb.lines[0]).group(1) == str(lb.pid())
+    out = subprocess.run([*STEELYARD, "--version"], capture_output=True, text=True, timeout=WAIT)
+    assert out.returncode == 0 and re.fullmatch(r"steelyard \d+\.\d+\.\d+\n", out.stdout)

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import signal
+import time
 from typing import TYPE_CHECKING, Any
 
 from ..config import ConfigError, parse_config
@@ -60,6 +62,8 @@ class Runtime:
         self.cluster: Any = None  # cluster.node.ClusterNode with [cluster]
         self.hub: Any = None  # workers.master.WorkerHub with workers > 1 (this process then serves no traffic)
         self.workers_override: int | None = None  # `serve --workers N`: wins over the file's, on reloads too
+        self.reloads = {"ok": 0, "failed": 0}  # reloads asked for (SIGHUP, the API) by outcome (metrics)
+        self.last_reload: tuple[bool, float] | None = None  # (it succeeded, Unix time) of the last one
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -165,7 +169,13 @@ class Runtime:
 
     async def reload_from_file(self) -> tuple[bool, str]:
         """Read the configuration file again and switch to it; an invalid one is refused (the
-        running configuration stays) and the reason returned."""
+        running configuration stays) and the reason returned. Counted (``reloads``) either way."""
+        ok, why = await self._reload_from_file()
+        self.reloads["ok" if ok else "failed"] += 1
+        self.last_reload = (ok, time.time())
+        return ok, why
+
+    async def _reload_from_file(self) -> tuple[bool, str]:
         path = self.config.source
         try:
             text = read_file(path)
@@ -296,15 +306,18 @@ def sni_routes(lc: Any, pools: dict[str, PoolRuntime]) -> list[tuple[str, PoolRu
 
 
 def _reused(server: Server, reuse: dict | None, pool: str) -> Server:
+    """The running server of that name when its settings are unchanged; with another weight or
+    limit, a new object sharing its load record; at another address, a fresh load record that
+    continues its counters (a reload never sets a counter back)."""
     old = reuse.get((pool, server.name)) if reuse else None
-    if old is not None and (old.host, old.port, old.weight, old.max_conns) == (
-        server.host,
-        server.port,
-        server.weight,
-        server.max_conns,
-    ):
+    if old is None:
+        return server
+    if (old.host, old.port) != (server.host, server.port):
+        server.load.take_counters(old.load)
+        return server
+    if (old.weight, old.max_conns) == (server.weight, server.max_conns):
         return old
-    return server
+    return Server(server.name, server.host, server.port, server.weight, server.max_conns, old.load)
 
 
 def _upstream_factory(loop: asyncio.AbstractEventLoop, pc: Any):
@@ -333,6 +346,8 @@ async def serve_forever(
     is the control process and ``text`` (the configuration as read) goes to the workers."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    # first, the pid to signal (HUP: reload, USR1: status, TERM: stop); with workers, the control process's
+    print(f"steelyard: pid {os.getpid()} (HUP reloads, USR1 prints the status, TERM stops)", flush=True)
     runtime = Runtime(config)
     runtime.workers_override = workers_override
 

@@ -15,6 +15,7 @@ import os
 import random
 import signal
 import time
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from ..config import ConfigError, parse_config
@@ -29,6 +30,7 @@ from ..proxy.sticky import Sticky
 from ..proxy.tls import client_context
 from ..proxy.udp import UdpListener
 from .changes import RuntimeChanges
+from .dashboard import JOURNAL
 from .health import PoolHealthKeeper
 from .reload import reload
 
@@ -64,9 +66,11 @@ class Runtime:
         self.workers_override: int | None = None  # `serve --workers N`: wins over the file's, on reloads too
         self.reloads = {"ok": 0, "failed": 0}  # reloads asked for (SIGHUP, the API) by outcome (metrics)
         self.last_reload: tuple[bool, float] | None = None  # (it succeeded, Unix time) of the last one
+        self.journal: deque = deque(maxlen=JOURNAL)  # recent events (Unix time, pool or None, text): the dashboard
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        self.journal.append((time.time(), None, f"started with {self.config.source}"))
         self.build_pools(loop)
         try:
             for lc in self.config.listeners:
@@ -117,6 +121,7 @@ class Runtime:
             servers = [_reused(s, reuse, pc.name) for s in servers_from_config(pc)]
             pool = self.pools[pc.name] = self.make_pool(pc, loop)
             keeper = self.health[pc.name] = PoolHealthKeeper.from_config(pool, pc, servers, loop=loop, rng=self.rng)
+            keeper.journal = self.journal
             if self.hub is not None:
                 keeper.on_publish = self.hub.on_publish
             keeper.start()
@@ -173,6 +178,7 @@ class Runtime:
         ok, why = await self._reload_from_file()
         self.reloads["ok" if ok else "failed"] += 1
         self.last_reload = (ok, time.time())
+        self.journal.append((time.time(), None, "reloaded" if ok else f"reload refused: {why.splitlines()[0]}"))
         return ok, why
 
     async def _reload_from_file(self) -> tuple[bool, str]:

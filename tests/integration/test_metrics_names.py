@@ -9,7 +9,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from .conftest import servers_toml
+from .conftest import pool_config, servers_toml
 from .test_admin import admin_config, admin_port, api
 from .test_reload_counters import send
 
@@ -90,3 +90,26 @@ def test_metrics_count_per_listener_pool_and_server_by_code_class(backends, bala
     assert info.value == 1 and re.fullmatch(r"\d+\.\d+\.\d+", info.labels["version"])
     assert families["steelyard_last_reload_successful"].samples[0].value == 1  # (none yet: nothing failed)
     assert families["process_resident_memory_bytes"].samples[0].value > 1_000_000
+
+
+def test_with_workers_listener_counters_and_history_are_the_workers_sums(backends, balancer):
+    from .l4util import wait_until
+    from .test_workers import with_workers
+
+    a, b = backends(["a", "b"])
+    lb = balancer(with_workers(pool_config(servers_toml([a, b]))))
+    port = admin_port(lb)
+    for _ in range(8):  # connections of their own: both workers serve some
+        send(lb.port, 3)
+    _, families = exposed(port)
+    assert families["steelyard_frontend_http_requests"].samples[0].value == 24
+    assert families["steelyard_frontend_connections"].samples[0].value == 8
+    responses = {s.labels["code"]: s.value for s in families["steelyard_frontend_http_responses"].samples}
+    assert responses["2xx"] == 24 and sum(responses.values()) == 24
+    assert families["steelyard_workers"].samples[0].value == 2
+
+    def served_in_history() -> float:
+        status, body = api(port, "GET", "/api/v1/history", token=None)
+        return sum(s[1] * body["interval_s"] for s in body["listeners"].get("web", []))
+
+    assert wait_until(lambda: served_in_history() > 0)  # (the control process sampled the workers' sums)

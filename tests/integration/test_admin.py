@@ -14,6 +14,8 @@ import time
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from steelyard.control.admin import AdminApp
+
 from .conftest import STEELYARD, pool_config, servers_toml
 
 WAIT = 15.0
@@ -161,6 +163,8 @@ def test_api_errors_name_the_field_and_writes_need_the_token(backends, balancer)
     assert served_by(lb.port) == "a"  # nothing of that changed the pool
     status, doc = api(port, "GET", "/api/v1/openapi.json", token=None)
     assert status == 200 and doc["openapi"].startswith("3.") and "/api/v1/pools/{pool}/servers" in doc["paths"]
+    routes = {r.path for r in AdminApp(None, None, None).app.routes} - {"/", "/favicon.ico", "/favicon.svg"}
+    assert routes <= set(doc["paths"]), routes - set(doc["paths"])  # every route of the API is documented
 
 
 def test_metrics_count_exactly_the_requests_clients_sent(backends, balancer):

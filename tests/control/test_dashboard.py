@@ -50,11 +50,11 @@ async def test_history_turns_counters_into_rates_per_pool_and_listener(runtime):
     web = runtime.listeners["web"]
     web.codes[2], web.codes[5] = 36, 10
     history.sample(1002.0)
-    ((t, rps, eps, p50, p99, active),) = history.view()["pools"]["app"]
-    assert (t, rps, eps, active) == (1002.0, (40 + 2 + 6) / 2, (4 + 2 + 6) / 2, 3)
+    ((t, rps, eps, fps, p50, p99, active),) = history.view()["pools"]["app"]
+    assert (t, rps, eps, fps, active) == (1002.0, (40 + 6) / 2, (4 + 6) / 2, 2 / 2, 3)
     assert p50 == pytest.approx(2.5) and p99 == pytest.approx(5 * 0.99)
-    ((t, rps, eps, p50, p99, active),) = history.view()["listeners"]["web"]
-    assert (rps, eps, active) == (23.0, 5.0, 0) and p50 == pytest.approx(2.5)  # (its pool's latency)
+    ((t, rps, eps, fps, p50, p99, active),) = history.view()["listeners"]["web"]
+    assert (rps, eps, fps, active) == (23.0, 5.0, 1.0, 0) and p50 == pytest.approx(2.5)  # (its pool's)
     for now in (1004.0, 1006.0, 1008.0):
         history.sample(now)
     assert [s[0] for s in history.view()["pools"]["app"]] == [1004.0, 1006.0, 1008.0]  # the ring keeps 3

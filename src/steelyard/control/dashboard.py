@@ -3,11 +3,12 @@ the control process (so a fresh page shows history), an overview, a page of serv
 recent events.
 
 ``History`` samples every ``INTERVAL`` seconds into a ring of ``SAMPLES`` entries per listener
-and pool: requests/s, errors/s, p50 and p99 latency (ms, from the response-time histogram's
-buckets over the interval, interpolated as Prometheus' ``histogram_quantile`` does) and open
-connections (listeners) or requests in flight (pools). Errors are 5xx responses (the servers'
-and steelyard's own) and failed tries (connect failures, resets, timeouts). A listener's
-latency is that of the pools it routes to. Sampling reads counters the data plane keeps anyway;
+and pool: responses/s, errors/s (5xx responses: the servers' and steelyard's own, such as the
+502 after a connect failure), failed tries/s (connect failures, resets, timeouts, retried or
+not), p50 and p99 latency (ms, from the response-time histogram's buckets over the interval,
+interpolated as Prometheus' ``histogram_quantile`` does) and open connections (listeners) or
+requests in flight (pools). A listener's failed tries and latency are those of the pools it
+routes to. Sampling reads counters the data plane keeps anyway;
 it costs O(servers) every interval and nothing per request. Servers have no history here (a
 10,000-server pool would make it large): their table shows the keeper's rate of the last second.
 """
@@ -45,21 +46,22 @@ def quantile(q: float, counts: list[int]) -> float | None:
     return LATENCY_BOUNDS[-1]  # (in the bucket beyond the last bound: its lower edge)
 
 
-def _pool_reading(keeper: Any) -> tuple[int, int, int, list[int]]:
-    """(requests done, errors, in flight, latency buckets) of a pool, cumulative."""
-    done = errors = active = 0
+def _pool_reading(keeper: Any) -> tuple[int, int, int, int, list[int]]:
+    """(responses, 5xx responses, failed tries, in flight, latency buckets) of a pool, cumulative."""
+    done = errors = failures = active = 0
     hist = [0] * _BUCKETS
     for st in keeper.health.states:
         load = st.server.load
-        done += load.requests + load.failures
-        errors += load.by_class[5] + load.failures
+        done += load.requests
+        errors += load.by_class[5]
+        failures += load.failures
         active += load.active
         for i, n in enumerate(load.latency):
             hist[i] += n
     answered = keeper.pool.answered
     done += sum(answered.values())
     errors += sum(n for code, n in answered.items() if code >= 500)
-    return done, errors, active, hist
+    return done, errors, failures, active, hist
 
 
 def listener_pools(rt: Any) -> dict[str, list[str]]:
@@ -77,7 +79,8 @@ class History:
     def __init__(self, rt: Any, interval: float = INTERVAL, samples: int = SAMPLES) -> None:
         self.rt, self.interval = rt, interval
         self.samples = samples
-        self.rings: dict[tuple[str, str], deque] = {}  # ("listener"|"pool", name) -> (t, rps, eps, p50, p99, active)
+        # ("listener"|"pool", name) -> samples (t, responses/s, 5xx/s, failed tries/s, p50, p99, active)
+        self.rings: dict[tuple[str, str], deque] = {}
         self.last: dict[tuple[str, str], tuple] = {}  # the cumulative reading of the previous sample
         self.task: asyncio.Task | None = None
 
@@ -103,21 +106,21 @@ class History:
     def sample(self, now: float) -> None:
         rt = self.rt
         readings: dict[tuple[str, str], tuple] = {}
-        pool_hist: dict[str, list[int]] = {}
+        pools: dict[str, tuple] = {}
         for name, keeper in rt.health.items():
-            done, errors, active, hist = _pool_reading(keeper)
-            readings[("pool", name)] = (now, done, errors, active, hist)
-            pool_hist[name] = hist
+            done, errors, failures, active, hist = pools[name] = _pool_reading(keeper)
+            readings[("pool", name)] = (now, done, errors, failures, active, hist)
         routed = listener_pools(rt)
         for name, (row, open_now) in frontend_rows(rt).items():
-            hist = [0] * _BUCKETS
+            hist, failures = [0] * _BUCKETS, 0
             for pool in routed.get(name, ()):
-                for i, n in enumerate(pool_hist.get(pool, ())):
-                    hist[i] += n
+                if pool in pools:
+                    failures += pools[pool][2]
+                    for i, n in enumerate(pools[pool][4]):
+                        hist[i] += n
             codes = row[4:]
-            errors = codes[5]
-            done = sum(codes) if rt.listeners[name].mode == "http" else row[0]
-            readings[("listener", name)] = (now, done, errors, open_now, hist)
+            done = sum(codes) if rt.listeners[name].mode == "http" else row[0]  # (TCP: connections)
+            readings[("listener", name)] = (now, done, codes[5], failures, open_now, hist)
         for key in [k for k in self.rings if k not in readings]:  # (gone after a reload)
             del self.rings[key]
             self.last.pop(key, None)
@@ -127,7 +130,7 @@ class History:
             if was is None:
                 continue
             span = max(1e-6, reading[0] - was[0])
-            deltas = [max(0, a - b) for a, b in zip(reading[4], was[4])]
+            deltas = [max(0, a - b) for a, b in zip(reading[5], was[5])]
             p50, p99 = quantile(0.5, deltas), quantile(0.99, deltas)
             ring = self.rings.get(key)
             if ring is None:
@@ -137,9 +140,10 @@ class History:
                     round(now, 3),
                     round(max(0, reading[1] - was[1]) / span, 3),
                     round(max(0, reading[2] - was[2]) / span, 3),
+                    round(max(0, reading[3] - was[3]) / span, 3),
                     None if p50 is None else round(p50 * 1000, 3),
                     None if p99 is None else round(p99 * 1000, 3),
-                    reading[3],
+                    reading[4],
                 )
             )
 
@@ -148,7 +152,7 @@ class History:
         out: dict[str, Any] = {
             "interval_s": self.interval,
             "window_s": self.interval * self.samples,
-            "fields": ["t", "requests_per_s", "errors_per_s", "p50_ms", "p99_ms", "active"],
+            "fields": ["t", "responses_per_s", "errors_per_s", "failed_tries_per_s", "p50_ms", "p99_ms", "active"],
             "listeners": {},
             "pools": {},
         }

@@ -95,7 +95,7 @@ OPENAPI = {
         },
         "/api/v1/history": {
             "get": {
-                "summary": "15 minutes per listener and pool: [t, requests/s, errors/s, p50 ms, p99 ms, active]",
+                "summary": "15 minutes per listener and pool: [t, requests/s, 5xx/s, failed tries/s, p50, p99, active]",
                 "parameters": [_query("since", "number", "only samples after this Unix time")],
                 "responses": {"200": _OK, "400": _ERROR},
             }

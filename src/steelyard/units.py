@@ -8,6 +8,7 @@ Every ``ValueError`` raised here quotes the value as the user wrote it.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any
 
@@ -45,6 +46,22 @@ def format_duration(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
+_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
+
+
+def host_ok(host: str) -> bool:
+    """An IP address, or a DNS name that a resolver accepts (RFC 1123 labels; '_' allowed, as
+    container platforms use it)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return True
+    name = host[:-1] if host.endswith(".") else host
+    return 0 < len(name) <= 253 and all(_LABEL.fullmatch(label) for label in name.split("."))
+
+
 def split_host_port(text: str, *, allow_port_zero: bool = False) -> tuple[str, int]:
     """``"host:port"`` or ``"[v6]:port"`` -> (host, port); ``ValueError`` says what is wrong."""
     example = '"127.0.0.1:8080" or "[::1]:8080"'
@@ -60,6 +77,11 @@ def split_host_port(text: str, *, allow_port_zero: bool = False) -> tuple[str, i
             raise ValueError(f'an IPv6 address needs brackets, e.g. "[::1]:8080"; got {show_value(text)}')
     if any(c.isspace() for c in host):
         raise ValueError(f"the host must not contain spaces; got {show_value(text)}")
+    if not host_ok(host):
+        raise ValueError(
+            "the host must be an IP address or a DNS name (labels of letters, digits, '-' or '_', "
+            f"at most 63 characters each, 253 in all); got {show_value(text)}"
+        )
     low = 0 if allow_port_zero else 1
     if not (port_text.isascii() and port_text.isdigit()) or not low <= int(port_text) <= 65535:
         raise ValueError(f"the port must be a number from {low} to 65535; got {show_value(text)}")

@@ -149,6 +149,9 @@ def test_api_errors_name_the_field_and_writes_need_the_token(backends, balancer)
         ("PATCH", "/api/v1/pools/app/servers/a", {"state": "asleep"}, 400, "state"),
         ("PATCH", "/api/v1/pools/app/servers/zz", {"weight": 2}, 404, "server"),
         ("PATCH", "/api/v1/pools/app", {"algorithm": "fastest"}, 400, "algorithm"),
+        ("PATCH", "/api/v1/pools/app", {"algorithm": ".x:Y"}, 400, "algorithm"),
+        ("POST", "/api/v1/pools/app/servers", {"address": "h" * 300 + ":80"}, 400, "address"),
+        ("POST", "/api/v1/pools/app/servers", {"address": "a..b:80"}, 400, "address"),
     ]
     for method, path, body, want, field in cases:
         status, answer = api(port, method, path, body)
@@ -156,7 +159,12 @@ def test_api_errors_name_the_field_and_writes_need_the_token(backends, balancer)
     status, answer = api(port, "POST", "/api/v1/pools/app/servers", None)
     assert status == 400 and "address is required" in answer["error"]
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT)
-    c.request("PATCH", "/api/v1/pools/app", body=b"{not json", headers={"Authorization": f"Bearer {TOKEN}"})
+    c.request(
+        "PATCH",
+        "/api/v1/pools/app",
+        body=b"{not json",
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+    )
     r = c.getresponse()
     assert r.status == 400 and b"not JSON" in r.read()
     c.close()

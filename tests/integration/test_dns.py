@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -202,3 +203,31 @@ def test_dns_queries_are_counted_on_metrics_and_ctl_dns_shows_the_answers(backen
     assert out.returncode == 0 and "app.example.test." in out.stdout and "127.0.0.2 127.0.0.3" in out.stdout, out
     listed = json.loads(ctl(admin_port(lb), "--json", "dns").stdout)
     assert listed[0]["records"][0]["A"] == ["127.0.0.2", "127.0.0.3"] and listed[0]["records"][0]["AAAA"] == ["::1"]
+
+
+def test_a_tcp_client_that_never_reads_its_answers_is_no_longer_read(backends, balancer):
+    """Queries over TCP whose answers are never read: once the answers waiting for that client
+    pass the transport's high-water mark, the server stops reading its queries (its memory stays
+    bounded) instead of answering into an ever-growing buffer."""
+    _, lb, port = start(backends, balancer)
+    query = dns.message.make_query("app.example.test.", "A").to_wire()
+    framed = (len(query).to_bytes(2, "big") + query) * 2000
+    before = lb.rss_kib()
+    sent, blocked = 0, False
+    with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.setblocking(False)
+        deadline = time.monotonic() + WAIT
+        while sent < 200 * len(framed) and time.monotonic() < deadline:  # up to 400,000 queries
+            try:
+                sent += s.send(framed)
+            except BlockingIOError:
+                _, writable, _ = select.select([], [s], [], 3.0)
+                if not writable:
+                    blocked = True  # nobody reads our queries any more
+                    break
+        grown = lb.rss_kib() - before
+    assert blocked, f"the server kept reading: {sent // len(query)} queries sent and never read"
+    # (answering into an unbounded buffer, it grew by ~20 MiB before the loop's cap)
+    assert grown < 8 * 1024, f"the balancer grew by {grown // 1024} MiB"
+    assert short(port, "app.example.test", "A")  # and it still answers everyone else

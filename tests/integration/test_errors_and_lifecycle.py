@@ -121,24 +121,28 @@ def test_sigterm_finishes_in_flight_requests_then_exits_0(balancer):
     srv.close()
 
 
-def test_sigterm_closes_idle_keep_alive_connections_and_answers_fresh_ones(backends, balancer):
-    """Between requests a keep-alive connection is closed at once; one whose client has just
-    connected (no request yet) gets its first request answered, with Connection: close."""
+def test_sigterm_answers_requests_on_idle_connections_with_close_then_closes_the_idle_ones(backends, balancer):
+    """After SIGTERM, a connection idle between requests (or not yet used) stays open for a
+    moment: a request that arrives on it is answered, with Connection: close, instead of meeting
+    a closed connection; one that stays idle is closed after that moment."""
     lb = balancer(pool_config(servers_toml(backends(1))))
     fresh = RawConnection(lb.port)  # connected only (accepted: the balancer accepts in order, and
-    idle = RawConnection(lb.port)  # this later connection is served before the stop)
-    idle.send(get("/"))
-    assert idle.response()[0] == 200  # served once: now idle between requests
+    idle = RawConnection(lb.port)  # these later connections are served before the stop)
+    quiet = RawConnection(lb.port)
+    for c in (idle, quiet):
+        c.send(get("/"))
+        assert c.response()[0] == 200  # served once: now idle between requests
     lb.proc.send_signal(15)
     lb.wait_for("stopping")
-    assert idle.is_closed_by_peer()
-    fresh.send(get("/late"))
-    status, headers, _ = fresh.response()
-    assert status == 200 and headers.get("connection", "").lower() == "close"
-    assert fresh.is_closed_by_peer()
+    for c, path in ((idle, "/after-stop"), (fresh, "/late")):
+        c.send(get(path))
+        status, headers, _ = c.response()
+        assert status == 200 and headers.get("connection", "").lower() == "close"
+        assert c.is_closed_by_peer()
+    assert quiet.is_closed_by_peer()  # idle through the moment of grace: closed
     assert lb.proc.wait(20) == 0
-    idle.close()
-    fresh.close()
+    for c in (idle, fresh, quiet):
+        c.close()
 
 
 def test_response_timeout_applies_on_a_reused_connection(backends, balancer):

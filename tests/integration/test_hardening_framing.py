@@ -66,6 +66,7 @@ CASES = {
     # -- Host --
     "host-twice": (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
     "host-missing-http11": (b"GET / HTTP/1.1\r\nX: a\r\n\r\n", 400),
+    "host-missing-absolute-form": (b"GET http://a/ HTTP/1.1\r\nX: a\r\n\r\n", 400),
     "host-with-space": (b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
     "host-with-slash": (b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400),
     "host-with-at": (b"GET / HTTP/1.1\r\nHost: a@b\r\n\r\n", 400),

@@ -246,6 +246,28 @@ def test_close_delimited_response_cut_by_a_reset_is_not_made_complete(inline, ba
     assert_good_pool_answers(lb)
 
 
+@pytest.mark.parametrize("cut", ["fin", "reset"])
+def test_chunked_response_cut_short_ends_in_a_reset_for_an_http10_client(inline, balancer, good, cut):
+    """Towards an HTTP/1.0 client the body is delimited by the close: a cut the client cannot see
+    otherwise must reach it as a reset, never as a clean FIN."""
+
+    def handler(peer: Peer, index: int, srv: InlineServer) -> None:
+        peer.request()
+        peer.sock.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n400\r\n" + b"x" * 100)
+        if cut == "reset":
+            rst_close(peer.sock)
+        # else: the handler returns and the socket is closed with a FIN
+
+    srv = inline(handler)
+    lb = balancer(lb_config(srv.address, good=good))
+    with RawConnection(lb.port) as c:
+        c.send(b"GET /cut HTTP/1.0\r\n\r\n")
+        data, how = read_until_eof(c.sock)
+    assert data.startswith(b"HTTP/1.1 200") and b"transfer-encoding" not in data.lower()
+    assert how == "reset", f"the cut response ended with a FIN after {len(data)} bytes: it looks complete"
+    assert_good_pool_answers(lb)
+
+
 # --- 4. slow reader, big body: flow control ------------------------------------------------------
 
 

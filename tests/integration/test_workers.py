@@ -317,6 +317,50 @@ def test_reloads_under_load_fail_no_request(backends, balancer, tmp_path) -> Non
     assert results["failed"] == [] and results["ok"] > 0
 
 
+def test_reloads_under_keep_alive_load_lose_no_request(backends, balancer, tmp_path) -> None:
+    """Clients that keep their connections (and send the next request at once) through repeated
+    reloads: the retiring workers answer what arrives on those connections (Connection: close)
+    rather than closing them under a request on its way. A client that does not retry sees none
+    fail."""
+    import threading
+
+    a, b = backends(2)
+    lb = balancer(with_workers(pool_config(servers_toml([a, b]))))
+    done, results = threading.Event(), {"ok": 0, "failed": []}
+
+    def client() -> None:
+        deadline = time.monotonic() + 90
+        c = http.client.HTTPConnection("127.0.0.1", lb.port, timeout=WAIT)
+        while not done.is_set() and time.monotonic() < deadline and results["ok"] < 50000:
+            try:
+                c.request("GET", "/")  # (reconnects by itself after a Connection: close)
+                r = c.getresponse()
+                r.read()
+            except (OSError, http.client.HTTPException) as exc:
+                results["failed"].append(repr(exc))
+                c.close()
+                continue
+            if r.status == 200:
+                results["ok"] += 1
+            else:
+                results["failed"].append(r.status)
+        c.close()
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        for generation in range(2, 8):
+            lb.proc.send_signal(signal.SIGHUP)
+            lb.wait_for(rf"workers of generation {generation} serving", timeout=30)
+    finally:
+        done.set()
+        for t in threads:
+            t.join(WAIT)
+    print(f"reloads under keep-alive load: {results['ok']} requests, failed: {results['failed'][:5]}")
+    assert results["failed"] == [] and results["ok"] > 0
+
+
 def test_clustered_workers_count_the_other_balancers_requests(backends, balancer, tmp_path) -> None:
     """lb2 (one process, only server a) holds 3 slow requests on a; lb1 (two workers, a and b,
     least_conn) learns it through Redis and its workers send new requests to b."""

@@ -20,6 +20,7 @@ class Transport:
         self.closed = False
         self.peer = peer
         self.on_write = on_write
+        self.reading = True
 
     def write(self, data: bytes) -> None:
         self.out.append(bytes(data))
@@ -29,8 +30,12 @@ class Transport:
     def get_extra_info(self, name: str):
         return (self.peer, 40000) if name == "peername" else None
 
-    def pause_reading(self) -> None: ...
-    def resume_reading(self) -> None: ...
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
     def is_closing(self) -> bool:
         return self.closed
 

@@ -123,22 +123,42 @@ def test_pipelined_requests_are_answered_in_order_and_the_parser_comes_back_afte
     assert sum(chunk.endswith(b"ok") for chunk in down.transport.out) == 2
 
 
-def test_an_answer_given_inside_the_parse_does_not_give_the_running_parser_away(site, monkeypatch):
-    """A 503 (no server) is answered while llhttp is still in the request: the connection keeps
-    its parser (llhttp is not at the start of a message yet) and goes on with it."""
+def test_an_answer_given_right_after_the_parse_gives_back_a_parser_at_a_message_start(site, monkeypatch):
+    """A 503 (no server) is answered once the read is parsed, not from inside llhttp: the request
+    is complete by then, so its parser goes back and serves the connection's next request."""
     listener, cp = site
     conn = upstream(cp)
     monkeypatch.setattr(PoolRuntime, "pick", lambda self, ctx, ex, exclude=(): None)
     down = client(listener)
     down.data_received(GET)
     assert down.transport.out[-1].startswith(b"HTTP/1.1 503") and not down.transport.closed
-    parser = down.parser
-    assert parser is not None and not request.SPARE
+    assert down.parser is None and len(request.SPARE) == 1
+    parser = request.SPARE[0]
     monkeypatch.undo()
     down.data_received(GET)
     assert down.parser is parser
     conn.data_received(OK)
     assert down.transport.out[-1].endswith(b"ok") and down.parser is None and request.SPARE == [parser]
+
+
+def test_a_request_whose_body_is_malformed_in_the_same_read_never_reaches_a_server(site):
+    listener, cp = site
+    conn = upstream(cp)  # an idle server connection: a dispatched head would be written at once
+    down = client(listener)
+    down.data_received(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n0\r\n\r\n")
+    assert down.transport.out[-1].startswith(b"HTTP/1.1 400") and down.transport.closed
+    assert conn.transport.out == []
+
+
+def test_a_request_answered_before_a_malformed_pipelined_one_is_still_sent(site):
+    listener, cp = site
+    conn = upstream(cp)
+    down = client(listener)
+    down.data_received(GET + b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n")
+    assert conn.transport.out[-1].startswith(b"GET / ")
+    conn.data_received(OK)
+    assert down.transport.out[-2].endswith(b"ok") and down.transport.out[-1].startswith(b"HTTP/1.1 400")
+    assert down.transport.closed
 
 
 def test_spare_parsers_are_trimmed_by_the_sweep(site, monkeypatch):

@@ -10,7 +10,9 @@ Routes (``/api/v1``): ``GET status``, ``GET pools``, ``GET pools/{pool}``,
 (one page of a pool's servers, filtered).
 Rules:
 - Writes need ``Authorization: Bearer TOKEN`` when a token is configured (compared in
-  constant time); reads are open on the admin listener (bind it to loopback).
+  constant time); reads are open on the admin listener (bind it to loopback). Every write
+  also passes ``admin_guard`` (same origin, a Host that is no rebound name, a JSON body of
+  at most 64 KiB nested at most 32 deep).
 - Every error is JSON ``{"error": message, "field": name-or-null}`` with a 4xx status.
 """
 
@@ -18,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import hmac
-import json
 import socket
 import time
 from pathlib import Path
@@ -30,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from .admin_guard import Refusal, check_write, read_json
 from .changes import ChangeError, RuntimeChanges
 from .dashboard import JOURNAL, PAGE_MAX, History, events, overview, server_page
 from .metrics import metrics_text
@@ -42,6 +44,13 @@ FAVICON = (Path(__file__).parent / "static" / "favicon.svg").read_bytes()
 
 def _error(status: int, message: str, field: str | None = None) -> JSONResponse:
     return JSONResponse({"error": message, "field": field}, status_code=status)
+
+
+def refusal_response(refusal: Refusal) -> JSONResponse:
+    response = _error(refusal.status, refusal.message)
+    if refusal.status == 413:
+        response.headers["Connection"] = "close"  # the rest of the body is not read
+    return response
 
 
 def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int | JSONResponse:
@@ -58,8 +67,9 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
 
 
 class AdminApp:
-    def __init__(self, runtime: Any, changes: RuntimeChanges, token: str | None) -> None:
+    def __init__(self, runtime: Any, changes: RuntimeChanges, token: str | None, host: str = "127.0.0.1") -> None:
         self.runtime, self.changes, self.token = runtime, changes, token
+        self.host = host  # the address it is bound to (a write's Host may name it)
         self.started = time.time()
         self.history = History(runtime)
         api = "/api/v1"
@@ -87,12 +97,19 @@ class AdminApp:
         )
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["method"] in WRITE_METHODS and self.token is not None:
-            given = dict(scope["headers"]).get(b"authorization", b"")
-            if not hmac.compare_digest(given, b"Bearer " + self.token.encode()):
-                response = _error(401, "this admin API needs Authorization: Bearer <token> for changes")
-                response.headers["WWW-Authenticate"] = "Bearer"
-                await response(scope, receive, send)
+        if scope["type"] == "http" and scope["method"] in WRITE_METHODS:
+            headers = dict(scope["headers"])
+            if self.token is not None:
+                given = headers.get(b"authorization", b"")
+                if not hmac.compare_digest(given, b"Bearer " + self.token.encode()):
+                    response = _error(401, "this admin API needs Authorization: Bearer <token> for changes")
+                    response.headers["WWW-Authenticate"] = "Bearer"
+                    await response(scope, receive, send)
+                    return
+            try:
+                check_write(headers, self.host, self.token is not None)
+            except Refusal as refusal:
+                await refusal_response(refusal)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
@@ -259,11 +276,10 @@ class AdminApp:
     async def _change(self, request: Request, apply: Any, *, body: bool = True, status: int = 200) -> JSONResponse:
         data = None
         if body:
-            raw = await request.body()
             try:
-                data = json.loads(raw) if raw else {}
-            except ValueError as exc:
-                return _error(400, f"the body is not JSON: {exc}")
+                data = await read_json(request.stream())
+            except Refusal as refusal:
+                return refusal_response(refusal)
         try:
             return JSONResponse(apply(data), status_code=status)
         except ChangeError as exc:

@@ -94,7 +94,7 @@ class PoolHealthKeeper:
         await asyncio.sleep(self.rng.uniform(0, check.jitter * check.interval))  # spread the first round
         while st in self.health.states:  # (a removed server's checks end)
             ok, why = await probe(st.server, check)
-            if self.health.check_result(st, ok, why, self.loop.time()):
+            if ok is not None and self.health.check_result(st, ok, why, self.loop.time()):
                 self.publish()
             self._log()
             wait = check.failing_interval if st.check.failing else check.interval  # type: ignore[union-attr]

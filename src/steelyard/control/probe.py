@@ -14,6 +14,7 @@ from typing import Any
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 from ..core.model import Server
+from ..proxy.resources import WARNER, is_local
 from ..units import format_duration
 
 MAX_RESPONSE = 64 * 1024
@@ -42,8 +43,9 @@ class _Response:
         self.done = True
 
 
-async def probe(server: Server, check: Any) -> tuple[bool, str]:
-    """Never raises (but for cancellation): every problem is a failed check with its reason."""
+async def probe(server: Server, check: Any) -> tuple[bool | None, str]:
+    """Never raises (but for cancellation): every problem is a failed check with its reason,
+    except a local shortage (no descriptor left here), which is no verdict at all (None)."""
     try:
         return await asyncio.wait_for(_probe(server, check), check.timeout)
     except TimeoutError:
@@ -51,6 +53,9 @@ async def probe(server: Server, check: Any) -> tuple[bool, str]:
     except ConnectionRefusedError:
         return False, "connection refused"
     except OSError as exc:
+        if is_local(exc):
+            WARNER.warn(f"health check of {server.name} ({server.address})", exc)
+            return None, exc.strerror or str(exc)
         return False, exc.strerror or str(exc)
     except Exception as exc:  # a check must never end its server's check loop
         log.exception("health check of %s failed unexpectedly", server.name)

@@ -108,7 +108,7 @@ class Runtime:
 
             try:
                 token = admin.read_token()
-                self.admin = AdminServer(AdminApp(self, self.changes, token), admin.host, admin.port)
+                self.admin = AdminServer(AdminApp(self, self.changes, token, admin.host), admin.host, admin.port)
                 await self.admin.start(loop)
             except BaseException:
                 await self.stop(grace=0)
@@ -352,8 +352,6 @@ async def serve_forever(
     is the control process and ``text`` (the configuration as read) goes to the workers."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    # first, the pid to signal (HUP: reload, USR1: status, TERM: stop); with workers, the control process's
-    print(f"steelyard: pid {os.getpid()} (HUP reloads, USR1 prints the status, TERM stops)", flush=True)
     runtime = Runtime(config)
     runtime.workers_override = workers_override
 
@@ -402,8 +400,13 @@ async def _print_status(runtime: Runtime) -> None:
 def run(config: Any, text: str | None = None, workers_override: int | None = None) -> None:
     """Blocking entry point for ``steelyard serve``: uvloop when available."""
     from ..proxy import malloc
+    from ..proxy.resources import raise_open_files_limit
 
+    # first, the pid to signal (HUP: reload, USR1: status, TERM: stop); with workers, the control process's
+    print(f"steelyard: pid {os.getpid()} (HUP reloads, USR1 prints the status, TERM stops)", flush=True)
     malloc.tune()  # (steady costs for large buffers: see proxy/malloc.py)
+    soft, hard = raise_open_files_limit()  # (worker processes inherit it)
+    print(f"steelyard: open files limit {soft} (hard limit {hard})", flush=True)
     main = serve_forever(config, text=text, workers_override=workers_override)
     try:
         import uvloop

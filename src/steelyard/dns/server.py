@@ -170,16 +170,18 @@ class _Tcp(asyncio.Protocol):
         self.timer = self.loop.call_later(TCP_IDLE, self.transport.close)  # type: ignore[union-attr]
 
     def data_received(self, data: bytes) -> None:
-        self.buf += data
+        buf = self.buf + data if self.buf else data
         self._arm()
-        while len(self.buf) >= 2:
-            (size,) = struct.unpack("!H", self.buf[:2])
+        at, end = 0, len(buf)
+        while end - at >= 2:  # (an offset walks the read: slicing the rest per message is quadratic)
+            (size,) = struct.unpack_from("!H", buf, at)
             if size < 12:
                 self.transport.close()  # type: ignore[union-attr]  # not a DNS message length
                 return
-            if len(self.buf) < 2 + size:
-                return
-            message, self.buf = self.buf[2 : 2 + size], self.buf[2 + size :]
+            if end - at < 2 + size:
+                break
+            message = buf[at + 2 : at + 2 + size]
+            at += 2 + size
             try:
                 wire = self.service.respond(message, None)
             except Exception:
@@ -187,6 +189,15 @@ class _Tcp(asyncio.Protocol):
                 wire = None
             if wire is not None:
                 self.transport.write(struct.pack("!H", len(wire)) + wire)  # type: ignore[union-attr]
+        self.buf = buf[at:]
+
+    def pause_writing(self) -> None:
+        """A client that sends queries and does not read the answers: stop reading its queries
+        (the answers waiting for it stay within the transport's high-water mark)."""
+        self.transport.pause_reading()  # type: ignore[union-attr]
+
+    def resume_writing(self) -> None:
+        self.transport.resume_reading()  # type: ignore[union-attr]
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.timer is not None:

@@ -37,7 +37,7 @@ class StreamListener:
         self.now = loop.time()  # the sweep's clock reading: connections stamp their activity with it
         self.clock = loop.time  # bound once, shared by every connection (64 bytes each otherwise)
         self.server: asyncio.base_events.Server | None = None
-        self._sweeper: asyncio.Task | None = None
+        self._sweeper: asyncio.Task[None] | None = None
         self._all_gone: asyncio.Event | None = None
         self.per_client: dict[Any, int] = {}  # open connections per client address (with a per-client limit)
         self.client_of: dict[Any, Any] = {}

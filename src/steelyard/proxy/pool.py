@@ -132,7 +132,7 @@ class PoolRuntime:
         None when no server is left, ``FULL`` when every one left is at its ``max_conns``.
         A sticky pool asks its ``Sticky`` first (which calls ``plain_pick`` for new clients)."""
         if self.sticky is not None:
-            return self.sticky.pick(self, ctx, ex, exclude)
+            return self.sticky.pick(self, ctx, ex, exclude)  # type: ignore[no-any-return]
         ctx.key = ex.hash_key(self.key_kind, self.key_name) if self.key_kind is not None else None
         server = self.snapshot.balancer.pick(ctx, exclude)
         if server is None or not self.limited or not server.max_conns or server.load.active < server.max_conns:

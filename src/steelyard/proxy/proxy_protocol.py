@@ -46,14 +46,16 @@ def header(version: str, src: Any, dst: Any) -> bytes:
     if version == "v1":
         if not known:
             return V1_UNKNOWN
-        family = b"TCP4" if sip.version == 4 else b"TCP6"
-        return b"PROXY %b %b %b %d %d\r\n" % (family, str(sip).encode(), str(dip).encode(), src[1], dst[1])
+        assert sip is not None  # (``known``)
+        line = b"TCP4" if sip.version == 4 else b"TCP6"
+        return b"PROXY %b %b %b %d %d\r\n" % (line, str(sip).encode(), str(dip).encode(), src[1], dst[1])
     if version != "v2":
         raise ValueError(f"unknown PROXY protocol version {version!r}")
     if not known:
         return V2_UNKNOWN
-    family = TCP4 if sip.version == 4 else TCP6
+    assert sip is not None and dip is not None  # (``known``)
     body = sip.packed + dip.packed + struct.pack("!HH", src[1], dst[1])
+    family = TCP4 if sip.version == 4 else TCP6
     return V2_SIGNATURE + struct.pack("!BBH", V2_PROXY, family, len(body)) + body
 
 

@@ -8,6 +8,11 @@ The handshake message may span several TLS records; at most ``LIMIT`` bytes are 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TypeVar
+
+T = TypeVar("T")
+
 MORE = "<more>"  # (not a host name: it has no dot and angle brackets)
 LIMIT = 16 * 1024 + 5 * 4  # one maximal record's payload, and a few record headers
 HANDSHAKE, CLIENT_HELLO, SERVER_NAME, HOST_NAME = 0x16, 0x01, 0x0000, 0x00
@@ -35,9 +40,10 @@ def _handshake(data: bytes) -> bytes | str | None:
 
 
 def client_hello_name(data: bytes) -> str | None:
-    hello = _handshake(data)
-    if hello is None or hello is MORE:
-        return hello  # type: ignore[return-value]
+    found = _handshake(data)
+    if found is None or found is MORE:
+        return found  # (None, or MORE: a str sentinel the caller compares)
+    hello: bytes = found  # type: ignore[assignment]
     try:
         i = 2 + 32  # client_version, random
         i += 1 + hello[i]  # session_id
@@ -62,7 +68,7 @@ def client_hello_name(data: bytes) -> str | None:
     return None
 
 
-def route(name: str | None, routes: list[tuple[str, object]], default: object) -> object:
+def route(name: str | None, routes: Sequence[tuple[str, T]], default: T) -> T:
     """The target for ``name``: an exact route, then ``*.parent`` (one label), else ``default``."""
     if name:
         for pattern, target in routes:

@@ -159,7 +159,7 @@ class Sticky:
             return server
         if not self.cfg.persist:
             return None
-        return self.FULL if full else _REFUSE
+        return self.FULL if full else _REFUSE  # type: ignore[no-any-return]  # (sentinels)
 
     def _header(self, name: str, issued: int | None) -> bytes:
         value = self.codec.encode(name, issued).encode()  # type: ignore[union-attr]

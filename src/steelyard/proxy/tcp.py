@@ -42,6 +42,8 @@ from typing import TYPE_CHECKING
 
 from ..core.balancing import PickContext
 from .proxy_protocol import header as proxy_header
+from .reset import reset
+from .resources import WARNER, is_local
 from .sni import MORE, client_hello_name
 from .sni import route as sni_route
 from .splice import Spliced
@@ -70,7 +72,7 @@ class ServerSide(asyncio.Protocol):
         relay = self.relay
         relay.opened += 1
         if relay.done:  # the client left while this connection was being made
-            transport.abort()
+            self.transport.abort()
         else:
             relay.up = self
 
@@ -125,7 +127,7 @@ class TcpRelay(asyncio.Protocol):
         self.eofs = 0
         self.opened = 0  # connections made (client, server); each one lost counts down
         self.done = False  # ending: no new server connection is kept
-        self.task: asyncio.Task | None = None
+        self.task: asyncio.Task[None] | asyncio.TimerHandle | None = None
         self.early: list[bytes] = []  # what the client sent before a server was connected
         self.spliced: Spliced | None = None  # the zero-copy path, when the listener uses it
 
@@ -141,8 +143,8 @@ class TcpRelay(asyncio.Protocol):
             transport.close()
             return
         if self.L.sni_routes:  # read the ClientHello first: its server name picks the pool
-            transport.resume_reading()  # type: ignore[attr-defined]
-            self.task = self.L.loop.call_later(SNI_WAIT, self._sni_timeout)  # type: ignore[assignment]
+            self.transport.resume_reading()
+            self.task = self.L.loop.call_later(SNI_WAIT, self._sni_timeout)
             return
         self.task = self.L.loop.create_task(self._connect(self.L.pool))
 
@@ -187,6 +189,10 @@ class TcpRelay(asyncio.Protocol):
                     await loop.create_connection(lambda: ServerSide(self), server.host, server.port)
             except (OSError, TimeoutError) as exc:
                 load.active -= 1
+                if is_local(exc):  # out of descriptors (or ports): no server is to blame, none would do
+                    WARNER.warn(f"connect to {server.name} ({server.address})", exc)
+                    why = f"no local resources ({exc.strerror or exc})"
+                    break
                 load.failures += 1
                 load.fail_streak += 1  # passive health: connect failures in a row may eject it
                 if on_done is not None:
@@ -307,7 +313,7 @@ class TcpRelay(asyncio.Protocol):
             if exc is None:
                 other.close()
             else:
-                other.abort()
+                reset(other)  # (a reset passed on as a reset: a FIN would read as a clean end)
         self.opened -= 1
         if self.opened <= 0:
             self._release()

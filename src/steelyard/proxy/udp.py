@@ -121,7 +121,7 @@ class UdpListener(asyncio.DatagramProtocol):
         self.now = loop.time()
         self.accepting = True
         self.transport: asyncio.DatagramTransport = None  # type: ignore[assignment]
-        self._sweeper: asyncio.Task | None = None
+        self._sweeper: asyncio.Task[None] | None = None
         self._addresses: dict[Server, tuple[int, Any]] = {}  # server -> (family, sockaddr), resolved once
         self._dropped = 0  # datagrams dropped for want of a server since the last log line
         self._dropped_logged = -1e9

@@ -21,11 +21,14 @@ in config as ``algorithm = "package.module:ClassName"``.
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..model import Server
+
+_DOTTED = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")  # an absolute module path (no relative import)
 
 if TYPE_CHECKING:
     import random
@@ -104,6 +107,8 @@ def resolve_algorithm(name: str) -> type[Balancer]:
             raise ValueError(f"unknown algorithm {name!r}; choose one of {choices}, or 'package.module:ClassName'")
         target = name
     module_name, _, attr = target.partition(":")
+    if not _DOTTED.fullmatch(module_name) or not attr.isidentifier():
+        raise ValueError(f"a custom algorithm is 'package.module:ClassName'; got {name!r}")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

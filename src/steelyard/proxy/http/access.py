@@ -24,13 +24,13 @@ BATCH = 4096
 class AccessLog:
     def __init__(self, path: str, loop: asyncio.AbstractEventLoop) -> None:
         self.path, self.loop = path, loop
-        self.pending: list[tuple] = []
+        self.pending: list[tuple[Any, ...]] = []
         self.offset = time.time() - loop.time()  # loop clock -> Unix time
         # (unbuffered, O_APPEND: each batch is one write, so worker processes sharing the file
         # never interleave inside a line)
         self.file: Any = sys.stdout if path == "-" else open(path, "ab", buffering=0)  # noqa: SIM115
         self.task = loop.create_task(self._run())
-        self.writing: asyncio.Future | None = None
+        self.writing: asyncio.Future[None] | None = None
 
     def record(self, down: Any, ex: Any, status: int, server: Any) -> None:
         self.pending.append(
@@ -45,7 +45,7 @@ class AccessLog:
             self.writing = self.loop.run_in_executor(None, self._write, batch)
             self.writing.add_done_callback(lambda _: setattr(self, "writing", None))
 
-    def _write(self, batch: list[tuple]) -> None:
+    def _write(self, batch: list[tuple[Any, ...]]) -> None:
         off, lines = self.offset, []
         for t, end, ip, method, url, status, size, pool, server, tries in batch:
             lines.append(

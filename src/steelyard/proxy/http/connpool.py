@@ -12,6 +12,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from ...core.model import Server
+from ..resources import WARNER, is_local
 from .dispatch import UNSENT
 from .upstream import UpstreamConnection
 
@@ -82,15 +83,16 @@ class ConnPool:
             ),
             self.connect_timeout,
         )
-        return conn  # type: ignore[return-value]
+        return conn
 
     def connect_for(self, ex: "Exchange", down: "DownstreamProtocol") -> None:
         """Open a new connection and hand it to ``down`` for ``ex``; a refusal is a 502 and
         a connect timeout a 504, unless another server takes the request (it never reached
-        this one, so any request may be retried). If ``ex`` was abandoned meanwhile the
-        connection is kept idle."""
+        this one, so any request may be retried); a local shortage (no descriptor left) is a
+        503 that no server is blamed for. If ``ex`` was abandoned meanwhile the connection is
+        kept idle."""
 
-        def connected(fut: asyncio.Future) -> None:
+        def connected(fut: asyncio.Future[UpstreamConnection]) -> None:
             if fut.cancelled():
                 return
             exc = fut.exception()
@@ -98,10 +100,14 @@ class ConnPool:
                 if exc is None:
                     self.release(fut.result())  # nobody waits for it now: keep it warm
             elif exc is not None:
-                down.exchange_failed(ex, 504 if isinstance(exc, TimeoutError) else 502, False, UNSENT)
+                if is_local(exc):  # out of descriptors (or ports, memory): not the server's failure
+                    WARNER.warn(f"connect to {self.server.name} ({self.server.address})", exc)
+                    down.local_failure(ex)
+                else:
+                    down.exchange_failed(ex, 504 if isinstance(exc, TimeoutError) else 502, False, UNSENT)
             else:
                 conn = fut.result()
-                if conn.closed or conn.transport.is_closing():
+                if conn.closed or conn.transport is None or conn.transport.is_closing():
                     # connected, then closed before a byte was sent (a server dying as it accepts)
                     down.exchange_failed(ex, 502, False, UNSENT)
                 else:

@@ -17,8 +17,11 @@ State machine (requests are answered strictly in order):
 
 Rules:
 - Nothing on the per-request path logs, looks up config, or copies a body.
-- Reading pauses for three reasons, tracked as bits: a pipelined request waits its
-  turn, the server's transport is full, or body bytes pile up while connecting.
+- Reading pauses for four reasons, tracked as bits: a pipelined request waits its
+  turn, the server's transport is full, body bytes pile up while connecting, or
+  ``PIPELINE_MAX`` pipelined requests wait already (the rest of the read is held as bytes).
+- A request is sent only once the read that brought its head is parsed: a malformed body
+  in the same read refuses it before any byte reaches a server.
 - Bytes of a request body go to the server framed the way steelyard forwards them
   (one framing header, re-chunked when the client sent chunked).
 - Bytes after an upgrade request are held back until the server's 101: a server
@@ -35,9 +38,10 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from ..reset import reset
 from . import dispatch, request
 from .errors import BUSY, CANNED
-from .request import MAX_HEAD, PENDING_FULL, PENDING_LIMIT, PIPELINE, SPARE, UPSTREAM_FULL, release
+from .request import HELD, MAX_HEAD, PENDING_FULL, PENDING_LIMIT, PIPELINE, PIPELINE_MAX, SPARE, UPSTREAM_FULL, release
 from .tunnel import Tunnel
 
 if TYPE_CHECKING:
@@ -48,14 +52,14 @@ if TYPE_CHECKING:
     from .upstream import UpstreamConnection
 
 __all__ = ["MAX_HEAD", "PENDING_LIMIT", "UPSTREAM_FULL", "DownstreamProtocol"]
-NO_QUEUE: tuple = ()  # ``queue`` until a request is pipelined (a list: 56 bytes per idle connection)
+NO_QUEUE: tuple[()] = ()  # ``queue`` until a request is pipelined (a list: 56 bytes per idle connection)
 
 
 class DownstreamProtocol(asyncio.Protocol):
     __slots__ = (
         "L", "clock", "transport", "parser", "ex", "current", "queue", "ctx", "ip", "forwarded", "paused",
         "write_paused", "closing", "tunnel", "tunnel_conn", "last_active", "head_bytes", "upgrading", "keep_headers",
-        "dead", "eof", "served", "refusal", "advancing",
+        "dead", "eof", "served", "refusal", "advancing", "fresh", "held",
     )  # fmt: skip
 
     def __init__(self, listener: "HttpListener") -> None:
@@ -66,7 +70,7 @@ class DownstreamProtocol(asyncio.Protocol):
         self.parser: HttpRequestParser | None = None  # taken while a request is read (``request``)
         self.ex: Exchange | None = None  # the request being parsed
         self.current: Exchange | None = None  # the request being answered
-        self.queue: list[Exchange] | tuple = NO_QUEUE  # pipelined requests waiting their turn
+        self.queue: list[Exchange] | tuple[()] = NO_QUEUE  # pipelined requests waiting their turn
         self.paused, self.write_paused, self.closing = 0, 0.0, False
         self.tunnel: Tunnel | None = None
         self.tunnel_conn: UpstreamConnection | None = None  # (the server's side of the tunnel)
@@ -77,6 +81,8 @@ class DownstreamProtocol(asyncio.Protocol):
         self.served = False  # some request was answered (else idle time counts as head time)
         self.refusal = 0  # a malformed pipelined request, refused once the ones before it are answered
         self.advancing = False  # inside _next (keeps a run of synchronous failures iterative)
+        self.fresh: Exchange | None = None  # a request whose head came in the read being parsed (sent after it)
+        self.held: bytes | None = None  # bytes not parsed yet: PIPELINE_MAX requests wait already
 
     # -- connection lifecycle ----------------------------------------------------
 
@@ -98,6 +104,7 @@ class DownstreamProtocol(asyncio.Protocol):
             self.tunnel.close()
         cur, self.current = self.current, None
         self.queue = NO_QUEUE
+        self.held = None
         if cur is not None:
             cur.drop_upstream()
             cur.abandon()
@@ -114,20 +121,20 @@ class DownstreamProtocol(asyncio.Protocol):
         return True if self.current is not None or self.queue else None
 
     def shutdown(self) -> None:
-        """Stop taking requests: close now when idle between requests, else after the current
-        response (which says ``Connection: close`` if its head has not gone yet); pipelined ones
-        wait no more. A connection that has not sent its first request yet gets it answered (its
-        client just connected: closing would fail a request no client retries)."""
+        """Stop taking requests: the current response (if any) says ``Connection: close`` if its
+        head has not gone yet, pipelined ones wait no more. A connection idle between requests
+        stays open for the listener's moment of grace (``close_if_idle``): a request already on
+        its way is answered, with ``Connection: close``, instead of meeting a closed connection
+        (as HAProxy's ``idle-close-on-response``)."""
         self.closing = True
         self.queue = NO_QUEUE
+        self.held = None
         if self.current is not None:
             self.current.keep_alive = False
-        elif self.ex is None and self.tunnel is None and self.served:
-            self._close()
 
-    def close_if_silent(self) -> None:
-        """After ``shutdown``'s moment of grace: a connection still without a first request goes."""
-        if not self.served and self.ex is None and self.current is None and self.tunnel is None and not self.dead:
+    def close_if_idle(self) -> None:
+        """After ``shutdown``'s moment of grace: a connection with no request in progress goes."""
+        if self.ex is None and self.current is None and self.tunnel is None and not self.dead:
             self._close()
 
     # -- flow control --------------------------------------------------------------
@@ -167,6 +174,11 @@ class DownstreamProtocol(asyncio.Protocol):
     # -- request parsing (``request``: llhttp's callbacks act on the connection being fed) --------
 
     data_received = request.data_received
+
+    def hold(self, data: bytes) -> None:
+        """Keep ``data`` unparsed until the pipelined requests before it are answered (``_next``)."""
+        self.held = data if self.held is None else self.held + data
+        self._pause(HELD)
 
     def _hold_early(self, data: bytes) -> None:
         if data and self.upgrading is not None and self.upgrading.hold_early(data) > PENDING_LIMIT:
@@ -217,6 +229,12 @@ class DownstreamProtocol(asyncio.Protocol):
         ex.settle(False, self.clock)
         self._answer_failure(ex, status, CANNED[(status, True)], CANNED[(status, False)], responded)
 
+    def local_failure(self, ex: Exchange) -> None:
+        """``ex`` could not go out for lack of local resources (descriptors): 503, and nothing is
+        reported against its server (``resources``)."""
+        ex.abandon()
+        self._answer_failure(ex, 503, CANNED[(503, True)], CANNED[(503, False)], False)
+
     def busy(self, ex: Exchange) -> None:
         """Every server is at its max_conns and the queue is full (or ``ex`` waited too long)."""
         self._answer_failure(ex, 503, BUSY[True], BUSY[False], False)
@@ -230,7 +248,7 @@ class DownstreamProtocol(asyncio.Protocol):
         self.current = None
         self.served = True
         if responded:
-            self.transport.abort()  # a half-sent response cannot be repaired
+            reset(self.transport)  # a half-sent response cannot be repaired: the client must see a cut
             self.dead = True
             return
         unread = not ex.request_done and (ex.chunked or ex.clen not in (None, b"0"))  # a body still coming
@@ -250,11 +268,19 @@ class DownstreamProtocol(asyncio.Protocol):
         self.last_active = self.L.now
         if self.paused:  # (the finished exchange's server may have left this connection paused)
             self._resume(PIPELINE | PENDING_FULL | UPSTREAM_FULL)
-        while self.current is None and self.queue and not self.dead:
-            ex = self.current = self.queue.pop(0)  # type: ignore[union-attr]
-            if not self.queue:
-                self.queue = NO_QUEUE
-            self._dispatch(ex)
+        while True:
+            while self.current is None and self.queue and not self.dead:
+                ex = self.current = self.queue.pop(0)
+                if not self.queue:
+                    self.queue = NO_QUEUE
+                self._dispatch(ex)
+            held = self.held
+            if held is None or self.dead or len(self.queue) >= PIPELINE_MAX:
+                break
+            self.held = None  # parse what waited (reading stays paused until it is all parsed)
+            self.data_received(held)
+            if self.held is None:
+                self._resume(HELD)
         self.advancing = False
         if self.current is not None or self.dead:
             return
@@ -282,11 +308,12 @@ class DownstreamProtocol(asyncio.Protocol):
         cur = self.current
         self.current = self.ex = self.upgrading = None
         self.queue = NO_QUEUE
+        self.held = None
         if cur is not None:
             responded = cur.drop_upstream()
             cur.abandon()  # (every refusal is the client's doing, never the server's failure)
             if responded:
-                self.transport.abort()  # the refusal cannot follow half a response
+                reset(self.transport)  # the refusal cannot follow half a response
                 self.dead = True
                 return
         self.counted(status, len(CANNED[(status, True)]))

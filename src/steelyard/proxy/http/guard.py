@@ -12,7 +12,7 @@ that names ``chunked`` twice), malformed chunk sizes and chunk extensions. These
 - a request target that is not origin form (``/...``), absolute form (``http(s)://...``, turned
   into origin form), ``*`` for OPTIONS, or authority form for CONNECT (405): 400;
 - a fragment (``#``) in the target (no request target has one, RFC 9112 section 3.2): 400;
-- an HTTP/1.1 request without Host, or with a Host that is not ``host[:port]``: 400;
+- an HTTP/1.1 request without Host (in absolute form too), or with a Host that is not ``host[:port]``: 400;
 - Transfer-Encoding in an HTTP/1.0 request (RFC 9112 section 6.1: faulty framing): 400;
 - a Content-Length over the listener's ``max_body_size``: 413;
 - a client over its ``rate_limit``: 429 with Retry-After (the body, if any, is not read);
@@ -34,6 +34,7 @@ from httptools import HttpParserError
 from .errors import error_response
 
 if TYPE_CHECKING:
+    from ...core.ratelimit import TokenBuckets
     from .downstream import DownstreamProtocol
     from .exchange import Exchange
 
@@ -75,6 +76,8 @@ def verdict(down: DownstreamProtocol, ex: Exchange) -> int:
     if ex.refuse > 0:
         return ex.refuse
     url = ex.url
+    if ex.host is None and ex.http11:
+        return 400  # RFC 9112 section 3.2: every HTTP/1.1 request has Host, absolute form or not
     if url[:1] != b"/":
         if ex.method == b"CONNECT":
             return 405
@@ -88,10 +91,7 @@ def verdict(down: DownstreamProtocol, ex: Exchange) -> int:
     if b"#" in ex.url:
         return 400
     host = ex.host
-    if host is None:
-        if ex.http11:
-            return 400
-    elif host not in GOOD_HOSTS and not host_ok(host):
+    if host is not None and host not in GOOD_HOSTS and not host_ok(host):
         return 400
     if ex.chunked and not ex.http11:
         return 400
@@ -129,7 +129,8 @@ def refuse(down: DownstreamProtocol, ex: Exchange, status: int) -> None:
     nothing of a body is left unread; the others close it (the framing is suspect)."""
     if status == 429:
         L = down.L
-        limiter = ex.more.limiter if ex.more is not None and ex.more.limiter is not None else L.limiter
+        more = ex.more
+        limiter: TokenBuckets = more.limiter if more is not None and more.limiter is not None else L.limiter  # type: ignore[assignment]
         wait = limiter.retry_after((1.0 - limiter.buckets[down.ip][0]) / limiter.rate)
         extra = b"Retry-After: %d\r\n" % wait
         down._answer_failure(
@@ -152,21 +153,35 @@ HEAD_STEP = 4096  # a read this big or bigger may hold a head that must be measu
 
 
 def in_slices(down: DownstreamProtocol, data: bytes) -> bool:
-    """Feed a big read to ``down`` in slices when that is needed to measure a head (True: done).
+    """Feed a big read to ``down`` in slices when that is needed to measure a head or to bound
+    what pipelining costs (True: done).
 
     ``data_received`` counts a read towards the head limit only when the head is still
     unfinished after it, so a head that ends inside a big read would go unmeasured. Slices
-    bound that: while a head is in progress, ``HEAD_STEP``; otherwise ``MAX_HEAD`` (a head
-    that begins in one of those and is not done at its end has its size counted in full).
-    The limit is thus enforced within ``HEAD_STEP`` bytes."""
-    from .downstream import MAX_HEAD
+    bound that: ``HEAD_STEP`` bytes, or the rest of a Content-Length body being read plus
+    ``HEAD_STEP`` (bodies go through in big slices). The limit is thus enforced within
+    ``HEAD_STEP`` bytes.
 
-    ex = down.ex
-    step = HEAD_STEP if ex is not None and not ex.method else MAX_HEAD
-    if len(data) <= step:
-        return False
-    for i in range(0, len(data), step):
+    Slices also bound pipelining: once ``PIPELINE_MAX`` requests wait behind the one being
+    answered, the rest of the read is held as bytes (``DownstreamProtocol.hold``; reading
+    stops) instead of becoming requests, so a client that pipelines without reading holds
+    at most one read's bytes plus a slice's worth of parsed requests."""
+    from .request import PIPELINE_MAX
+
+    i, n = 0, len(data)
+    while i < n:
+        if len(down.queue) >= PIPELINE_MAX and not down.dead:
+            down.hold(data[i:])
+            return True
+        ex = down.ex
+        step = HEAD_STEP
+        if ex is not None and ex.method and ex.clen is not None:
+            more = ex.more
+            step += int(ex.clen) - (more.body_size if more is not None else 0)
+        if i == 0 and n <= step:
+            return False  # one slice: the caller feeds it
         down.data_received(data[i : i + step])
+        i += step
     return True
 
 

@@ -23,7 +23,7 @@ from .timeouts import check_timeouts
 if TYPE_CHECKING:
     from ..pool import PoolRuntime
 
-FIRST_REQUEST_GRACE = 1.0  # seconds a stopping listener waits for a new connection's first request
+IDLE_GRACE = 1.0  # seconds a stopping listener keeps idle connections open for a request on its way
 CLIENTS_MAX = 4096  # client addresses whose shared per-connection values are kept (then all are dropped)
 
 
@@ -141,10 +141,10 @@ class HttpListener(StreamListener):
     def shutdown_connections(self) -> None:
         for conn in list(self.connections):
             conn.shutdown()
-        # connections that had not sent a request yet are kept for it (downstream.shutdown),
-        # for a moment: one that stays silent (a browser's preconnect, a probe) holds no stop
-        self.loop.call_later(FIRST_REQUEST_GRACE, self._close_silent)
+        # connections with no request in progress stay for a moment, for a request already on
+        # its way (answered with Connection: close); idle past it, they hold no stop
+        self.loop.call_later(IDLE_GRACE, self._close_idle)
 
-    def _close_silent(self) -> None:
+    def _close_idle(self) -> None:
         for conn in list(self.connections):
-            conn.close_if_silent()
+            conn.close_if_idle()

@@ -30,13 +30,15 @@ from .guard import HEAD_STEP, Refused, in_slices, parse_status, version_ok  # (a
 if TYPE_CHECKING:
     from .downstream import DownstreamProtocol
 
-PIPELINE, UPSTREAM_FULL, PENDING_FULL = 1, 2, 4  # why reading is paused (bits of ``DownstreamProtocol.paused``)
+PIPELINE, UPSTREAM_FULL, PENDING_FULL, HELD = 1, 2, 4, 8  # why reading is paused (``DownstreamProtocol.paused``)
 PENDING_LIMIT = 256 * 1024  # body bytes buffered per request while no connection is ready
+PIPELINE_MAX = 16  # pipelined requests parsed ahead of the one being answered; the rest waits as bytes
 MAX_HEAD = 64 * 1024  # request line + headers; more is refused with 431 (measured within HEAD_STEP)
 SPARE_MAX = 256  # idle parsers kept for the next connection that needs one (more: dropped by the sweep)
 _request_code = H.REQUEST_CODES.get  # bound once: one C call per header, no lookups
 
-feeding: DownstreamProtocol | None = None  # the connection whose parser is running
+# the connection whose parser is running (None between feeds, when no callback can run)
+feeding: DownstreamProtocol = None  # type: ignore[assignment]
 SPARE: list[HttpRequestParser] = []  # parsers given back, taken again last in first out
 
 
@@ -66,6 +68,7 @@ def data_received(self: DownstreamProtocol, data: bytes) -> None:
     if parser is None:
         parser = self.parser = SPARE.pop() if SPARE else HttpRequestParser(CALLBACKS)
     outer, feeding = feeding, self
+    malformed = 0
     try:
         parser.feed_data(data)
     except HttpParserUpgrade as upg:
@@ -75,11 +78,21 @@ def data_received(self: DownstreamProtocol, data: bytes) -> None:
             self.upgrading.extra().early = []
             self._hold_early(data[upg.args[0] :])
     except HttpParserError as exc:
-        if not self.dead:
-            self._refuse_malformed(parse_status(exc))  # 400, or a limit's 413 / 414
-        return
+        malformed = parse_status(exc)  # 400, or a limit's 413 / 414
     finally:
         feeding = outer
+    fresh = self.fresh
+    if fresh is not None:  # a request whose head came in this read goes out only now that the read
+        self.fresh = None  # is parsed: what follows its head in the same read may refuse it
+        if malformed and not self.dead:
+            self._refuse_malformed(malformed)
+            malformed = 0
+        if fresh is self.current and not self.dead:
+            self._dispatch(fresh)
+    if malformed:
+        if not self.dead:
+            self._refuse_malformed(malformed)
+        return
     ex = self.ex
     if ex is not None and not ex.method and (ex is before or self.current is None):
         # a head begun in an earlier read and still not finished: all of this read is head
@@ -89,8 +102,12 @@ def data_received(self: DownstreamProtocol, data: bytes) -> None:
             self._refuse_malformed(431)
             return
     cur = self.current
-    if cur is not None and cur.pending and not cur.flush_pending(self.clock) and cur.pending_size > PENDING_LIMIT:
-        self._pause(PENDING_FULL)  # body bytes pile up while no connection is ready
+    if cur is not None and cur.pending and not cur.flush_pending(self.clock):
+        cur.compact()  # (a body of tiny chunks waits as one bytes object, not a list of pieces)
+        if cur.pending_size > PENDING_LIMIT:
+            self._pause(PENDING_FULL)  # body bytes pile up while no connection is ready
+    if ex is not None and ex is not cur and len(ex.pending) > 1:
+        ex.compact()  # a pipelined request's body, waiting its turn
 
 
 def release(down: DownstreamProtocol) -> None:
@@ -106,13 +123,13 @@ def release(down: DownstreamProtocol) -> None:
 
 def on_message_begin() -> None:
     down = feeding
-    if down.dead:  # type: ignore[union-attr]
+    if down.dead:
         raise Closed("the connection is closing")
-    down.ex = Exchange(down.clock())  # type: ignore[union-attr]  (the access log's start: a fresh reading)
-    down.L.requests += 1  # type: ignore[union-attr]
-    down.head_bytes = 0  # type: ignore[union-attr]
-    if down.current is not None:  # type: ignore[union-attr]
-        down._pause(PIPELINE)  # type: ignore[union-attr]
+    down.ex = Exchange(down.clock())  # (the access log's start: a fresh reading, not the sweep's)
+    down.L.requests += 1
+    down.head_bytes = 0
+    if down.current is not None:
+        down._pause(PIPELINE)
 
 
 def on_url(url: bytes) -> None:
@@ -121,34 +138,34 @@ def on_url(url: bytes) -> None:
 
 def on_header(name: bytes, value: bytes) -> None:
     down = feeding
-    ex = down.ex  # type: ignore[union-attr]
-    if ex.method:  # type: ignore[union-attr]
+    ex: Exchange = down.ex  # type: ignore[assignment]  # (a callback runs only inside a request)
+    if ex.method:
         return  # a trailer (after a chunked body): not forwarded, never a header of another request
-    if down.keep_headers:  # type: ignore[union-attr]
-        ex.headers.append((name, value))  # type: ignore[union-attr]
+    if down.keep_headers:
+        ex.headers.append((name, value))
     code = _request_code(name)
     if code is None:
         code = H.request_code(name)
     if not code:  # ORDINARY
-        ex.parts += (name, b": ", value, b"\r\n")  # type: ignore[union-attr]
+        ex.parts += (name, b": ", value, b"\r\n")
     elif code == H.HOST:  # (every request has one: kept inline)
-        if ex.host is not None:  # type: ignore[union-attr]
-            ex.refuse = 400  # type: ignore[union-attr]  # several Host headers
-        ex.host = value  # type: ignore[union-attr]
-        ex.parts += (name, b": ", value, b"\r\n")  # type: ignore[union-attr]
+        if ex.host is not None:
+            ex.refuse = 400  # several Host headers
+        ex.host = value
+        ex.parts += (name, b": ", value, b"\r\n")
     else:
-        ex.special_header(code, value)  # type: ignore[union-attr]
+        ex.special_header(code, value)
 
 
 def on_headers_complete() -> None:
     down = feeding
-    if down.dead:  # type: ignore[union-attr]
+    if down.dead:
         raise Closed("the connection is closing")
-    ex = down.ex  # type: ignore[union-attr]
-    p = down.parser  # type: ignore[union-attr]
+    ex: Exchange = down.ex  # type: ignore[assignment]
+    p: HttpRequestParser = down.parser  # type: ignore[assignment]
     ex.method = p.get_method()
     keep = p.should_keep_alive()
-    ex.keep_alive = keep and not down.closing  # type: ignore[union-attr]
+    ex.keep_alive = keep and not down.closing
     ex.http11 = keep  # without Connection/Proxy-Connection, llhttp keeps 1.1 alive
     specials = ex.specials
     if specials:  # (Connection, Upgrade and the framing headers are all special: else none came)
@@ -160,39 +177,39 @@ def on_headers_complete() -> None:
             ex.refuse = 400  # both Content-Length and Transfer-Encoding
     if not ex.http11 and not version_ok(p.get_http_version()):
         ex.refuse = 505  # HTTP/2.0 or 0.9 in an HTTP/1 request line
-    L = down.L  # type: ignore[union-attr]
+    L = down.L
     if len(ex.parts) + specials > L.max_parts or len(ex.url) > L.max_uri_length:
         ex.refuse = 431 if len(ex.parts) + specials > L.max_parts else 414
-    if down.current is None:  # type: ignore[union-attr]
-        down.current = ex  # type: ignore[union-attr]
-        down._dispatch(ex)  # type: ignore[union-attr]
-    elif down.queue:  # type: ignore[union-attr]
-        down.queue.append(ex)  # type: ignore[union-attr]
+    if down.current is None:
+        down.current = down.fresh = ex  # dispatched once the read is parsed
+    elif down.queue:
+        down.queue.append(ex)  # (a list once non-empty)
     else:
-        down.queue = [ex]  # type: ignore[union-attr]  # (no list until a request is pipelined)
+        down.queue = [ex]  # (no list until a request is pipelined)
 
 
 def on_body(body: bytes) -> None:
     down = feeding
-    ex = down.ex  # type: ignore[union-attr]
+    ex: Exchange = down.ex  # type: ignore[assignment]  # (a callback runs only inside a request)
     more = ex.more or ex.extra()
     more.body_size += len(body)
-    if more.body_size > (more.max_body or down.L.max_body):  # type: ignore[union-attr]
+    if more.body_size > (more.max_body or down.L.max_body):
         raise Refused(413)
-    ex.pending.append(H.chunk(body) if ex.chunked else body)
-    ex.pending_size += len(body)
+    piece = H.chunk(body) if ex.chunked else body
+    ex.pending.append(piece)
+    ex.pending_size += len(piece)
 
 
 def on_message_complete() -> None:
     down = feeding
-    ex = down.ex  # type: ignore[union-attr]
-    down.ex = None  # type: ignore[union-attr]
+    ex: Exchange = down.ex  # type: ignore[assignment]  # (a callback runs only inside a request)
+    down.ex = None
     if ex.chunked:
         ex.pending.append(H.LAST_CHUNK)
     ex.request_done = True
     if ex.conn is not None and not ex.pending:
         # sent in full (reused connection): the response timeout starts (no body: it was sent just now)
-        ex.t_sent = ex.t_start if ex.more is None and not ex.chunked else down.clock()  # type: ignore[union-attr]
+        ex.t_sent = ex.t_start if ex.more is None and not ex.chunked else down.clock()
 
 
 class _Callbacks:

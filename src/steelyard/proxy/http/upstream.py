@@ -158,6 +158,9 @@ class UpstreamConnection(asyncio.Protocol):
         if self.ex is None:
             self.transport.close()  # type: ignore[union-attr]  # unsolicited bytes: not reusable
             return
+        if not self.responded and self.head_bytes + len(data) > MAX_HEAD:
+            self._head_at_limit(data)
+            return
         self.nread += len(data)  # progress (the sweep's stall check) and the response's size
         try:
             self.parser.feed_data(data)
@@ -185,6 +188,16 @@ class UpstreamConnection(asyncio.Protocol):
             self.out.clear()
         if self.complete:
             self._finish(self.keep)
+
+    def _head_at_limit(self, data: bytes) -> None:
+        """A read that could carry the response head past ``MAX_HEAD``: exactly the bytes the
+        limit leaves room for are parsed first; a head not complete by then is too large (502)."""
+        room = MAX_HEAD - self.head_bytes
+        self.data_received(data[:room])
+        if self.ex is not None and not self.responded:
+            self.fail(502)
+        else:  # the head ended in time: the rest is body, a tunnel's, or bytes nobody asked for
+            self.data_received(data[room:])
 
     def _flush(self) -> None:
         out = self.out
@@ -260,7 +273,7 @@ class UpstreamConnection(asyncio.Protocol):
         if ex.more is not None and ex.more.tries and ex.pool.retry_header:  # type: ignore[union-attr]
             out.append(b"X-Steelyard-Retries: %d\r\n" % ex.more.tries)  # type: ignore[union-attr]
         if status == 101:
-            out.append(b"Connection: upgrade\r\nUpgrade: %b\r\n\r\n" % (upgrade or ex.upgrade))  # type: ignore[union-attr]
+            out.append(b"Connection: upgrade\r\nUpgrade: %b\r\n\r\n" % (upgrade or ex.upgrade))  # type: ignore[union-attr, str-format]
             self.mode = NONE  # llhttp ends the 101 "message": no last chunk may follow it
             return
         head_only = ex.method == b"HEAD"  # type: ignore[union-attr]
@@ -327,7 +340,7 @@ class UpstreamConnection(asyncio.Protocol):
                 pool.idle.append(self)
         else:
             self.close()
-        down.exchange_done(ex, True, now)  # type: ignore[union-attr]
+        down.exchange_done(ex, True, now)  # type: ignore[union-attr, arg-type]
 
     def fail(self, status: int, retry: int = NO_RETRY) -> None:
         """End the exchange with ``status`` (or an abort, if the client already has part of a
@@ -353,6 +366,6 @@ class UpstreamConnection(asyncio.Protocol):
         ex, down = self.ex, self.down
         self.ex = None
         self.tunnel = Tunnel(down.transport, self.transport)  # type: ignore[union-attr, arg-type]
-        down.start_tunnel(ex, self)  # type: ignore[union-attr]
+        down.start_tunnel(ex, self)  # type: ignore[union-attr, arg-type]
         if rest:
             self.tunnel.client.write(rest)

@@ -1,0 +1,104 @@
+"""steelyard.proxy.http: what a client may make one connection hold.
+
+Pipelined requests are parsed ahead of the one being answered only up to ``PIPELINE_MAX`` (plus
+what one slice of a read holds); the rest of the read waits as bytes and reading stops, until the
+requests before it are answered. Every request is still answered, in order. A body that waits for
+a server connection is held as one bytes object (not a piece per chunk) and reading stops past
+``PENDING_LIMIT`` bytes."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from steelyard.proxy.http import request
+from steelyard.proxy.http.connpool import ConnPool
+from steelyard.proxy.http.downstream import DownstreamProtocol
+from steelyard.proxy.http.guard import HEAD_STEP
+from steelyard.proxy.http.upstream import UpstreamConnection
+
+from .fakes import Transport
+from .fakes import site as make_site
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+@pytest.fixture
+def site():
+    lp = asyncio.new_event_loop()
+    asyncio.set_event_loop(lp)
+    listener, cp = make_site(lp)
+    request.SPARE.clear()
+    yield listener, cp
+    request.SPARE.clear()
+    lp.close()
+    asyncio.set_event_loop(None)
+
+
+def get(i: int) -> bytes:
+    return b"GET /%d HTTP/1.1\r\nHost: a\r\n\r\n" % i
+
+
+def connect(listener, cp) -> tuple[DownstreamProtocol, UpstreamConnection]:
+    conn = UpstreamConnection(cp)
+    conn.connection_made(Transport())
+    cp.idle.append(conn)
+    down = DownstreamProtocol(listener)
+    down.connection_made(Transport())
+    return down, conn
+
+
+def test_a_read_full_of_pipelined_requests_is_parsed_only_up_to_the_bound(site):
+    listener, cp = site
+    down, conn = connect(listener, cp)
+    data = b"".join(get(i) for i in range(4000))  # ~120 KiB in one read
+    down.data_received(data)
+    smallest = len(get(0))
+    assert len(down.queue) <= request.PIPELINE_MAX + HEAD_STEP // smallest
+    assert down.held is not None and len(down.held) > len(data) // 2
+    assert not down.transport.reading
+
+
+def test_every_held_request_is_answered_in_order_and_reading_resumes(site):
+    listener, cp = site
+    down, conn = connect(listener, cp)
+    n = 3000
+    down.data_received(b"".join(get(i) for i in range(n)))
+    for i in range(n):
+        sent = conn.transport.out[-1]
+        assert sent.startswith(b"GET /%d " % i), (i, sent[:40])
+        assert len(down.queue) <= request.PIPELINE_MAX + HEAD_STEP // len(get(0))
+        conn.data_received(OK)
+    answers = b"".join(down.transport.out)
+    assert answers.count(b"HTTP/1.1 200 OK") == n
+    assert down.held is None and down.current is None and not down.queue
+    assert down.transport.reading and not down.transport.closed
+
+
+def test_a_body_bigger_than_a_slice_is_not_held_back(site):
+    listener, cp = site
+    down, conn = connect(listener, cp)
+    body = b"x" * 200_000
+    down.data_received(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % len(body) + body + get(1))
+    sent = b"".join(conn.transport.out)
+    assert sent.endswith(body) and down.held is None
+    conn.data_received(OK)
+    assert conn.transport.out[-1].startswith(b"GET /1 ")
+
+
+def test_a_body_of_tiny_chunks_waits_for_its_connection_as_one_object_and_bounded(site, monkeypatch):
+    listener, cp = site  # no idle server connection: the request waits for a connect (never made here)
+    monkeypatch.setattr(ConnPool, "connect_for", lambda self, ex, down: None)
+    down = DownstreamProtocol(listener)
+    down.connection_made(Transport())
+    head = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+    read = b"1\r\nx\r\n" * 40_000  # one read of 1-byte chunks
+    down.data_received(head + read)
+    ex = down.current
+    assert ex is not None and ex.conn is None
+    assert len(ex.pending) == 1 and ex.pending_size == len(ex.pending[0]) == len(read)
+    while down.transport.reading:  # more reads, until the buffered bytes pass the limit
+        down.data_received(read)
+        assert len(ex.pending) == 1
+    assert request.PENDING_LIMIT < ex.pending_size <= request.PENDING_LIMIT + len(read)

@@ -1,0 +1,70 @@
+"""steelyard.proxy.http.upstream: a server's response head is limited to ``MAX_HEAD`` bytes
+exactly, however the head is split across reads; over it, the client gets a 502."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from steelyard.proxy.http import request
+from steelyard.proxy.http.downstream import DownstreamProtocol
+from steelyard.proxy.http.upstream import MAX_HEAD, UpstreamConnection
+
+from .fakes import Transport
+from .fakes import site as make_site
+
+GET = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+
+
+@pytest.fixture
+def site():
+    lp = asyncio.new_event_loop()
+    asyncio.set_event_loop(lp)
+    listener, cp = make_site(lp)
+    request.SPARE.clear()
+    yield listener, cp
+    request.SPARE.clear()
+    lp.close()
+    asyncio.set_event_loop(None)
+
+
+def head_of(size: int) -> bytes:
+    """A response head of exactly ``size`` bytes (status line to the blank line), 2-byte body."""
+    start = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Pad: "
+    end = b"\r\n\r\n"
+    return start + b"p" * (size - len(start) - len(end)) + end
+
+
+def answer(site, response: bytes, splits: list[int]) -> bytes:
+    listener, cp = site
+    conn = UpstreamConnection(cp)
+    conn.connection_made(Transport())
+    cp.idle.append(conn)
+    down = DownstreamProtocol(listener)
+    down.connection_made(Transport())
+    down.data_received(GET)
+    at = 0
+    for cut in [*splits, len(response)]:
+        if conn.ex is None:
+            break
+        conn.data_received(response[at:cut])
+        at = cut
+    return b"".join(down.transport.out)
+
+
+@pytest.mark.parametrize("splits", [[], [MAX_HEAD // 2], [MAX_HEAD - 1], [100, MAX_HEAD - 3]])
+def test_a_head_of_exactly_the_limit_passes(site, splits):
+    out = answer(site, head_of(MAX_HEAD) + b"ok", splits)
+    assert out.startswith(b"HTTP/1.1 200") and out.endswith(b"ok")
+
+
+@pytest.mark.parametrize("splits", [[], [MAX_HEAD // 2], [MAX_HEAD], [100, MAX_HEAD - 3], [MAX_HEAD - 1]])
+def test_a_head_one_byte_over_the_limit_is_a_502(site, splits):
+    out = answer(site, head_of(MAX_HEAD + 1) + b"ok", splits)
+    assert out.startswith(b"HTTP/1.1 502"), out[:60]
+
+
+def test_a_head_of_70_kb_in_reads_of_64_kib_is_a_502(site):
+    out = answer(site, head_of(70_000) + b"ok", [65536])
+    assert out.startswith(b"HTTP/1.1 502"), out[:60]

@@ -7,6 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
+from . import __version__
 from .config import ConfigError, load_config
 from .config.summary import describe
 from .config.warnings import config_warnings
@@ -210,7 +211,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     host, port = args.listen
     try:
-        run_demo(host, port, first_backend_port=args.backend_port)
+        run_demo(host, port, first_backend_port=args.backend_port, admin=args.admin)
     except OSError as exc:  # a port of the demo is taken: say which, no traceback
         print(f"steelyard demo: cannot start: {exc}", file=sys.stderr)
         return 1
@@ -245,6 +246,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="steelyard", description="A software load balancer.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log control-plane events")
+    parser.add_argument("--version", action="version", version=f"steelyard {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", help="run the balancer in the foreground")
@@ -294,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("scenario", nargs="?", choices=["sessions"], help="sessions: what survives a server's death")
     p.add_argument("--listen", type=_address, default=("127.0.0.1", 8080), help="balancer address")
     p.add_argument("--backend-port", type=int, default=9001, help="first of three backend ports (0: ephemeral)")
+    p.add_argument("--admin", type=_address, default=("127.0.0.1", 9901), help="admin API and dashboard address")
     p.add_argument(
         "--algorithm",
         "-a",

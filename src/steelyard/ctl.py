@@ -1,9 +1,11 @@
 """``steelyard ctl``: a command-line client of the admin API (stdlib HTTP, rich tables, ``--json``).
 
-    steelyard ctl [--admin URL] [--token T | $STEELYARD_TOKEN] [--json] COMMAND
+    steelyard ctl [--admin URL] [--token T | $STEELYARD_TOKEN] [--json] COMMAND [--json]
       status | pools | servers POOL | add POOL ADDRESS [--name N] [--weight W] [--backup]
       remove POOL SERVER | drain POOL SERVER | ready POOL SERVER | maint POOL SERVER
       weight POOL SERVER W | algorithm POOL NAME | reload | dns | cluster
+
+``--json`` (print the API's answer as it is) is accepted before or after the command.
 
 Exit status: 0 on success, 1 when the API answered with an error (its message is printed),
 2 when the admin listener cannot be reached.
@@ -12,6 +14,7 @@ Exit status: 0 on success, 1 when the API answered with an error (its message is
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -19,7 +22,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.table import Table
 
 DEFAULT_URL = "http://127.0.0.1:9901"
@@ -84,6 +87,15 @@ def _pools_table(pools: list[dict]) -> Table:
     return table
 
 
+def _listeners_table(listeners: list[dict]) -> Table:
+    table = Table(title="listeners")
+    for col in ("listener", "mode", "address"):
+        table.add_column(col)
+    for lst in listeners:
+        table.add_row(lst["name"], lst["mode"], lst["address"])
+    return table
+
+
 def _dns_table(zones: list[dict]) -> Table:
     table = Table(title="DNS answers now")
     for col in ("zone", "name", "source", "answers", "ttl"):
@@ -133,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if c == "status":
             result = call(base, "GET", "/api/v1/status")
-            show = _pools_table(result["pools"])
+            show = Group(_listeners_table(result["listeners"]), _pools_table(result["pools"]))
         elif c == "pools":
             result = call(base, "GET", "/api/v1/pools")
             show = _pools_table(result)
@@ -198,8 +210,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help=f"admin API base URL (default {DEFAULT_URL}, or $STEELYARD_ADMIN)",
     )
     p.add_argument("--token", help="bearer token for changes (or $STEELYARD_TOKEN)")
-    p.add_argument("--json", action="store_true", help="print the API's JSON answer")
+    p.add_argument("--json", action="store_true", help="print the API's JSON answer (here or after the command)")
+    # (each command takes --json too; SUPPRESS keeps the one given before the command when it is absent)
+    after = argparse.ArgumentParser(add_help=False)
+    after.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print the API's JSON answer")
     sub = p.add_subparsers(dest="ctl", required=True)
+    sub.add_parser = functools.partial(sub.add_parser, parents=[after])  # type: ignore[method-assign]
     sub.add_parser("status", help="listeners, pools and servers")
     sub.add_parser("pools", help="every pool")
     s = sub.add_parser("reload", help="read the configuration file again (refused if invalid)")

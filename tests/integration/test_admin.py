@@ -14,6 +14,8 @@ import time
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from steelyard.control.admin import AdminApp
+
 from .conftest import STEELYARD, pool_config, servers_toml
 
 WAIT = 15.0
@@ -169,6 +171,8 @@ def test_api_errors_name_the_field_and_writes_need_the_token(backends, balancer)
     assert served_by(lb.port) == "a"  # nothing of that changed the pool
     status, doc = api(port, "GET", "/api/v1/openapi.json", token=None)
     assert status == 200 and doc["openapi"].startswith("3.") and "/api/v1/pools/{pool}/servers" in doc["paths"]
+    routes = {r.path for r in AdminApp(None, None, None).app.routes} - {"/", "/favicon.ico", "/favicon.svg"}
+    assert routes <= set(doc["paths"]), routes - set(doc["paths"])  # every route of the API is documented
 
 
 def test_metrics_count_exactly_the_requests_clients_sent(backends, balancer):
@@ -186,15 +190,15 @@ def test_metrics_count_exactly_the_requests_clients_sent(backends, balancer):
     assert status == 200
     families = {f.name: f for f in text_string_to_metric_families(text.decode())}
     by_class: dict[str, float] = {}
-    for s in families["steelyard_requests"].samples:
-        if s.name == "steelyard_requests_total":
-            by_class[s.labels["class"]] = by_class.get(s.labels["class"], 0) + s.value
+    for s in families["steelyard_server_http_responses"].samples:
+        if s.name == "steelyard_server_http_responses_total":
+            by_class[s.labels["code"]] = by_class.get(s.labels["code"], 0) + s.value
     assert by_class == {"1xx": 0, "2xx": 37, "3xx": 0, "4xx": 5, "5xx": 3}
-    counts = [s for s in families["steelyard_response_seconds"].samples if s.name.endswith("_count")]
+    counts = [s for s in families["steelyard_server_response_time_seconds"].samples if s.name.endswith("_count")]
     assert sum(s.value for s in counts) == 45
-    sizes = sum(s.value for s in families["steelyard_response_bytes"].samples if s.name.endswith("_total"))
+    sizes = sum(s.value for s in families["steelyard_server_bytes_out"].samples if s.name.endswith("_total"))
     assert sizes > 45 * len("HTTP/1.1 200 OK\r\n")  # every response, head and body, as servers sent it
-    sent = sum(s.value for s in families["steelyard_request_bytes"].samples if s.name.endswith("_total"))
+    sent = sum(s.value for s in families["steelyard_server_bytes_in"].samples if s.name.endswith("_total"))
     assert 45 * len("GET /status/200 HTTP/1.1\r\n") < sent < 45 * 1000  # 45 heads as forwarded
     usable = {s.labels["server"]: s.value for s in families["steelyard_server_usable"].samples}
     assert usable == {"a": 1.0, "b": 1.0}
@@ -333,3 +337,23 @@ def test_reload_warns_of_an_overridden_edit_and_discard_runtime_lets_the_file_de
     assert weights() == {"a": 5, "b": 1}  # the file alone: a at 5, the added c gone
     state = json.loads((tmp_path / "steelyard.toml.state.json").read_text())
     assert "app" not in state["pools"]
+
+
+def test_ctl_json_goes_before_or_after_the_command_and_status_shows_listeners(backends, balancer):
+    (a,) = backends(["a"])
+    lb = balancer(admin_config(servers_toml([a])))
+    port = admin_port(lb)
+    before, after = ctl(port, "--json", "servers", "app"), ctl(port, "servers", "app", "--json")
+    assert before.returncode == after.returncode == 0, (before.stderr, after.stderr)
+    assert json.loads(before.stdout)["servers"][0]["server"] == json.loads(after.stdout)["servers"][0]["server"] == "a"
+    status = ctl(port, "status")
+    assert status.returncode == 0 and "listeners" in status.stdout and f"127.0.0.1:{lb.port}" in status.stdout
+    assert [x["name"] for x in json.loads(ctl(port, "status", "--json").stdout)["listeners"]] == ["web"]
+
+
+def test_serve_prints_its_pid_first_and_the_version_is_asked_for(backends, balancer):
+    (a,) = backends(["a"])
+    lb = balancer(admin_config(servers_toml([a])))
+    assert re.match(r"steelyard: pid (\d+) ", lb.lines[0]).group(1) == str(lb.pid())
+    out = subprocess.run([*STEELYARD, "--version"], capture_output=True, text=True, timeout=WAIT)
+    assert out.returncode == 0 and re.fullmatch(r"steelyard \d+\.\d+\.\d+\n", out.stdout)

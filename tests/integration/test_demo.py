@@ -1,6 +1,8 @@
 """`steelyard demo`: three backends behind the balancer, every algorithm under its prefix."""
 
+import json
 import socket
+import subprocess
 from collections import Counter
 
 import httpx
@@ -17,11 +19,19 @@ def free_port() -> int:
 def test_demo_serves_every_algorithm():
     port = free_port()
     demo = Proc(
-        [*STEELYARD, "demo", "--listen", f"127.0.0.1:{port}", "--backend-port", "0"],
+        [*STEELYARD, "demo", "--listen", f"127.0.0.1:{port}", "--backend-port", "0", "--admin", "127.0.0.1:0"],
         r"balancer on http://127\.0\.0\.1:(\d+)",
     )
     try:
         assert int(demo.matches[0].group(1)) == port  # the balancer is where --listen says
+        admin = demo.wait_for(r"dashboard: +(http://127\.0\.0\.1:\d+)/$")[0].group(1)
+        assert demo.wait_for(r"metrics: +(\S+)")[0].group(1) == admin + "/metrics"
+        ctl = demo.wait_for(r"ctl: +\.venv/bin/steelyard (ctl .*servers app)")[0].group(1).split()
+        shown = subprocess.run([*STEELYARD, *ctl, "--json"], capture_output=True, text=True, timeout=10)
+        assert shown.returncode == 0, shown.stderr
+        assert {s["server"] for s in json.loads(shown.stdout)["servers"]} == {"fast", "medium", "slow"}
+        assert httpx.get(admin + "/metrics").text.count("steelyard_server_http_responses_total") > 0
+        assert "<title>steelyard" in httpx.get(admin + "/").text  # the dashboard
         url = f"http://127.0.0.1:{port}"
         with httpx.Client(timeout=10) as client:
             rr = Counter(client.get(url + "/").headers["x-served-by"] for _ in range(6))

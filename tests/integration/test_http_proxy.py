@@ -7,6 +7,7 @@ import json
 import socket
 import subprocess
 import threading
+import time
 
 import httpx
 import pytest
@@ -267,3 +268,31 @@ def test_access_log_writes_one_json_line_per_answered_request(backends, balancer
     ]
     assert all(x["client"] == "127.0.0.1" and x["duration_ms"] >= 0 and x["time"] > 1e9 for x in lines)
     assert lines[1]["bytes"] > len("404 Not Found\n") and lines[0]["bytes"] > lines[1]["bytes"]  # (heads included)
+
+
+def test_access_log_times_each_request_from_its_own_start(backends, balancer, tmp_path):
+    """A 50 ms backend, five requests in a row on one keep-alive connection: every line's
+    ``time`` lies within the client's own view of that request and its ``duration_ms`` is the
+    backend's delay or more, never more than the client waited (the listener's sweep runs once a
+    second here, so a start taken from its cached clock would be up to a second early)."""
+    (slow,) = backends([("slow", "50ms")])
+    log_file = tmp_path / "access.jsonl"
+    lb = balancer(
+        pool_config(servers_toml([slow])).replace(
+            'pool = "app"\n', f'pool = "app"\n        access_log = "{log_file}"\n', 1
+        )
+    )
+    seen = []
+    with httpx.Client() as client:
+        for _ in range(5):
+            t0 = time.time()
+            assert client.get(lb.url + "/").status_code == 200
+            seen.append((t0, time.time()))
+    assert lb.terminate() == 0
+    lines = [json.loads(line) for line in log_file.read_text().splitlines()]
+    assert len(lines) == 5
+    slack = 0.005  # (the loop's clock counts milliseconds)
+    for line, (t0, t1) in zip(lines, seen):
+        assert t0 - slack <= line["time"] <= t1, (line, t0, t1)
+        assert 50 <= line["duration_ms"] <= (t1 - t0 + slack) * 1000, (line, t0, t1)
+    assert sorted({x["time"] for x in lines}) == [x["time"] for x in lines]  # five distinct, in order

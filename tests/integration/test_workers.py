@@ -117,7 +117,11 @@ def test_metrics_total_every_workers_requests(backends, balancer) -> None:
         assert get(lb.port)[0] == 200
     status, raw = api(admin_port(lb), "GET", "/metrics")
     families = {f.name: f for f in text_string_to_metric_families(raw.decode())}
-    served = sum(s.value for s in families["steelyard_requests"].samples if s.name == "steelyard_requests_total")
+    served = sum(
+        s.value
+        for s in families["steelyard_server_http_responses"].samples
+        if s.name == "steelyard_server_http_responses_total"
+    )
     assert served == 40
 
 

@@ -165,7 +165,11 @@ def _served(lb) -> float:
 
     status, raw = api(admin_port(lb), "GET", "/metrics")
     families = {f.name: f for f in text_string_to_metric_families(raw.decode())}
-    return sum(s.value for s in families["steelyard_requests"].samples if s.name == "steelyard_requests_total")
+    return sum(
+        s.value
+        for s in families["steelyard_server_http_responses"].samples
+        if s.name == "steelyard_server_http_responses_total"
+    )
 
 
 def test_counters_of_a_generation_that_leaves_are_kept(backends, balancer) -> None:

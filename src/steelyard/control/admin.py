@@ -5,7 +5,9 @@ its own socket, its own connections).
 Routes (``/api/v1``): ``GET status``, ``GET pools``, ``GET pools/{pool}``,
 ``POST pools/{pool}/servers``, ``PATCH|DELETE pools/{pool}/servers/{server}``,
 ``PATCH pools/{pool}``, ``POST reload``, ``GET dns``, ``GET cluster``, ``GET openapi.json``; ``GET /metrics``;
-``GET /``: the dashboard (one static page polling the API every second).
+``GET /``: the dashboard (one static page polling the API every second), which reads
+``GET overview``, ``GET history`` (15 minutes kept here), ``GET events`` and ``GET servers``
+(one page of a pool's servers, filtered).
 Rules:
 - Writes need ``Authorization: Bearer TOKEN`` when a token is configured (compared in
   constant time); reads are open on the admin listener (bind it to loopback). Every write
@@ -31,11 +33,13 @@ from starlette.routing import Route
 
 from .admin_guard import Refusal, check_write, read_json
 from .changes import ChangeError, RuntimeChanges
+from .dashboard import JOURNAL, PAGE_MAX, History, events, overview, server_page
 from .metrics import metrics_text
 from .openapi import OPENAPI
 
 WRITE_METHODS = ("POST", "PATCH", "DELETE", "PUT")
 DASHBOARD = (Path(__file__).parent / "static" / "dashboard.html").read_text(encoding="utf-8")
+FAVICON = (Path(__file__).parent / "static" / "favicon.svg").read_bytes()
 
 
 def _error(status: int, message: str, field: str | None = None) -> JSONResponse:
@@ -49,11 +53,25 @@ def refusal_response(refusal: Refusal) -> JSONResponse:
     return response
 
 
+def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int | JSONResponse:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        return _error(400, f"{name} must be a whole number from {low} to {high}", name)
+    return value
+
+
 class AdminApp:
     def __init__(self, runtime: Any, changes: RuntimeChanges, token: str | None, host: str = "127.0.0.1") -> None:
         self.runtime, self.changes, self.token = runtime, changes, token
         self.host = host  # the address it is bound to (a write's Host may name it)
         self.started = time.time()
+        self.history = History(runtime)
         api = "/api/v1"
         self.app = Starlette(
             routes=[
@@ -68,6 +86,12 @@ class AdminApp:
                 Route(f"{api}/cluster", self.cluster),
                 Route(f"{api}/workers", self.workers),
                 Route(f"{api}/openapi.json", self.openapi),
+                Route(f"{api}/overview", self.overview),
+                Route(f"{api}/history", self.history_view),
+                Route(f"{api}/events", self.events),
+                Route(f"{api}/servers", self.servers),
+                Route("/favicon.ico", self.favicon),
+                Route("/favicon.svg", self.favicon),
                 Route("/metrics", self.metrics),
             ]
         )
@@ -159,6 +183,44 @@ class AdminApp:
 
     async def dashboard(self, request: Request) -> Response:
         return HTMLResponse(DASHBOARD)
+
+    async def favicon(self, request: Request) -> Response:
+        return Response(FAVICON, media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
+
+    async def overview(self, request: Request) -> JSONResponse:
+        """Listeners and pools for the dashboard's cards (counts by status, no server rows)."""
+        await self._fresh()
+        return JSONResponse(overview(self.runtime, self.started))
+
+    async def history_view(self, request: Request) -> JSONResponse:
+        """The last 15 minutes per listener and pool (``?since=T``: only samples after Unix time T)."""
+        try:
+            since = float(request.query_params.get("since", "0"))
+        except ValueError:
+            return _error(400, "since must be a Unix time in seconds", "since")
+        return JSONResponse(self.history.view(since))
+
+    async def events(self, request: Request) -> JSONResponse:
+        """Recent state changes, runtime changes and reloads, newest first (``?limit=N``, 1..500)."""
+        limit = _int_param(request, "limit", 100, 1, JOURNAL)
+        if isinstance(limit, JSONResponse):
+            return limit
+        return JSONResponse(events(self.runtime.journal, limit))
+
+    async def servers(self, request: Request) -> JSONResponse:
+        """One page of a pool's servers: ``?pool=P&offset=0&limit=50&q=TEXT&status=up|down|...``."""
+        name = request.query_params.get("pool", "")
+        keeper = self.runtime.health.get(name)
+        if keeper is None:
+            return _error(404, f"no pool named {name!r}", "pool")
+        offset = _int_param(request, "offset", 0, 0, 1 << 31)
+        limit = _int_param(request, "limit", 50, 1, PAGE_MAX)
+        for value in (offset, limit):
+            if isinstance(value, JSONResponse):
+                return value
+        await self._fresh()
+        q, status = request.query_params.get("q", ""), request.query_params.get("status", "")
+        return JSONResponse(server_page(keeper, offset, limit, q, status))  # type: ignore[arg-type]
 
     async def dns(self, request: Request) -> JSONResponse:
         return JSONResponse(
@@ -264,6 +326,7 @@ class AdminServer:
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(self.app, lifespan="off", access_log=False, log_level="warning", http="auto")
         self.server = _Embedded(config)
+        self.app.history.start(loop)
         self.task = loop.create_task(self.server.serve(sockets=[sock]))
         while not self.server.started and not self.task.done():
             await _tick()
@@ -271,6 +334,7 @@ class AdminServer:
             self.task.result()  # (raises what stopped it)
 
     async def stop(self) -> None:
+        self.app.history.stop()
         if self.server is not None and self.task is not None:
             self.server.should_exit = True
             await self.task

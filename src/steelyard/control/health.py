@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from typing import Any
 
 from ..core.balancing.consistent_hash import ConsistentHash
@@ -52,6 +53,7 @@ class PoolHealthKeeper:
         self.sampled_at = loop.time()
         self.samples: dict[str, tuple[int, float, int]] = {}  # server -> (completed, latency sum, count)
         self.rates: dict[str, tuple[float, float | None]] = {}  # server -> (req/s, mean latency ms)
+        self.journal: Any = None  # a deque of (Unix time, pool, event) the dashboard lists, when set
         pool.eject_after, pool.eject_5xx = outlier.consecutive_failures, outlier.consecutive_5xx
         pool.on_failing = self.on_failing
         self.tasks: list[asyncio.Task] = []
@@ -234,37 +236,39 @@ class PoolHealthKeeper:
         events = self.health.events
         for line in events:
             log.warning("pool %s: %s", self.pool.name, line)
+            if self.journal is not None:
+                self.journal.append((time.time(), self.pool.name, line))
         events.clear()
 
     # -- status --------------------------------------------------------------------
 
     def status(self) -> list[dict[str, Any]]:
         now = self.loop.time()
-        rows = []
-        for st in self.health.states:
-            load = st.server.load
-            rows.append(
-                {
-                    "server": st.server.name,
-                    "address": st.server.address,
-                    "status": st.status,
-                    "backup": st.backup,
-                    "weight": st.server.weight,
-                    "active": load.active,
-                    "remote_active": load.remote,  # ([cluster]: in flight through the other balancers)
-                    "requests": load.requests,
-                    "failures": load.failures,
-                    "reason": st.reason,
-                    "origin": st.origin,
-                    "removing": st.removing,
-                    "latency_sum_s": round(load.latency_sum, 6),
-                    "latency_count": sum(load.latency),
-                    "rate": round(self.rates.get(st.server.name, (0.0, None))[0], 2),
-                    "latency_ms": _round(self.rates.get(st.server.name, (0.0, None))[1]),
-                    "since": format_duration(max(0.0, now - st.changed_at)) if st.changed_at else "start",
-                }
-            )
-        return rows
+        return [self.row(st, now) for st in self.health.states]
+
+    def row(self, st: ServerState, now: float) -> dict[str, Any]:
+        """One server as the API shows it."""
+        load = st.server.load
+        rate, latency = self.rates.get(st.server.name, (0.0, None))
+        return {
+            "server": st.server.name,
+            "address": st.server.address,
+            "status": st.status,
+            "backup": st.backup,
+            "weight": st.server.weight,
+            "active": load.active,
+            "remote_active": load.remote,  # ([cluster]: in flight through the other balancers)
+            "requests": load.requests,
+            "failures": load.failures,
+            "reason": st.reason,
+            "origin": st.origin,
+            "removing": st.removing,
+            "latency_sum_s": round(load.latency_sum, 6),
+            "latency_count": sum(load.latency),
+            "rate": round(rate, 2),
+            "latency_ms": _round(latency),
+            "since": format_duration(max(0.0, now - st.changed_at)) if st.changed_at else "start",
+        }
 
 
 def _round(value: float | None) -> float | None:

@@ -12,6 +12,10 @@ _SERVER = {"name": "server", "in": "path", "required": True, "schema": {"type": 
 _AUTH = [{"bearer": []}]
 
 
+def _query(name: str, kind: str, what: str) -> dict:
+    return {"name": name, "in": "query", "required": False, "schema": {"type": kind}, "description": what}
+
+
 def _body(ref: str) -> dict:
     return {"required": True, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}}
 
@@ -79,6 +83,43 @@ OPENAPI = {
                 "summary": "the worker processes (workers > 1): pid, generation, in-flight "
                 "count, uptime; and restarts so far",
                 "responses": {"200": _OK},
+            }
+        },
+        "/api/v1/cluster": {
+            "get": {"summary": "this node's link to the cluster and every live node", "responses": {"200": _OK}}
+        },
+        "/api/v1/openapi.json": {"get": {"summary": "this document", "responses": {"200": _OK}}},
+        "/api/v1/overview": {
+            "get": {
+                "summary": "listeners and pools for the dashboard (servers counted by status)",
+                "responses": {"200": _OK},
+            }
+        },
+        "/api/v1/history": {
+            "get": {
+                "summary": "15 minutes per listener and pool: [t, requests/s, 5xx/s, failed tries/s, p50, p99, active]",
+                "parameters": [_query("since", "number", "only samples after this Unix time")],
+                "responses": {"200": _OK, "400": _ERROR},
+            }
+        },
+        "/api/v1/events": {
+            "get": {
+                "summary": "recent state changes, runtime changes and reloads, newest first",
+                "parameters": [_query("limit", "integer", "1 to 500 (default 100)")],
+                "responses": {"200": _OK, "400": _ERROR},
+            }
+        },
+        "/api/v1/servers": {
+            "get": {
+                "summary": "one page of a pool's servers, filtered",
+                "parameters": [
+                    {**_query("pool", "string", "the pool"), "required": True},
+                    _query("offset", "integer", "from 0"),
+                    _query("limit", "integer", "1 to 500 (default 50)"),
+                    _query("q", "string", "a substring of the name or address"),
+                    _query("status", "string", "up, down, ejected, drain or maint"),
+                ],
+                "responses": {"200": _OK, "400": _ERROR, "404": _ERROR},
             }
         },
         "/metrics": {"get": {"summary": "Prometheus text format", "responses": {"200": {"description": "metrics"}}}},

@@ -18,6 +18,7 @@ Order (``reload``):
    their busy ones as their requests end.
 5. Runtime changes (the state file) are applied again over the new configuration; a file edit
    that one of them overrides is logged (``changes.overridden``).
+6. Counters only grow: servers (by name) keep theirs, pools and listeners too.
 The admin listener itself is not rebound by a reload.
 """
 
@@ -57,6 +58,7 @@ async def reload(rt: Any, new: Any) -> None:
         else:
             listener = rt.make_listener(lc, loop)
             listener.requested_port, listener.sock = lc.port, holder.sock
+            _carry_frontend(old_listeners.get(lc.name), listener)
             await listener.start()
         started.append(lc.name)
         kept[lc.name] = listener
@@ -65,6 +67,7 @@ async def reload(rt: Any, new: Any) -> None:
     for name, pool in old_pools.items():
         if name in rt.pools:
             _move_waiting(pool, rt.pools[name])
+            _carry_counters(pool, old_keepers[name], rt.pools[name], rt.health[name])
         old_keepers[name].stop()
         pool.close()
     await _reload_dns(rt, new, loop)
@@ -156,6 +159,26 @@ def _retarget(rt: Any, listener: Any, lc: Any) -> None:
             lc.per_datagram,
             lc.max_flows,
         )
+
+
+def _carry_frontend(old: Any, new: Any) -> None:
+    """A listener bound anew (another address) continues the counters of the one of its name."""
+    if old is None or getattr(old, "codes", None) is None or getattr(new, "codes", None) is None:
+        return
+    new.accepted, new.requests, new.bytes_in, new.bytes_out = old.accepted, old.requests, old.bytes_in, old.bytes_out
+    new.codes = list(old.codes)
+
+
+def _carry_counters(old: Any, old_keeper: Any, new: Any, keeper: Any) -> None:
+    """The pool's counters (and each server's ejection count) continue in the new pool: a
+    reload never sets a counter back. (The old pool's requests still in flight count into the
+    same ``answered`` record.)"""
+    new.retried_total += old.retried_total
+    old.answered.update(new.answered)
+    new.answered = old.answered
+    ejected = {st.server.name: st.ejected_total for st in old_keeper.health.states}
+    for st in keeper.health.states:
+        st.ejected_total += ejected.get(st.server.name, 0)
 
 
 def _move_waiting(old: Any, new: Any) -> None:

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import signal
+import time
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from ..config import ConfigError, parse_config, read_file
@@ -26,6 +29,7 @@ from ..proxy.sticky import Sticky
 from ..proxy.tls import client_context
 from ..proxy.udp import UdpListener
 from .changes import RuntimeChanges
+from .dashboard import JOURNAL
 from .health import PoolHealthKeeper
 from .reload import reload
 
@@ -59,9 +63,13 @@ class Runtime:
         self.cluster: Any = None  # cluster.node.ClusterNode with [cluster]
         self.hub: Any = None  # workers.master.WorkerHub with workers > 1 (this process then serves no traffic)
         self.workers_override: int | None = None  # `serve --workers N`: wins over the file's, on reloads too
+        self.reloads = {"ok": 0, "failed": 0}  # reloads asked for (SIGHUP, the API) by outcome (metrics)
+        self.last_reload: tuple[bool, float] | None = None  # (it succeeded, Unix time) of the last one
+        self.journal: deque = deque(maxlen=JOURNAL)  # recent events (Unix time, pool or None, text): the dashboard
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        self.journal.append((time.time(), None, f"started with {self.config.source}"))
         self.build_pools(loop)
         try:
             for lc in self.config.listeners:
@@ -115,6 +123,7 @@ class Runtime:
             servers = [_reused(s, reuse, pc.name) for s in servers_from_config(pc)]
             pool = self.pools[pc.name] = self.make_pool(pc, loop)
             keeper = self.health[pc.name] = PoolHealthKeeper.from_config(pool, pc, servers, loop=loop, rng=self.rng)
+            keeper.journal = self.journal
             if self.hub is not None:
                 keeper.on_publish = self.hub.on_publish
             keeper.start()
@@ -168,7 +177,15 @@ class Runtime:
     async def reload_from_file(self, discard: list[str] | None = None, discard_all: bool = False) -> tuple[bool, str]:
         """Read the configuration file again and switch to it; an invalid one is refused (the
         running configuration stays) and the reason returned. ``discard`` (pool names) or
-        ``discard_all`` first drop those pools' runtime changes (changes.discard)."""
+        ``discard_all`` first drop those pools' runtime changes (changes.discard). Counted
+        (``reloads``) either way."""
+        ok, why = await self._reload_from_file(discard, discard_all)
+        self.reloads["ok" if ok else "failed"] += 1
+        self.last_reload = (ok, time.time())
+        self.journal.append((time.time(), None, "reloaded" if ok else f"reload refused: {why.splitlines()[0]}"))
+        return ok, why
+
+    async def _reload_from_file(self, discard: list[str] | None, discard_all: bool) -> tuple[bool, str]:
         path = self.config.source
         try:
             text = read_file(path)
@@ -301,15 +318,18 @@ def sni_routes(lc: Any, pools: dict[str, PoolRuntime]) -> list[tuple[str, PoolRu
 
 
 def _reused(server: Server, reuse: dict | None, pool: str) -> Server:
+    """The running server of that name when its settings are unchanged; with another weight or
+    limit, a new object sharing its load record; at another address, a fresh load record that
+    continues its counters (a reload never sets a counter back)."""
     old = reuse.get((pool, server.name)) if reuse else None
-    if old is not None and (old.host, old.port, old.weight, old.max_conns) == (
-        server.host,
-        server.port,
-        server.weight,
-        server.max_conns,
-    ):
+    if old is None:
+        return server
+    if (old.host, old.port) != (server.host, server.port):
+        server.load.take_counters(old.load)
+        return server
+    if (old.weight, old.max_conns) == (server.weight, server.max_conns):
         return old
-    return server
+    return Server(server.name, server.host, server.port, server.weight, server.max_conns, old.load)
 
 
 def _upstream_factory(loop: asyncio.AbstractEventLoop, pc: Any):
@@ -388,6 +408,8 @@ def run(config: Any, text: str | None = None, workers_override: int | None = Non
     from ..proxy import malloc
     from ..proxy.resources import raise_open_files_limit
 
+    # first, the pid to signal (HUP: reload, USR1: status, TERM: stop); with workers, the control process's
+    print(f"steelyard: pid {os.getpid()} (HUP reloads, USR1 prints the status, TERM stops)", flush=True)
     malloc.tune()  # (steady costs for large buffers: see proxy/malloc.py)
     soft, hard = raise_open_files_limit()  # (worker processes inherit it)
     print(f"steelyard: open files limit {soft} (hard limit {hard})", flush=True)

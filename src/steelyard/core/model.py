@@ -68,6 +68,13 @@ class ServerLoad:
         self.remote = 0
         self.remote_ewma = 0.0
 
+    def take_counters(self, old: ServerLoad) -> None:
+        """Continue the counters of ``old`` (a server of the same name before a reload moved it to
+        another address): counters only grow; the load itself (in flight, EWMA) starts afresh."""
+        self.requests, self.failures, self.latency_sum = old.requests, old.failures, old.latency_sum
+        self.resp_bytes, self.req_bytes = old.resp_bytes, old.req_bytes
+        self.by_class, self.latency = list(old.by_class), list(old.latency)
+
     def __repr__(self) -> str:
         return f"ServerLoad(active={self.active}, ewma={self.ewma:.6f}, requests={self.requests})"
 

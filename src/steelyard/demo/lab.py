@@ -21,7 +21,7 @@ ALGORITHMS = ("weighted_round_robin", "ip_hash", "consistent_hash", "least_conn"
 PREFIX = {"weighted_round_robin": "weighted", "consistent_hash": "hash"}
 
 
-def demo_config(host: str, port: int, backend_ports: list[int]) -> dict:
+def demo_config(host: str, port: int, backend_ports: list[int], admin: tuple[str, int] | None = None) -> dict:
     weights = (5, 1, 1)
     servers = [
         {"address": f"127.0.0.1:{p}", "name": name, "weight": w}
@@ -37,17 +37,31 @@ def demo_config(host: str, port: int, backend_ports: list[int]) -> dict:
             pool["hash_on"] = "uri"
         pools.append(pool)
         routes.append({"path_prefix": f"/{PREFIX.get(algo, algo)}/", "pool": algo})
-    return {
+    config = {
         "shutdown_grace": "2s",
         "listener": [{"name": "web", "bind": bind, "pool": "app", "route": routes}],
         "pool": pools,
     }
+    if admin is not None:  # (on loopback: reads and writes need no token)
+        config["admin"] = {"bind": f"[{admin[0]}]:{admin[1]}" if ":" in admin[0] else f"{admin[0]}:{admin[1]}"}
+    return config
 
 
-def _tips(host: str, port: int, medium_port: int) -> str:
-    base = f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
-    lines = [
-        f"steelyard demo: balancer on {base}, backends {', '.join(n for n, _ in BACKENDS)} (0, 20 and 80 ms)",
+def _url(host: str, port: int) -> str:
+    return f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
+
+
+def _tips(host: str, port: int, medium_port: int, admin: str | None = None) -> str:
+    base = _url(host, port)
+    lines = [f"steelyard demo: balancer on {base}, backends {', '.join(n for n, _ in BACKENDS)} (0, 20 and 80 ms)"]
+    if admin is not None:
+        lines += [
+            f"  dashboard:  {admin}/",
+            f"  metrics:    {admin}/metrics",
+            f"  ctl:        .venv/bin/steelyard ctl --admin {admin} servers app    (or `. .venv/bin/activate` first)",
+            f"              .venv/bin/steelyard ctl --admin {admin} drain app slow",
+        ]
+    lines += [
         "Things to try:",
         f"  curl -si {base}/ | grep X-Served-By              # round robin: run it a few times",
         f"  for i in $(seq 14); do curl -s -D- -o /dev/null {base}/weighted/ | grep -i x-served-by; done"
@@ -63,7 +77,7 @@ def _tips(host: str, port: int, medium_port: int) -> str:
     return "\n".join(lines)
 
 
-async def _demo(host: str, port: int, first_backend_port: int) -> None:
+async def _demo(host: str, port: int, first_backend_port: int, admin: tuple[str, int] | None) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -73,10 +87,11 @@ async def _demo(host: str, port: int, first_backend_port: int) -> None:
         backend_port = first_backend_port + i if first_backend_port else 0  # 0: ephemeral ports
         backends.append(await start_backend(name, "127.0.0.1", backend_port, delay=delay))
     ports = [b.sockets[0].getsockname()[1] for b in backends]
-    runtime = Runtime(parse_config(demo_config(host, port, ports), source="<demo>"))
+    runtime = Runtime(parse_config(demo_config(host, port, ports, admin), source="<string>"))  # (no state file)
     await runtime.start()
     loop.add_signal_handler(signal.SIGUSR1, lambda: print(runtime.status_text(), flush=True))
-    print(_tips(host, runtime.listeners["web"].port, ports[1]), flush=True)
+    shown = _url(runtime.admin.host, runtime.admin.port) if runtime.admin is not None else None
+    print(_tips(host, runtime.listeners["web"].port, ports[1], shown), flush=True)
     await stop.wait()
     await runtime.stop()
     for b in backends:
@@ -84,10 +99,12 @@ async def _demo(host: str, port: int, first_backend_port: int) -> None:
     print("steelyard demo: stopped", flush=True)
 
 
-def run_demo(host: str = "127.0.0.1", port: int = 8080, first_backend_port: int = 9001) -> None:
+def run_demo(
+    host: str = "127.0.0.1", port: int = 8080, first_backend_port: int = 9001, admin: tuple[str, int] | None = None
+) -> None:
     import uvloop
 
-    uvloop.run(_demo(host, port, first_backend_port))
+    uvloop.run(_demo(host, port, first_backend_port, admin))
 
 
 async def _serve_backend(name: str, host: str, port: int, delay: float) -> None:

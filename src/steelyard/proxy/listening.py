@@ -42,6 +42,12 @@ class StreamListener:
         self.per_client: dict[Any, int] = {}  # open connections per client address (with a per-client limit)
         self.client_of: dict[Any, Any] = {}
         self.turned_away = 0  # connections closed by the limits, since the start
+        # counters for /metrics (frontend), since the start, carried across a reload
+        self.accepted = 0  # connections accepted (those the limits turn away included)
+        self.requests = 0  # HTTP requests begun
+        self.codes = [0] * 10  # HTTP responses by status class (index status // 100; 0: none came)
+        self.bytes_in = 0  # bytes received from clients (HTTP)
+        self.bytes_out = 0  # bytes of responses sent to clients (HTTP: as the servers sent them)
 
     def harden(self, lc: Any) -> StreamListener:
         """Take the connection limits of listener config ``lc``; returns self."""
@@ -51,6 +57,7 @@ class StreamListener:
 
     def admit(self, conn: Any, client: Any) -> bool:
         """Count ``conn`` in (True), or refuse it (False: the caller closes it) over a limit."""
+        self.accepted += 1
         if self.max_connections is not None and len(self.connections) >= self.max_connections:
             self.turned_away += 1
             return False

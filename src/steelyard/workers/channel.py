@@ -4,7 +4,9 @@ Control process → worker: ``hello`` (the configuration text, the inherited des
 pools' current views), ``pools`` (new views: ``views``), ``stats`` (a request for counters,
 answered with the same ``id``), ``stop`` (finish in-flight work, then exit).
 Worker → control process: ``ready`` (listeners serving), ``failing`` (passive health: a server
-failed too often in a row), ``stats`` (the answer), ``bye`` (final counters, just before exit).
+failed too often in a row), ``stats`` (the answer), ``bye`` (final counters, just before exit);
+both carry ``stats`` (pools) and ``listeners`` (name -> counters) and ``open`` (name -> open
+connections now).
 """
 
 from __future__ import annotations
@@ -51,6 +53,27 @@ def set_counters(load: Any, row: list) -> None:
     """The load record takes the counters of ``row`` (the control process's totals)."""
     load.requests, load.failures, load.latency_sum, load.resp_bytes, load.req_bytes = row[:5]
     load.by_class, load.latency = list(row[5]), list(row[6])
+
+
+# -- a listener's counters: [accepted, requests, bytes_in, bytes_out, codes (10)] ----------------
+
+
+def listener_row(listener: Any) -> list:
+    """The frontend counters of a listener (``proxy.listening.StreamListener``); UDP has none."""
+    codes = getattr(listener, "codes", None)
+    if codes is None:
+        return [0, 0, 0, 0, *([0] * 10)]
+    return [listener.accepted, listener.requests, listener.bytes_in, listener.bytes_out, *codes]
+
+
+def add_listener_rows(rows: list[dict[str, list]]) -> dict[str, list]:
+    """Listener name -> its counters, summed over ``rows``."""
+    out: dict[str, list] = {}
+    for report in rows:
+        for name, row in report.items():
+            have = out.get(name)
+            out[name] = list(row) if have is None else [x + y for x, y in zip(have, row)]
+    return out
 
 
 class Channel:

@@ -29,7 +29,7 @@ from collections import Counter
 from typing import Any
 
 from ..core.model import Server
-from .channel import Channel, add_rows, empty_row, set_counters
+from .channel import Channel, add_listener_rows, add_rows, empty_row, set_counters
 from .slots import COLUMNS, SlotTable, TotalLoad
 
 log = logging.getLogger("steelyard.workers")
@@ -50,6 +50,8 @@ class Worker:
         self.stopping = False
         self.started = asyncio.get_running_loop().time()
         self.stats: dict[str, Any] = {}  # the last counters it reported
+        self.listeners: dict[str, list] = {}  # the last listener counters it reported
+        self.open: dict[str, int] = {}  # and its open connections per listener
         self.failure = ""  # why it could not start (its own words), if it said
         self.reader: asyncio.Task | None = None
         self.asked: dict[int, asyncio.Future] = {}
@@ -70,6 +72,9 @@ class WorkerHub:
         self.generation = 1  # the serving generation (a reload's new one becomes it once it serves)
         self.views: dict[str, dict] = {}  # pool -> the last view published (sent to new workers)
         self.retired: dict[str, dict] = {}  # counters of workers that have exited (pool -> totals)
+        self.retired_listeners: dict[str, list] = {}  # and their listener counters (name -> totals)
+        self.listener_totals: dict[str, list] = {}  # every worker's listener counters, summed
+        self.open: dict[str, int] = {}  # open client connections per listener, over the workers
         self.restarts = 0
         self.closing = False
         self.rolling = False  # a reload is under way (Runtime.reload sets it)
@@ -198,6 +203,7 @@ class WorkerHub:
                 self._failing(msg["pool"], msg["server"], msg["why"])
             elif op in ("stats", "bye"):
                 w.stats = msg["stats"]
+                w.listeners, w.open = msg.get("listeners", {}), msg.get("open", {})
                 fut = w.asked.pop(msg.get("id", -1), None)
                 if fut is not None and not fut.done():
                     fut.set_result(None)
@@ -216,6 +222,7 @@ class WorkerHub:
         if w.reader is not None:  # (its last lines, "bye" with its final counters among them, are read first)
             await asyncio.wait([w.reader], timeout=STATS_TIMEOUT)
         self._add_retired(w.stats)
+        self.retired_listeners = add_listener_rows([self.retired_listeners, w.listeners])
         self.slots.give_back_row(w.row)
         if w in self.workers:
             self.workers.remove(w)
@@ -314,6 +321,8 @@ class WorkerHub:
                 st.server.load.ewma = sum(seen) / len(seen) if seen else 0.0
             keeper.pool.retried_total = pool.get("retried", 0)
             keeper.pool.answered = Counter({int(k): v for k, v in pool.get("answered", {}).items()})
+        self.listener_totals = add_listener_rows([self.retired_listeners] + [w.listeners for w in self.workers])
+        self.open = {n: sum(w.open.get(n, 0) for w in self.workers) for n in self.listener_totals}
         self.queued = {name: sum(r.get(name, {}).get("queued", 0) for r in reports[1:]) for name in self.rt.health}
 
     # -- reload and stop ---------------------------------------------------------------

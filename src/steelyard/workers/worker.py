@@ -28,7 +28,7 @@ from ..control.runtime import Runtime
 from ..core.balancing import resolve_algorithm
 from ..core.balancing.cluster_load import CLUSTER_VARIANTS
 from ..core.model import Server
-from .channel import Channel, add_rows, counter_row
+from .channel import Channel, add_rows, counter_row, listener_row
 from .slots import SharedLoad, SlotTable
 
 log = logging.getLogger("steelyard.workers")
@@ -115,7 +115,11 @@ class WorkerRuntime(Runtime):
         out = {}
         for name, pool in self.pools.items():
             servers: dict[str, list] = {}
+            seen: set[int] = set()
             for s in pool.known:  # (a weight change leaves two servers of one name: one row)
+                if id(s.load) in seen:
+                    continue  # (and most often one load record: counted once)
+                seen.add(id(s.load))
                 row = counter_row(s.load)
                 have = servers.get(s.name)
                 servers[s.name] = row if have is None else add_rows(have, row)
@@ -131,6 +135,13 @@ class WorkerRuntime(Runtime):
                 "ewma": {n: load.ewma for n, load in latest.items()},
             }
         return out
+
+    def frontends(self) -> dict:
+        """This worker's listener counters and open connections (``channel.listener_row``)."""
+        return {
+            "listeners": {name: listener_row(lst) for name, lst in self.listeners.items()},
+            "open": {name: len(getattr(lst, "connections", ())) for name, lst in self.listeners.items()},
+        }
 
     def set_remote_ewma(self, by_column: dict[str, float]) -> None:
         """Other balancers' mean response time per server column ([cluster]: least_time)."""
@@ -171,7 +182,7 @@ async def main(fd: int) -> int:
             elif op == "remote":
                 runtime.set_remote_ewma(msg["ewma"])
             elif op == "stats":
-                channel.send({"op": "stats", "id": msg["id"], "stats": runtime.stats()})
+                channel.send({"op": "stats", "id": msg["id"], "stats": runtime.stats(), **runtime.frontends()})
             elif op == "stop":
                 break
         stop.set()  # (asked to, or the control process is gone)
@@ -180,7 +191,7 @@ async def main(fd: int) -> int:
     await stop.wait()
     listening.cancel()
     await runtime.stop()
-    channel.send({"op": "bye", "stats": runtime.stats()})
+    channel.send({"op": "bye", "stats": runtime.stats(), **runtime.frontends()})
     await channel.drain()
     channel.close()
     return 0

@@ -200,8 +200,11 @@ class DownstreamProtocol(asyncio.Protocol):
     # -- endings -------------------------------------------------------------------
 
     def exchange_done(self, ex: Exchange, ok: bool, now: float = 0.0) -> None:
-        if self.L.access is not None:
-            self.L.access.record(self, ex, ex.status, ex.server)
+        L = self.L
+        if L.access is not None:
+            L.access.record(self, ex, ex.status, ex.server)
+        L.codes[ex.status // 100] += 1
+        L.bytes_out += ex.resp_bytes
         ex.settle(ok, self.clock, now)
         self.current = None
         self.served = True
@@ -239,6 +242,7 @@ class DownstreamProtocol(asyncio.Protocol):
     def _answer_failure(self, ex: Exchange, status: int, closing: bytes, keeping: bytes, responded: bool) -> None:
         if ex.pool is not None:
             ex.pool.answered[status] += 1
+        self.counted(status, len(keeping))
         if self.L.access is not None:
             self.L.access.record(self, ex, status, None)
         self.current = None
@@ -281,6 +285,7 @@ class DownstreamProtocol(asyncio.Protocol):
         if self.current is not None or self.dead:
             return
         if self.refusal:
+            self.counted(self.refusal, len(CANNED[(self.refusal, True)]))
             self.transport.write(CANNED[(self.refusal, True)])
             self._close()
         elif (self.closing or self.eof) and self.ex is None:
@@ -311,12 +316,20 @@ class DownstreamProtocol(asyncio.Protocol):
                 reset(self.transport)  # the refusal cannot follow half a response
                 self.dead = True
                 return
+        self.counted(status, len(CANNED[(status, True)]))
         self.transport.write(CANNED[(status, True)])
         self._close()
+
+    def counted(self, status: int, size: int) -> None:
+        """Count a response steelyard wrote itself on the listener (``exchange_done`` counts
+        the forwarded ones inline)."""
+        self.L.codes[status // 100] += 1
+        self.L.bytes_out += size
 
     def start_tunnel(self, ex: Exchange, conn: "UpstreamConnection") -> None:
         """The server accepted the upgrade: relay raw bytes from now on (early bytes first)."""
         ex.settle(True, self.clock)
+        self.counted(101, ex.resp_bytes)
         self.current = self.upgrading = None
         self.tunnel, self.tunnel_conn = conn.tunnel, conn
         if ex.more is not None and ex.more.early:

@@ -50,7 +50,9 @@ def trim() -> None:
 
 def data_received(self: DownstreamProtocol, data: bytes) -> None:
     global feeding
-    self.last_active = self.L.now
+    L = self.L
+    self.last_active = L.now
+    L.bytes_in += len(data)
     if self.tunnel is not None:
         self.tunnel.server.write(data)
         return
@@ -120,7 +122,8 @@ def on_message_begin() -> None:
     down = feeding
     if down.dead:
         raise Closed("the connection is closing")
-    down.ex = Exchange(down.L.now)
+    down.ex = Exchange(down.clock())  # (the access log's start: a fresh reading, not the sweep's)
+    down.L.requests += 1
     down.head_bytes = 0
     if down.current is not None:
         down._pause(PIPELINE)

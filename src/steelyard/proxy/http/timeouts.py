@@ -1,6 +1,7 @@
 """Timeouts of a client connection, checked by the listener's sweep (never by a timer per
 request: the per-request path only stores timestamps, which are the sweep's own ``now``,
-up to one sweep old, so every limit gets one sweep interval of slack).
+up to one sweep old, so every limit gets one sweep interval of slack; a request's start,
+``Exchange.t_begin``, is a fresh clock reading, as the access log reports it).
 
 - A request head (or a fresh connection's first byte) must arrive within ``request_timeout``: 408.
 - An idle keep-alive connection closes after ``keepalive_timeout``.
@@ -58,6 +59,7 @@ def check_timeouts(down: DownstreamProtocol, now: float) -> None:
     ex = down.ex
     if ex is not None:
         if now - ex.t_begin > L.request_timeout + L.slack:
+            down.counted(408, len(CANNED[(408, True)]))
             down.transport.write(CANNED[(408, True)])
             down._close()
     elif now - down.last_active > (L.keepalive_timeout if down.served else L.request_timeout) + L.slack:

@@ -8,10 +8,6 @@ a server connection is held as one bytes object (not a piece per chunk) and read
 
 from __future__ import annotations
 
-import asyncio
-
-import pytest
-
 from steelyard.proxy.http import request
 from steelyard.proxy.http.connpool import ConnPool
 from steelyard.proxy.http.downstream import DownstreamProtocol
@@ -19,21 +15,8 @@ from steelyard.proxy.http.guard import HEAD_STEP
 from steelyard.proxy.http.upstream import UpstreamConnection
 
 from .fakes import Transport
-from .fakes import site as make_site
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-
-
-@pytest.fixture
-def site():
-    lp = asyncio.new_event_loop()
-    asyncio.set_event_loop(lp)
-    listener, cp = make_site(lp)
-    request.SPARE.clear()
-    yield listener, cp
-    request.SPARE.clear()
-    lp.close()
-    asyncio.set_event_loop(None)
 
 
 def get(i: int) -> bytes:

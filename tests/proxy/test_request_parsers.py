@@ -4,8 +4,6 @@ own ``feed_data``; what depends on the client address is shared by its connectio
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from steelyard.proxy.http import request
@@ -14,28 +12,9 @@ from steelyard.proxy.http.upstream import UpstreamConnection
 from steelyard.proxy.pool import PoolRuntime
 
 from .fakes import Transport
-from .fakes import site as make_site
 
 GET = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-
-
-@pytest.fixture
-def loop():
-    lp = asyncio.new_event_loop()
-    asyncio.set_event_loop(lp)
-    yield lp
-    lp.close()
-    asyncio.set_event_loop(None)
-
-
-@pytest.fixture
-def site(loop):
-    """(listener, connection pool); the pool holds idle upstream connections added by ``upstream``."""
-    listener, cp = make_site(loop)
-    request.SPARE.clear()
-    yield listener, cp
-    request.SPARE.clear()
 
 
 def upstream(cp, on_write=None) -> UpstreamConnection:

@@ -3,30 +3,14 @@ exactly, however the head is split across reads; over it, the client gets a 502.
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
-from steelyard.proxy.http import request
 from steelyard.proxy.http.downstream import DownstreamProtocol
 from steelyard.proxy.http.upstream import MAX_HEAD, UpstreamConnection
 
 from .fakes import Transport
-from .fakes import site as make_site
 
 GET = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
-
-
-@pytest.fixture
-def site():
-    lp = asyncio.new_event_loop()
-    asyncio.set_event_loop(lp)
-    listener, cp = make_site(lp)
-    request.SPARE.clear()
-    yield listener, cp
-    request.SPARE.clear()
-    lp.close()
-    asyncio.set_event_loop(None)
 
 
 def head_of(size: int) -> bytes:

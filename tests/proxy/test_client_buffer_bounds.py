@@ -11,7 +11,7 @@ from __future__ import annotations
 from steelyard.proxy.http import request
 from steelyard.proxy.http.connpool import ConnPool
 from steelyard.proxy.http.downstream import DownstreamProtocol
-from steelyard.proxy.http.guard import HEAD_STEP
+from steelyard.proxy.http.guard import HEAD_STEP, PIPELINE_MAX
 from steelyard.proxy.http.upstream import UpstreamConnection
 
 from .fakes import Transport
@@ -38,7 +38,7 @@ def test_a_read_full_of_pipelined_requests_is_parsed_only_up_to_the_bound(site):
     data = b"".join(get(i) for i in range(4000))  # ~120 KiB in one read
     down.data_received(data)
     smallest = len(get(0))
-    assert len(down.queue) <= request.PIPELINE_MAX + HEAD_STEP // smallest
+    assert len(down.queue) <= PIPELINE_MAX + HEAD_STEP // smallest
     assert down.held is not None and len(down.held) > len(data) // 2
     assert not down.transport.reading
 
@@ -51,7 +51,7 @@ def test_every_held_request_is_answered_in_order_and_reading_resumes(site):
     for i in range(n):
         sent = conn.transport.out[-1]
         assert sent.startswith(b"GET /%d " % i), (i, sent[:40])
-        assert len(down.queue) <= request.PIPELINE_MAX + HEAD_STEP // len(get(0))
+        assert len(down.queue) <= PIPELINE_MAX + HEAD_STEP // len(get(0))
         conn.data_received(OK)
     answers = b"".join(down.transport.out)
     assert answers.count(b"HTTP/1.1 200 OK") == n

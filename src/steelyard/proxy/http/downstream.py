@@ -41,7 +41,8 @@ from typing import TYPE_CHECKING
 from ..reset import reset
 from . import dispatch, request
 from .errors import BUSY, CANNED
-from .request import HELD, MAX_HEAD, PENDING_FULL, PENDING_LIMIT, PIPELINE, PIPELINE_MAX, SPARE, UPSTREAM_FULL, release
+from .guard import PIPELINE_MAX
+from .request import HELD, MAX_HEAD, PENDING_FULL, PENDING_LIMIT, PIPELINE, SPARE, UPSTREAM_FULL, release
 from .tunnel import Tunnel
 
 if TYPE_CHECKING:

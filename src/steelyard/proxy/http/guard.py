@@ -160,6 +160,7 @@ def refuse(down: DownstreamProtocol, ex: Exchange, status: int) -> None:
 
 
 HEAD_STEP = 4096  # a read this big or bigger may hold a head that must be measured: fed in slices
+PIPELINE_MAX = 16  # pipelined requests parsed ahead of the one being answered; the rest waits as bytes
 
 
 def in_slices(down: DownstreamProtocol, data: bytes) -> bool:
@@ -176,8 +177,6 @@ def in_slices(down: DownstreamProtocol, data: bytes) -> bool:
     answered, the rest of the read is held as bytes (``DownstreamProtocol.hold``; reading
     stops) instead of becoming requests, so a client that pipelines without reading holds
     at most one read's bytes plus a slice's worth of parsed requests."""
-    from .request import PIPELINE_MAX
-
     i, n = 0, len(data)
     while i < n:
         if len(down.queue) >= PIPELINE_MAX and not down.dead:

@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 
 PIPELINE, UPSTREAM_FULL, PENDING_FULL, HELD = 1, 2, 4, 8  # why reading is paused (``DownstreamProtocol.paused``)
 PENDING_LIMIT = 256 * 1024  # body bytes buffered per request while no connection is ready
-PIPELINE_MAX = 16  # pipelined requests parsed ahead of the one being answered; the rest waits as bytes
 MAX_HEAD = 64 * 1024  # request line + headers; more is refused with 431 (measured within HEAD_STEP)
 SPARE_MAX = 256  # idle parsers kept for the next connection that needs one (more: dropped by the sweep)
 _request_code = H.REQUEST_CODES.get  # bound once: one C call per header, no lookups

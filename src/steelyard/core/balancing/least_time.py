@@ -7,6 +7,9 @@ Invariants:
 - ``cost`` is the server's EWMA decayed toward zero by the time since its last
   sample (``ewma · exp(-age / τ)``), so a server that was slow and then got no
   traffic becomes cheap again and is re-probed, after about ``τ · ln(slow / fast)``.
+- Pools of more than ``SCAN_LIMIT`` usable servers score two weighted random servers and
+  keep the better (``_large.two_choices``, O(log n); Finagle's and Linkerd's P2C over peak
+  EWMA) instead of scanning them all; ties go to the first draw.
 - ``pick`` only reads ``server.load``; ``on_done`` is the only writer of
   ``ewma`` and ``ewma_stamp``.
 """
@@ -18,7 +21,8 @@ from math import exp
 from typing import Any
 
 from ..model import Server, ServerLoad
-from ._select import TieRotor, usable
+from ._large import SCAN_LIMIT, two_choices
+from ._select import TieRotor, WeightedDraw, usable
 from .base import Balancer, PickContext
 
 #: Cost of a server that has no latency sample yet but already has a request in
@@ -63,6 +67,9 @@ class LeastTime(Balancer):
         self._tau = float(self.options.ewma_decay)
         if not self._tau > 0.0:
             raise ValueError(f"ewma_decay must be > 0 seconds, not {self._tau!r}")
+        if self._rotor.n > SCAN_LIMIT:
+            self._draw = WeightedDraw(self._rotor.ring[: self._rotor.n])
+            self.pick = self._pick_sampled  # type: ignore[method-assign]
 
     def pick(self, ctx: PickContext, exclude: Collection[Server] = ()) -> Server | None:
         rotor = self._rotor
@@ -89,6 +96,22 @@ class LeastTime(Balancer):
         if best is not None:
             rotor.won(at)
         return best
+
+    def _pick_sampled(self, ctx: PickContext, exclude: Collection[Server] = ()) -> Server | None:
+        a, b = two_choices(self._draw, self.rng, exclude)
+        if a is None or b is None:
+            return a
+        now = self.clock()
+        return b if self.score(b, now) < self.score(a, now) else a
+
+    def score(self, s: Server, now: float) -> float:
+        """What ``pick`` minimises for ``s`` (see the module docstring)."""
+        load = s.load
+        if load.ewma:
+            cost = decayed(load, now, self._tau)
+        else:
+            cost = UNMEASURED_BUSY if load.active else 0.0
+        return cost * (load.active + 1) / s.weight
 
     def on_done(self, server: Server, ok: bool, elapsed: float) -> None:
         load = server.load

@@ -26,8 +26,10 @@ from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from ..core.balancing import Balancer, BalancerOptions, resolve_algorithm
+from ..core.balancing.consistent_hash import ConsistentHash
 from ..core.model import PoolSnapshot, Server
 from ..core.slow_start import SlowStart
+from .tables import HashTables
 
 FULL = Server("(every server is full)", "", 0)  # pick()'s answer when only full servers are left
 MIN_RETRIES = 10  # retries a budget always allows per second
@@ -39,7 +41,7 @@ class PoolRuntime:
         "make_upstream", "key_kind", "key_name", "timeout", "limited", "waiting", "max_queue",
         "queue_timeout", "retries", "retry_budget", "retry_header", "retried", "budget", "window_start",
         "completed", "eject_after", "eject_5xx", "on_failing", "known", "retried_total", "answered", "sticky",
-        "draining", "variants",
+        "draining", "variants", "tables", "published",
     )  # fmt: skip
 
     def __init__(
@@ -88,6 +90,9 @@ class PoolRuntime:
         self.known: set[Server] = set()  # every server ever published (their counters make the budget)
         self.sticky: Any = None  # proxy.sticky.Sticky for pools with [pool.sticky]; None: plain picks
         self.draining: dict[str, tuple[Server, float]] = {}  # draining servers sticky clients may still use
+        # hashing pools: tables reused, or built off the loop (``proxy.tables``)
+        self.tables = HashTables({"rng": rng, "clock": clock, "options": options}, self._republish)
+        self.published: tuple[Any, ...] = ()  # the last publish's arguments
         self.publish(servers)
 
     def publish(
@@ -102,8 +107,12 @@ class PoolRuntime:
         in ``ramping`` (server -> when it became usable) are in slow start over ``window``.
         ``draining`` (name -> (server, drain start)): servers no new client gets that sticky
         clients may still reach (their connection pools stay)."""
-        cls = self.variants.get(self.algorithm, self.algorithm)
-        balancer = cls(servers, rng=self.rng, clock=self.clock, options=self.options)
+        cls: type[Balancer] = self.variants.get(self.algorithm, self.algorithm)
+        self.published = (servers, ramping, window, floor, draining)
+        if issubclass(cls, ConsistentHash):
+            balancer = self.tables.balancer(cls, servers, getattr(self, "inner", None))
+        else:
+            balancer = cls(servers, rng=self.rng, clock=self.clock, options=self.options)
         self.draining = draining or {}
         extra = [d[0] for d in self.draining.values()]
         for s in (*servers, *extra):
@@ -126,6 +135,11 @@ class PoolRuntime:
         self.limited = any(s.max_conns for s in servers)
         if self.waiting:
             self.wake()
+
+    def _republish(self) -> None:
+        """The last publish again (a hash table built off the loop is ready)."""
+        if self.published:
+            self.publish(*self.published)
 
     def pick(self, ctx: Any, ex: Any, exclude: Collection[Server] = ()) -> Server | None:
         """The server for request ``ex`` (its hash key extracted when the pool hashes on one):
@@ -204,6 +218,7 @@ class PoolRuntime:
             self.completed, self.retried, self.window_start = completed, 0, now
 
     def close(self) -> None:
+        self.tables.closed = True
         for up in self.upstreams.values():
             up.close()
         self.upstreams.clear()

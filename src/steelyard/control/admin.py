@@ -19,6 +19,7 @@ import hmac
 import json
 import socket
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -76,13 +77,13 @@ class AdminApp:
 
     def _pool_summary(self, name: str) -> dict:
         keeper = self.runtime.health[name]
-        rows = keeper.status()
         return {
             "name": name,
             "algorithm": keeper.algorithm_name,
-            "servers": len(rows),
+            "servers": len(keeper.health.states),
             "usable": len(keeper.pool.snapshot.servers),
             "panic": keeper.health.panic,
+            "by_status": dict(Counter(st.status for st in keeper.health.states)),  # up / down / drain / ...
             "queued": self.runtime.queue_depth(name),
         }
 
@@ -97,9 +98,9 @@ class AdminApp:
             {"name": name, "mode": lst.mode, "address": f"{lst.host}:{lst.port}"} for name, lst in rt.listeners.items()
         ]
         servers = [
-            {"pool": name, "server": r["server"], "origin": r["origin"], "status": r["status"]}
+            {"pool": name, "server": st.server.name, "origin": st.origin, "status": st.status}
             for name, keeper in rt.health.items()
-            for r in keeper.status()
+            for st in keeper.health.states
         ]
         return JSONResponse(
             {
@@ -123,9 +124,27 @@ class AdminApp:
             return await self._change(request, lambda body: self.changes.set_algorithm(name, body))
         if name not in self.runtime.health:
             return _error(404, f"no pool named {name!r}", "pool")
+        paging: dict[str, Any] = {}  # a page of the servers: ?offset=N&limit=N&status=WORD (each optional)
+        for key in ("offset", "limit"):
+            value = request.query_params.get(key)
+            if value is not None:
+                if not value.isdigit():
+                    return _error(400, f"{key} must be a whole number (0 or more), not {value!r}", key)
+                paging[key] = int(value)
+        if "status" in request.query_params:
+            paging["status"] = request.query_params["status"]
         await self._fresh()
-        rows = self.runtime.health[name].status()
-        return JSONResponse({**self._pool_summary(name), "servers": rows})
+        keeper = self.runtime.health[name]
+        states = keeper.health.states
+        if "status" in paging:  # e.g. ?status=down: only the servers in that state
+            states = [st for st in states if st.status == paging["status"]]
+        matched = len(states)
+        offset = paging.get("offset", 0)
+        states = states[offset : offset + paging["limit"]] if "limit" in paging else states[offset:]
+        body = {**self._pool_summary(name), "servers": keeper.status(states)}
+        if paging:
+            body["page"] = {"offset": offset, "limit": paging.get("limit"), "matched": matched}
+        return JSONResponse(body)
 
     async def server(self, request: Request) -> JSONResponse:
         pool, name = request.path_params["pool"], request.path_params["server"]

@@ -25,6 +25,9 @@ from .probe import probe
 
 log = logging.getLogger("steelyard.health")
 TICK = 0.25
+FIRST_ROUND_RATE = 2000.0  # checks a second at most while a pool's first round is spread out
+BATCH_FROM = 100  # pools of more servers publish check results in batches ...
+BATCH = 0.05  # ... at most this many seconds after the first change
 
 
 class PoolHealthKeeper:
@@ -55,6 +58,7 @@ class PoolHealthKeeper:
         pool.eject_after, pool.eject_5xx = outlier.consecutive_failures, outlier.consecutive_5xx
         pool.on_failing = self.on_failing
         self.tasks: list[asyncio.Task] = []
+        self.pending: asyncio.Handle | None = None  # a publish_soon not yet run
         sticky = getattr(cfg, "sticky", None)
         self.drain_grace = sticky.drain_grace if sticky is not None else 0.0  # sticky clients stay this long
         self.drain_since: dict[str, float] = {}  # server name -> when its drain began
@@ -83,17 +87,23 @@ class PoolHealthKeeper:
         self.tasks.append(self.loop.create_task(self._tick_loop()))
 
     def stop(self) -> None:
+        if self.pending is not None:
+            self.pending.cancel()
+            self.pending = None
         for task in self.tasks:
             task.cancel()
         self.tasks.clear()
 
     async def _check_loop(self, st: ServerState) -> None:
         check = self.cfg.health
-        await asyncio.sleep(self.rng.uniform(0, check.jitter * check.interval))  # spread the first round
+        # the first round is spread over the jitter, and a large pool's over up to the interval
+        # (at most FIRST_ROUND_RATE checks a second: 10,000 servers must not all connect at once)
+        spread = max(check.jitter * check.interval, min(check.interval, len(self.health.states) / FIRST_ROUND_RATE))
+        await asyncio.sleep(self.rng.uniform(0, spread))
         while st in self.health.states:  # (a removed server's checks end)
             ok, why = await probe(st.server, check)
             if self.health.check_result(st, ok, why, self.loop.time()):
-                self.publish()
+                self.publish_soon()
             self._log()
             wait = check.failing_interval if st.check.failing else check.interval  # type: ignore[union-attr]
             await asyncio.sleep(wait * (1 + self.rng.uniform(-check.jitter, check.jitter)))
@@ -108,15 +118,20 @@ class PoolHealthKeeper:
         if now - self.sampled_at < 1.0:
             return
         span, self.sampled_at = now - self.sampled_at, now
+        samples, rates, idle = self.samples, self.rates, (0.0, None)
         for st in self.health.states:
             load = st.server.load
-            done, total = load.requests + load.failures, load.latency_sum
-            count = sum(load.latency)
-            was = self.samples.get(st.server.name)
-            self.samples[st.server.name] = (done, total, count)
+            name = st.server.name
+            done = load.requests + load.failures
+            was = samples.get(name)
+            if was is not None and was[0] == done:  # nothing completed: skip the sums (large pools)
+                rates[name] = idle
+                continue
+            total, count = load.latency_sum, sum(load.latency)
+            samples[name] = (done, total, count)
             if was is not None:
                 n = count - was[2]
-                self.rates[st.server.name] = ((done - was[0]) / span, (total - was[1]) / n * 1000 if n else None)
+                rates[name] = ((done - was[0]) / span, (total - was[1]) / n * 1000 if n else None)
 
     def tick(self) -> None:
         now = self.loop.time()
@@ -210,7 +225,26 @@ class PoolHealthKeeper:
         if gone:
             self.publish()
 
+    def publish_soon(self) -> None:
+        """``publish``, once for every check result that changed something until it runs: at
+        once (this loop turn) for pools of up to ``BATCH_FROM`` servers, within ``BATCH``
+        seconds for larger ones, where a publish costs milliseconds and many servers can
+        change together (a rack going down must not be thousands of publishes)."""
+        if self.pending is not None:
+            return
+        if len(self.health.states) <= BATCH_FROM:
+            self.pending = self.loop.call_soon(self._publish_pending)
+        else:
+            self.pending = self.loop.call_later(BATCH, self._publish_pending)
+
+    def _publish_pending(self) -> None:
+        self.pending = None
+        self.publish()
+
     def publish(self) -> None:
+        if self.pending is not None:  # (this publish covers the pending one)
+            self.pending.cancel()
+            self.pending = None
         now = self.loop.time()
         servers = self.health.usable()
         ramping = self.health.ramping(now, self.slow_start) if self.slow_start else {}
@@ -238,33 +272,33 @@ class PoolHealthKeeper:
 
     # -- status --------------------------------------------------------------------
 
-    def status(self) -> list[dict[str, Any]]:
+    def status(self, states: list[ServerState] | None = None) -> list[dict[str, Any]]:
+        """A row per server (of ``states``: default every one) for the status API."""
         now = self.loop.time()
-        rows = []
-        for st in self.health.states:
-            load = st.server.load
-            rows.append(
-                {
-                    "server": st.server.name,
-                    "address": st.server.address,
-                    "status": st.status,
-                    "backup": st.backup,
-                    "weight": st.server.weight,
-                    "active": load.active,
-                    "remote_active": load.remote,  # ([cluster]: in flight through the other balancers)
-                    "requests": load.requests,
-                    "failures": load.failures,
-                    "reason": st.reason,
-                    "origin": st.origin,
-                    "removing": st.removing,
-                    "latency_sum_s": round(load.latency_sum, 6),
-                    "latency_count": sum(load.latency),
-                    "rate": round(self.rates.get(st.server.name, (0.0, None))[0], 2),
-                    "latency_ms": _round(self.rates.get(st.server.name, (0.0, None))[1]),
-                    "since": format_duration(max(0.0, now - st.changed_at)) if st.changed_at else "start",
-                }
-            )
-        return rows
+        return [self.row(st, now) for st in (self.health.states if states is None else states)]
+
+    def row(self, st: ServerState, now: float) -> dict[str, Any]:
+        load = st.server.load
+        rate, latency = self.rates.get(st.server.name, (0.0, None))
+        return {
+            "server": st.server.name,
+            "address": st.server.address,
+            "status": st.status,
+            "backup": st.backup,
+            "weight": st.server.weight,
+            "active": load.active,
+            "remote_active": load.remote,  # ([cluster]: in flight through the other balancers)
+            "requests": load.requests,
+            "failures": load.failures,
+            "reason": st.reason,
+            "origin": st.origin,
+            "removing": st.removing,
+            "latency_sum_s": round(load.latency_sum, 6),
+            "latency_count": sum(load.latency),
+            "rate": round(rate, 2),
+            "latency_ms": _round(latency),
+            "since": format_duration(max(0.0, now - st.changed_at)) if st.changed_at else "start",
+        }
 
 
 def _round(value: float | None) -> float | None:

@@ -327,10 +327,17 @@ def _upstream_factory(loop: asyncio.AbstractEventLoop, pc: Any):
 
 
 async def serve_forever(
-    config: Any, *, ready: Any = None, text: str | None = None, workers_override: int | None = None
+    config: Any,
+    *,
+    ready: Any = None,
+    text: str | None = None,
+    workers_override: int | None = None,
+    freeze: bool = False,
 ) -> None:
     """Run until SIGTERM or SIGINT, then stop gracefully. With ``workers`` > 1 this process
-    is the control process and ``text`` (the configuration as read) goes to the workers."""
+    is the control process and ``text`` (the configuration as read) goes to the workers.
+    ``freeze``: once serving, exempt the objects built so far from garbage collection
+    (``proxy.malloc.freeze_started``; the ``steelyard serve`` process)."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     runtime = Runtime(config)
@@ -365,6 +372,10 @@ async def serve_forever(
         print(f"steelyard: dns {name} serving {dl.cfg.origin} on {dl.host}:{dl.port} ({kinds})", flush=True)
     for name, lst in runtime.listeners.items():
         print(f"steelyard: listener {name} serving {lst.mode} on {lst.host}:{lst.port}", flush=True)
+    if freeze:
+        from ..proxy import malloc
+
+        malloc.freeze_started()
     if ready is not None:
         ready(runtime)
     await stop.wait()
@@ -383,7 +394,7 @@ def run(config: Any, text: str | None = None, workers_override: int | None = Non
     from ..proxy import malloc
 
     malloc.tune()  # (steady costs for large buffers: see proxy/malloc.py)
-    main = serve_forever(config, text=text, workers_override=workers_override)
+    main = serve_forever(config, text=text, workers_override=workers_override, freeze=True)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency

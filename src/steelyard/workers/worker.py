@@ -162,6 +162,9 @@ async def main(fd: int) -> int:
         await channel.drain()
         return 1
     channel.send({"op": "ready"})
+    from ..proxy import malloc
+
+    malloc.freeze_started()  # (a full garbage collection would visit every pool's servers)
 
     async def listen() -> None:
         while (msg := await channel.receive()) is not None:

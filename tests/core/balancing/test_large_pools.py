@@ -129,3 +129,14 @@ def test_two_choices_are_distinct_and_allowed(weights, data):
     left = len(servers) - len(exclude)
     assert (a is None) == (left == 0) and (b is None) == (left < 2)
     assert a not in exclude and (b is None or (b not in exclude and b is not a))
+
+
+def test_cluster_least_time_prices_other_nodes_latency_and_load(build, clock):
+    servers = many([1] * BIG)
+    lt = build(ClusterLeastTime, servers, clock=clock)
+    for s in servers:
+        s.load.remote_ewma = 0.01
+    servers[0].load.remote_ewma = 2.0  # never measured here; slow through the other balancers
+    servers[1].load.remote = 50  # busy through the other balancers
+    picks = Counter(lt.pick(CTX) for _ in range(3000))
+    assert picks[servers[0]] < 3000 / BIG / 5 and picks[servers[1]] < 3000 / BIG / 5

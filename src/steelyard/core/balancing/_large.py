@@ -23,6 +23,7 @@ servers, or one (then ``None`` second) when only one is left.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Collection
 from heapq import heapify, heappop, heappush, heapreplace
 from typing import TYPE_CHECKING
@@ -99,10 +100,15 @@ def two_choices(
 ) -> tuple[Server | None, Server | None]:
     """Two distinct weighted random servers not in ``exclude`` (see the module docstring)."""
     servers = draw.servers
-    if not exclude:
-        if len(servers) < 2:
-            return (servers[0] if servers else None), None
-        i = draw.index(rng)
+    if not exclude and len(servers) > 1:
+        # draw.index and draw.other, inline (this runs per request); the second draw is
+        # repeated while it hits the first, which is a weighted draw among the rest too
+        cum, total, rnd = draw.cum, draw.total, rng.random
+        i = bisect_right(cum, rnd() * total)
+        for _ in range(TRIES):
+            j = bisect_right(cum, rnd() * total)
+            if j != i:
+                return servers[i], servers[j]
         return servers[i], servers[draw.other(rng, i)]
     i = draw_avoiding(draw, rng, exclude)
     if i < 0:

@@ -94,6 +94,13 @@ class ClusterLeastTime(LeastTime):
             rotor.won(at)
         return best
 
+    def _pick_sampled(self, ctx: PickContext, exclude: Collection[Server] = ()) -> Server | None:
+        a, b = two_choices(self._draw, self.rng, exclude)
+        if a is None or b is None:
+            return a
+        now = self.clock()
+        return b if self.score(b, now) < self.score(a, now) else a
+
     def score(self, s: Server, now: float) -> float:
         load = s.load
         if load.ewma:

@@ -100,8 +100,9 @@ class ConsistentHash(Balancer):
         table = self._table.restricted(usable(servers), partial)
         if table is None:
             return None
+        kept = set(table.items)
         return type(self)(
-            [s for s in servers if s in table.items],
+            [s for s in servers if s in kept],
             rng=self.rng,
             clock=self.clock,
             options=self.options,

@@ -102,7 +102,20 @@ class LeastTime(Balancer):
         if a is None or b is None:
             return a
         now = self.clock()
-        return b if self.score(b, now) < self.score(a, now) else a
+        tau = self._tau
+        # score() twice, inline (this runs per request)
+        la, lb = a.load, b.load
+        ca = (
+            (la.ewma * exp((la.ewma_stamp - now) / tau) if now > la.ewma_stamp else la.ewma)
+            if la.ewma
+            else (UNMEASURED_BUSY if la.active else 0.0)
+        )
+        cb = (
+            (lb.ewma * exp((lb.ewma_stamp - now) / tau) if now > lb.ewma_stamp else lb.ewma)
+            if lb.ewma
+            else (UNMEASURED_BUSY if lb.active else 0.0)
+        )
+        return b if cb * (lb.active + 1) * a.weight < ca * (la.active + 1) * b.weight else a
 
     def score(self, s: Server, now: float) -> float:
         """What ``pick`` minimises for ``s`` (see the module docstring)."""

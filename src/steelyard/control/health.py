@@ -2,9 +2,10 @@
 reports from the data plane, slow start, draining, and publishing the result.
 
 ``PoolHealthKeeper`` owns the pure ``core.health.PoolHealth`` of a pool and is the only
-writer of its ``PoolRuntime``'s snapshot after start. It runs one check task per server
-(once per balancer), a tick every ``TICK`` seconds (ejections running out, slow-start
-windows ending, drains finishing), and takes ``PoolRuntime.failing`` reports. Every
+writer of its ``PoolRuntime``'s snapshot after start. It runs the pool's active checks
+(``checks.CheckScheduler``: one heap and one task per pool, once per balancer), a tick
+every ``TICK`` seconds (ejections running out, slow-start windows ending, drains
+finishing), and takes ``PoolRuntime.failing`` reports. Every
 change of a server's standing is logged with its reason (WARNING, so it shows by
 default) and kept on the server's state for status output.
 """
@@ -21,11 +22,10 @@ from ..core.health import DRAIN, EjectionPolicy, Hysteresis, PoolHealth, ServerS
 from ..core.model import Server
 from ..proxy.pool import PoolRuntime
 from ..units import format_duration
-from .probe import probe
+from .checks import CheckScheduler
 
 log = logging.getLogger("steelyard.health")
 TICK = 0.25
-FIRST_ROUND_RATE = 2000.0  # checks a second at most while a pool's first round is spread out
 BATCH_FROM = 100  # pools of more servers publish check results in batches ...
 BATCH = 0.05  # ... at most this many seconds after the first change
 
@@ -59,6 +59,7 @@ class PoolHealthKeeper:
         pool.on_failing = self.on_failing
         self.tasks: list[asyncio.Task] = []
         self.pending: asyncio.Handle | None = None  # a publish_soon not yet run
+        self.checks: CheckScheduler | None = None  # active checks, once started
         sticky = getattr(cfg, "sticky", None)
         self.drain_grace = sticky.drain_grace if sticky is not None else 0.0  # sticky clients stay this long
         self.drain_since: dict[str, float] = {}  # server name -> when its drain began
@@ -83,10 +84,14 @@ class PoolHealthKeeper:
         self.drain_since = {st.server.name: now for st in self.health.states if st.admin == DRAIN}
         self.publish()
         if self.cfg.health is not None:
-            self.tasks += [self.loop.create_task(self._check_loop(st)) for st in self.health.states]
+            self.checks = CheckScheduler(self.cfg.health, self._checked, loop=self.loop, rng=self.rng)
+            self.tasks.append(self.checks.start(self.health.states))
         self.tasks.append(self.loop.create_task(self._tick_loop()))
 
     def stop(self) -> None:
+        if self.checks is not None:
+            self.checks.stop()
+            self.checks = None
         if self.pending is not None:
             self.pending.cancel()
             self.pending = None
@@ -94,19 +99,11 @@ class PoolHealthKeeper:
             task.cancel()
         self.tasks.clear()
 
-    async def _check_loop(self, st: ServerState) -> None:
-        check = self.cfg.health
-        # the first round is spread over the jitter, and a large pool's over up to the interval
-        # (at most FIRST_ROUND_RATE checks a second: 10,000 servers must not all connect at once)
-        spread = max(check.jitter * check.interval, min(check.interval, len(self.health.states) / FIRST_ROUND_RATE))
-        await asyncio.sleep(self.rng.uniform(0, spread))
-        while st in self.health.states:  # (a removed server's checks end)
-            ok, why = await probe(st.server, check)
-            if self.health.check_result(st, ok, why, self.loop.time()):
-                self.publish_soon()
-            self._log()
-            wait = check.failing_interval if st.check.failing else check.interval  # type: ignore[union-attr]
-            await asyncio.sleep(wait * (1 + self.rng.uniform(-check.jitter, check.jitter)))
+    def _checked(self, st: ServerState, ok: bool, why: str) -> None:
+        """An active check's result (``checks.CheckScheduler``)."""
+        if self.health.check_result(st, ok, why, self.loop.time()):
+            self.publish_soon()
+        self._log()
 
     async def _tick_loop(self) -> None:
         while True:
@@ -187,8 +184,8 @@ class PoolHealthKeeper:
         st.origin = origin
         st.reason, st.changed_at = f"added ({origin})", self.loop.time()
         self.health.states.append(st)
-        if check is not None and self.tasks:
-            self.tasks.append(self.loop.create_task(self._check_loop(st)))
+        if self.checks is not None:
+            self.checks.add(st)
         self.publish()
         self.health.events.append(f"server {server.name}: added at {server.address}")
         self._log()
@@ -221,6 +218,8 @@ class PoolHealthKeeper:
         gone = [st for st in self.health.states if st.removing and not st.server.load.active]
         for st in gone:
             self.health.states.remove(st)
+            if self.checks is not None:
+                self.checks.forget(st)
             self.health.events.append(f"server {st.server.name}: removed")
         if gone:
             self.publish()

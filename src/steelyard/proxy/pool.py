@@ -23,6 +23,7 @@ from __future__ import annotations
 import random
 from collections import Counter, deque
 from collections.abc import Callable, Collection, Sequence
+from operator import attrgetter
 from typing import Any
 
 from ..core.balancing import Balancer, BalancerOptions, resolve_algorithm
@@ -33,6 +34,7 @@ from .tables import HashTables
 
 FULL = Server("(every server is full)", "", 0)  # pick()'s answer when only full servers are left
 MIN_RETRIES = 10  # retries a budget always allows per second
+_MAX_CONNS = attrgetter("max_conns")
 
 
 class PoolRuntime:
@@ -115,13 +117,17 @@ class PoolRuntime:
             balancer = cls(servers, rng=self.rng, clock=self.clock, options=self.options)
         self.draining = draining or {}
         extra = [d[0] for d in self.draining.values()]
-        for s in (*servers, *extra):
-            if s not in self.upstreams:
-                self.upstreams[s] = self.make_upstream(s)
+        upstreams = self.upstreams
         keep = set(servers).union(extra)
+        # (set operations first: with 10,000 servers a publish usually adds or removes none)
+        if not keep <= upstreams.keys():
+            for s in (*servers, *extra):
+                if s not in upstreams:
+                    upstreams[s] = self.make_upstream(s)
         self.known |= keep
-        for s in [s for s in self.upstreams if s not in keep]:
-            self.upstreams.pop(s).close()
+        if len(upstreams) > len(keep):
+            for s in [s for s in upstreams if s not in keep]:
+                upstreams.pop(s).close()
         self.inner = balancer
         picker: Any = balancer
         if ramping:
@@ -132,7 +138,7 @@ class PoolRuntime:
         # balancers that do not learn from completions (``on_done`` not overridden).
         learns = getattr(type(balancer), "on_done", Balancer.on_done) is not Balancer.on_done
         self.on_done = balancer.on_done if learns else None
-        self.limited = any(s.max_conns for s in servers)
+        self.limited = any(map(_MAX_CONNS, servers))
         if self.waiting:
             self.wake()
 

@@ -48,11 +48,12 @@ class Edf:
 
     def __init__(self, servers: tuple[Server, ...]) -> None:
         self.servers = servers
-        self.weights = [s.weight for s in servers]
+        self.weights = weights = [s.weight for s in servers]
         # (deadline of the next pick, index, picks so far): deadlines are computed from k,
         # never accumulated, so they do not drift however long the schedule runs
-        self.heap = [(0.5 / s.weight, i, 0) for i, s in enumerate(servers)]
-        heapify(self.heap)
+        self.heap = [(0.5 / w, i, 0) for i, w in enumerate(weights)]
+        if weights and min(weights) != max(weights):  # (equal weights: sorted already, so a heap)
+            heapify(self.heap)
 
     def pick(self, ctx: object, exclude: Collection[Server] = ()) -> Server | None:
         """The balancer's ``pick`` (``ctx`` unused), bound in its place for large pools."""

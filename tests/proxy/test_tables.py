@@ -74,3 +74,25 @@ async def test_a_large_new_table_is_built_off_the_loop_while_the_old_one_serves(
     assert srv[59] in set(pool.inner._table.slots)
     moved = sum(old[k] is not s for k, s in homes(pool).items())
     assert moved < len(KEYS) * 0.05  # about 1/60 of the keys move to the new server
+
+
+def test_a_reloads_new_pool_starts_from_the_old_pools_table():
+    srv = servers(60)
+    old = runtime(srv)
+    new = PoolRuntime(
+        "app", "ip_hash", BalancerOptions(), (),
+        make_upstream=lambda s: Upstream(), rng=old.rng, clock=old.clock, timeout=30.0,
+    )  # fmt: skip
+    new.tables.adopt(old.tables)
+    new.publish(srv[:58])  # the same servers but two: narrowed, not built
+    assert new.inner._table.slots is old.inner._table.slots
+    before, after = homes(old), homes(new)
+    assert all(after[k] is s for k, s in before.items() if s in srv[:58])
+    assert set(after.values()) <= set(srv[:58])
+    other = PoolRuntime(
+        "app", "ip_hash", BalancerOptions(hash_on="uri"), (),
+        make_upstream=lambda s: Upstream(), rng=old.rng, clock=old.clock, timeout=30.0,
+    )  # fmt: skip
+    other.tables.adopt(old.tables)  # other options: nothing to share
+    other.publish(srv)
+    assert other.inner._table.slots is not old.inner._table.slots

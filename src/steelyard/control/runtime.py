@@ -121,16 +121,24 @@ class Runtime:
         pools: dict[str, PoolRuntime] = {}
         health: dict[str, PoolHealthKeeper] = {}
         for i, pc in enumerate(config.pools, 1):
-            self._build_pool(pc, loop, reuse, pools, health)
+            self._build_pool(pc, loop, reuse, pools, health, self.pools.get(pc.name))
             if i % POOLS_PER_TURN == 0:
                 await asyncio.sleep(0)
         return pools, health
 
     def _build_pool(
-        self, pc: Any, loop: asyncio.AbstractEventLoop, reuse: dict | None, pools: dict, health: dict
+        self,
+        pc: Any,
+        loop: asyncio.AbstractEventLoop,
+        reuse: dict | None,
+        pools: dict,
+        health: dict,
+        old: PoolRuntime | None = None,
     ) -> None:
         servers = [_reused(s, reuse, pc.name) for s in servers_from_config(pc)]
         pool = pools[pc.name] = self.make_pool(pc, loop)
+        if old is not None:  # (a reload: a hashing pool starts from the old pool's table)
+            pool.tables.adopt(old.tables)
         keeper = health[pc.name] = PoolHealthKeeper.from_config(pool, pc, servers, loop=loop, rng=self.rng)
         if self.hub is not None:
             keeper.on_publish = self.hub.on_publish

@@ -12,7 +12,8 @@ A Maglev table has ≥ 100 slots per server and fills in pure Python at about 2 
   servers it has (``partial``: the new servers get no hashed traffic until the table is ready),
   and when it is, the pool's last publish is repeated with it. One build per pool at a time;
   a build whose result no longer covers the servers then wanted is followed by another.
-- Otherwise (start-up, small tables, no loop) the table is built in line, as before.
+- Otherwise (start-up, small tables, no loop) the table is built in line, as before. A reload's
+  new pool ``adopt``s the old pool's table first, so a reload is not a start-up here.
 
 The thread only reads names and weights (immutable) and returns a new list; the GIL is
 released to the event loop every ``sys.getswitchinterval()`` (5 ms), so a build slows
@@ -49,6 +50,12 @@ class HashTables:
         self.built: ConsistentHash | None = None  # balancer of the last full build
         self.building = False
         self.closed = False
+
+    def adopt(self, other: HashTables) -> None:
+        """Start from ``other``'s last full table (a reload's new pool of the same name): the new
+        pool's first publish then narrows it or builds off the loop, instead of in line."""
+        if other.built is not None and other.kwargs == self.kwargs:
+            self.built = other.built
 
     def balancer(self, cls: type[ConsistentHash], servers: Sequence[Server], current: Any) -> Balancer:
         bases = [b for b in (self.built, current) if b is not None and type(b) is cls]

@@ -103,7 +103,8 @@ class PoolHealthKeeper:
         """An active check's result (``checks.CheckScheduler``)."""
         if self.health.check_result(st, ok, why, self.loop.time()):
             self.publish_soon()
-        self._log()
+        if self.pending is None:  # (a batched change is logged once it is published)
+            self._log()
 
     async def _tick_loop(self) -> None:
         while True:
@@ -225,20 +226,19 @@ class PoolHealthKeeper:
             self.publish()
 
     def publish_soon(self) -> None:
-        """``publish``, once for every check result that changed something until it runs: at
-        once (this loop turn) for pools of up to ``BATCH_FROM`` servers, within ``BATCH``
-        seconds for larger ones, where a publish costs milliseconds and many servers can
-        change together (a rack going down must not be thousands of publishes)."""
-        if self.pending is not None:
-            return
+        """``publish`` for a check result: at once in pools of up to ``BATCH_FROM`` servers;
+        in larger ones, where a publish costs milliseconds and many servers can change
+        together (a rack going down must not be thousands of publishes), once for every
+        change until it runs, ``BATCH`` seconds after the first."""
         if len(self.health.states) <= BATCH_FROM:
-            self.pending = self.loop.call_soon(self._publish_pending)
-        else:
+            self.publish()
+        elif self.pending is None:
             self.pending = self.loop.call_later(BATCH, self._publish_pending)
 
     def _publish_pending(self) -> None:
         self.pending = None
         self.publish()
+        self._log()
 
     def publish(self) -> None:
         if self.pending is not None:  # (this publish covers the pending one)

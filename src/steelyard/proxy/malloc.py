@@ -37,10 +37,12 @@ def freeze_started() -> None:
     (their ``Server``, load, state and check objects, the config model, the balancers) that is
     50–150 ms during which the event loop stands still. What exists when serving starts lives
     until a reload, so ``gc.freeze()`` moves it to the permanent generation and later full
-    collections visit only what came after. Cost: cycles among these objects are never freed,
-    so the first reload leaves the start-up configuration's pool objects behind, once (objects
-    of later configurations are collected as usual).
+    collections visit only what came after. Garbage is collected first (what is frozen is only
+    what is alive). Cost: cycles among these objects are never freed, so the first reload leaves
+    the start-up configuration's pool objects behind, once (objects of later configurations are
+    collected as usual).
     """
     import gc
 
+    gc.collect()
     gc.freeze()

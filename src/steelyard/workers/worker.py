@@ -161,10 +161,10 @@ async def main(fd: int) -> int:
         channel.send({"op": "failed", "why": str(exc)})
         await channel.drain()
         return 1
-    channel.send({"op": "ready"})
     from ..proxy import malloc
 
     malloc.freeze_started()  # (a full garbage collection would visit every pool's servers)
+    channel.send({"op": "ready"})
 
     async def listen() -> None:
         while (msg := await channel.receive()) is not None:

@@ -1,4 +1,4 @@
-"""Large pools (more than SCAN_LIMIT usable servers): EDF weighted round robin and the
+"""Large pools (more than SCAN_LIMIT or EXACT_LIMIT usable servers): EDF weighted round robin and the
 two-choice least_conn / least_time (and their cluster twins), ``_large``'s helpers."""
 
 import random
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from steelyard.core.balancing._large import SCAN_LIMIT, Edf, two_choices
+from steelyard.core.balancing._large import EXACT_LIMIT, SCAN_LIMIT, Edf, two_choices
 from steelyard.core.balancing._select import WeightedDraw
 from steelyard.core.balancing.base import PickContext
 from steelyard.core.balancing.cluster_load import ClusterLeastConn, ClusterLeastTime
@@ -20,7 +20,8 @@ from steelyard.core.balancing.weighted_round_robin import WeightedRoundRobin
 from steelyard.core.model import Server
 
 CTX = PickContext("10.0.0.1")
-BIG = SCAN_LIMIT + 1
+BIG = SCAN_LIMIT + 1  # (weighted round robin, random, p2c)
+HUGE = EXACT_LIMIT + 1  # (least_conn, least_time)
 
 
 def many(weights):
@@ -55,6 +56,15 @@ def test_edf_sits_excluded_servers_out_without_losing_their_turn(build):
     assert wrr.pick(CTX, set(servers)) is None
 
 
+def test_up_to_the_exact_limit_least_conn_still_finds_the_minimum(build):
+    servers = many([1] * EXACT_LIMIT)
+    for s in servers:
+        s.load.active = 3
+    servers[77].load.active = 0
+    lc = build(LeastConn, servers)
+    assert [lc.pick(CTX) for _ in range(3)] == [servers[77]] * 3
+
+
 def test_weight_zero_servers_do_not_count_toward_the_limit(build):
     servers = many([0] * 10 + [1] * SCAN_LIMIT)
     wrr = build(WeightedRoundRobin, servers)
@@ -76,33 +86,33 @@ def test_two_choice_least_conn_keeps_the_less_loaded_of_its_two(build, cls):
 
 
 def test_two_choice_least_conn_never_picks_the_most_loaded_and_favours_idle(build):
-    servers = many([1] * 100)
-    for s in servers[:50]:
+    servers = many([1] * 200)
+    for s in servers[:100]:
         s.load.active = 10
     lc = build(LeastConn, servers, seed=1)
-    picks = Counter(lc.pick(CTX) in servers[50:] for _ in range(4000))
+    picks = Counter(lc.pick(CTX) in servers[100:] for _ in range(4000))
     # an idle server wins unless both draws are busy: P(busy) = ¼
     assert 0.7 < picks[True] / 4000 < 0.8
 
 
 def test_cluster_least_conn_counts_the_remote_load(build):
-    servers = many([1] * BIG)
+    servers = many([1] * HUGE)
     for s in servers[1:]:
         s.load.remote = 5
     lc = build(ClusterLeastConn, servers, seed=2)
     picks = Counter(lc.pick(CTX) for _ in range(2000))
-    assert picks[servers[0]] > 2000 * 1.5 / BIG  # it wins every pair it is in
+    assert picks[servers[0]] > 2000 * 1.5 / HUGE  # it wins every pair it is in
 
 
 @pytest.mark.parametrize("cls", [LeastTime, ClusterLeastTime])
 def test_two_choice_least_time_avoids_a_slow_server(build, clock, cls):
-    servers = many([1] * BIG)
+    servers = many([1] * HUGE)
     lt = build(cls, servers, clock=clock)
     for s in servers:
         s.load.ewma, s.load.ewma_stamp = 0.01, clock.now
     servers[0].load.ewma = 5.0
     picks = Counter(lt.pick(CTX) for _ in range(3000))
-    assert picks[servers[0]] < 3000 * 1.0 / BIG / 5  # it loses every pair it is in
+    assert picks[servers[0]] < 3000 * 1.0 / HUGE / 5  # it loses every pair it is in
     assert lt.score(servers[0], clock.now) > lt.score(servers[1], clock.now)
 
 
@@ -110,7 +120,7 @@ def test_two_choice_least_time_avoids_a_slow_server(build, clock, cls):
     "cls", [LeastConn, LeastTime, ClusterLeastConn, ClusterLeastTime, RandomPick, PowerOfTwoChoices]
 )
 def test_large_pools_honour_exclude(build, cls):
-    servers = many([1] * 40)
+    servers = many([1] * (HUGE if cls in (LeastConn, LeastTime, ClusterLeastConn, ClusterLeastTime) else BIG))
     balancer = build(cls, servers, seed=5)
     allowed = set(servers[:2])
     exclude = set(servers) - allowed
@@ -132,11 +142,11 @@ def test_two_choices_are_distinct_and_allowed(weights, data):
 
 
 def test_cluster_least_time_prices_other_nodes_latency_and_load(build, clock):
-    servers = many([1] * BIG)
+    servers = many([1] * HUGE)
     lt = build(ClusterLeastTime, servers, clock=clock)
     for s in servers:
         s.load.remote_ewma = 0.01
     servers[0].load.remote_ewma = 2.0  # never measured here; slow through the other balancers
     servers[1].load.remote = 50  # busy through the other balancers
     picks = Counter(lt.pick(CTX) for _ in range(3000))
-    assert picks[servers[0]] < 3000 / BIG / 5 and picks[servers[1]] < 3000 / BIG / 5
+    assert picks[servers[0]] < 3000 / HUGE / 5 and picks[servers[1]] < 3000 / HUGE / 5

@@ -1,8 +1,9 @@
-"""Picks that do not grow with the pool, for pools of more than ``SCAN_LIMIT`` servers.
+"""Picks that do not grow with the pool, for large pools.
 
-Up to ``SCAN_LIMIT`` usable servers, weighted round robin, least_conn and least_time scan
-every server per pick (exact: nginx's smooth WRR sequence, the true minimum, ties in turn).
-A scan costs about 0.1–0.3 µs per server, so above that size they switch to:
+Weighted round robin up to ``SCAN_LIMIT`` usable servers, and least_conn and least_time up to
+``EXACT_LIMIT``, scan every server per pick (exact: nginx's smooth WRR sequence, the true
+minimum, ties in turn). A scan costs about 0.1–0.3 µs per server, so above those sizes they
+switch to:
 
 - ``Edf``: earliest-deadline-first scheduling (stride scheduling, Waldspurger 1995; Envoy's
   ``EdfScheduler``), O(log n) per pick from a binary heap. Server i's k-th pick is due at
@@ -34,8 +35,14 @@ from ._select import WeightedDraw
 if TYPE_CHECKING:
     import random
 
-#: Pools with more usable servers than this pick by scheduling or sampling (see above).
+#: Weighted round robin over more usable servers than this is scheduled EDF (the same shares);
+#: random and p2c retries over more draw by rejection.
 SCAN_LIMIT = 32
+
+#: least_conn and least_time over more usable servers than this sample two (no longer the exact
+#: minimum; up to here a scan costs at most ~10 µs, and exactness is what the simulator's
+#: scenarios, e.g. herding on stale load with 100 servers, show of these algorithms).
+EXACT_LIMIT = 100
 
 #: Rejection draws tried before an excluded-aware draw falls back to an O(n) one.
 TRIES = 16

@@ -11,7 +11,7 @@ Invariants:
   Guard: a server this node never measured is never priced out by other nodes' load alone
   (otherwise a server busy elsewhere but unmeasured here would score ~1e6·remote and never be
   tried: least_time collapses onto the other servers).
-- Pools of more than ``SCAN_LIMIT`` servers use the plain classes' two-choice picks with
+- Pools of more than ``EXACT_LIMIT`` servers use the plain classes' two-choice picks with
   these scores (``_large``): only two servers' loads are read per pick.
 - ``remote`` and ``remote_ewma`` are written only by the control plane's load exchange.
 """

@@ -2,7 +2,7 @@
 
 Invariants: the returned server minimises ``active / weight`` over the usable,
 non-excluded servers; among equals the picks rotate (an idle pool gets round robin).
-Pools of more than ``SCAN_LIMIT`` usable servers pick the better of two weighted random
+Pools of more than ``EXACT_LIMIT`` (100) usable servers pick the better of two weighted random
 servers instead (``_large.two_choices``, O(log n), as Envoy's least request does): not the
 minimum of the whole pool, but never the worse of two, and ties go to the first draw.
 """
@@ -13,7 +13,7 @@ from collections.abc import Collection
 from typing import Any
 
 from ..model import Server
-from ._large import SCAN_LIMIT, two_choices
+from ._large import EXACT_LIMIT, two_choices
 from ._select import TieRotor, WeightedDraw, usable
 from .base import Balancer, PickContext
 
@@ -31,7 +31,7 @@ class LeastConn(Balancer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._rotor = TieRotor(usable(self.servers))
-        if self._rotor.n > SCAN_LIMIT:
+        if self._rotor.n > EXACT_LIMIT:
             self._draw = WeightedDraw(self._rotor.ring[: self._rotor.n])
             self.pick = self._pick_sampled  # type: ignore[method-assign]
 

@@ -7,7 +7,7 @@ Invariants:
 - ``cost`` is the server's EWMA decayed toward zero by the time since its last
   sample (``ewma · exp(-age / τ)``), so a server that was slow and then got no
   traffic becomes cheap again and is re-probed, after about ``τ · ln(slow / fast)``.
-- Pools of more than ``SCAN_LIMIT`` usable servers score two weighted random servers and
+- Pools of more than ``EXACT_LIMIT`` (100) usable servers score two weighted random servers and
   keep the better (``_large.two_choices``, O(log n); Finagle's and Linkerd's P2C over peak
   EWMA) instead of scanning them all; ties go to the first draw.
 - ``pick`` only reads ``server.load``; ``on_done`` is the only writer of
@@ -21,7 +21,7 @@ from math import exp
 from typing import Any
 
 from ..model import Server, ServerLoad
-from ._large import SCAN_LIMIT, two_choices
+from ._large import EXACT_LIMIT, two_choices
 from ._select import TieRotor, WeightedDraw, usable
 from .base import Balancer, PickContext
 
@@ -67,7 +67,7 @@ class LeastTime(Balancer):
         self._tau = float(self.options.ewma_decay)
         if not self._tau > 0.0:
             raise ValueError(f"ewma_decay must be > 0 seconds, not {self._tau!r}")
-        if self._rotor.n > SCAN_LIMIT:
+        if self._rotor.n > EXACT_LIMIT:
             self._draw = WeightedDraw(self._rotor.ring[: self._rotor.n])
             self.pick = self._pick_sampled  # type: ignore[method-assign]
 

@@ -79,7 +79,7 @@ def split_host_port(text: str, *, allow_port_zero: bool = False) -> tuple[str, i
             raise ValueError(f"expected host:port, e.g. {example}; got {show_value(text)}")
         if ":" in host:
             raise ValueError(f'an IPv6 address needs brackets, e.g. "[::1]:8080"; got {show_value(text)}')
-    if any(c.isspace() for c in host):
+    if "".join(host.split()) != host:  # (any whitespace; a C loop: 10,000 servers are parsed at start)
         raise ValueError(f"the host must not contain spaces; got {show_value(text)}")
     if not host_ok(host):
         raise ValueError(

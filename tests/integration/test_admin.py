@@ -175,6 +175,29 @@ def test_api_errors_name_the_field_and_writes_need_the_token(backends, balancer)
     assert routes <= set(doc["paths"]), routes - set(doc["paths"])  # every route of the API is documented
 
 
+def test_a_large_pools_servers_come_in_pages_filtered_by_status(backends, balancer):
+    (a,) = backends(["a"])
+    lb = balancer(admin_config(servers_toml([a])))
+    port = admin_port(lb)
+    for i in range(5):  # (nothing listens there: no checks in this pool, so they stay up)
+        body = {"address": f"127.0.0.1:{9 + i}", "name": f"extra{i}"}
+        assert api(port, "POST", "/api/v1/pools/app/servers", body)[0] == 201
+    assert api(port, "PATCH", "/api/v1/pools/app/servers/extra3", {"state": "maint"})[0] == 200
+    status, whole = api(port, "GET", "/api/v1/pools/app")
+    names = [r["server"] for r in whole["servers"]]
+    assert status == 200 and len(names) == 6 and "page" not in whole
+    assert whole["by_status"] == {"up": 5, "maint": 1}
+    status, page = api(port, "GET", "/api/v1/pools/app?offset=2&limit=3")
+    assert [r["server"] for r in page["servers"]] == names[2:5]
+    assert page["page"] == {"offset": 2, "limit": 3, "matched": 6}
+    status, maint = api(port, "GET", "/api/v1/pools/app?status=maint")
+    assert [r["server"] for r in maint["servers"]] == ["extra3"] and maint["page"]["matched"] == 1
+    assert api(port, "GET", "/api/v1/pools/app?offset=9")[1]["servers"] == []
+    for bad in ("limit=-1", "offset=two", "limit=1.5"):
+        status, answer = api(port, "GET", f"/api/v1/pools/app?{bad}")
+        assert status == 400 and answer["field"] == bad.split("=")[0], answer
+
+
 def test_metrics_count_exactly_the_requests_clients_sent(backends, balancer):
     a, b = backends(["a", "b"])
     lb = balancer(admin_config(servers_toml([a, b])))

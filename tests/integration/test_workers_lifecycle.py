@@ -88,20 +88,21 @@ def test_a_third_generation_on_high_rows_still_counts_across_workers(inline, bal
     """A second reload while the first generation still finishes a long connection puts the
     third generation on rows 5 and 6; least_conn must still see both workers' connections
     (readers sum every row up to the highest in use)."""
-    from .l4util import l4_config, recv_line
+    from .l4util import l4_config
     from .test_tcp_proxy import greeter
 
     servers = [inline(greeter(name)) for name in (b"a", b"b", b"c")]
     lb = balancer(
         with_workers(l4_config("tcp", [s.address for s in servers], pool='algorithm = "least_conn"', grace="30s"))
     )
-    hold = socket.create_connection(("127.0.0.1", lb.port), timeout=WAIT)
-    recv_line(hold)
+    # both first-generation workers hold connections, so neither leaves (freeing its row) before
+    # the third generation starts, however fast an idle worker exits
+    held = spread_over_workers(lb)
     lb.proc.send_signal(signal.SIGHUP)
     assert wait_until(lambda: _generation_serving(lb, 2))
     lb.proc.send_signal(signal.SIGHUP)
     assert wait_until(lambda: _generation_serving(lb, 3))
-    hold.close()
+    close_all(held)
     assert wait_until(lambda: {p["generation"] for p in workers(lb)["processes"]} == {3})
     rows = sorted(p["row"] for p in workers(lb)["processes"])
     assert max(rows) > 1 + 2 * 2, rows  # (rows of a third generation: readers must still see them)

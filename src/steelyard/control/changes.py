@@ -145,7 +145,8 @@ class RuntimeChanges:
             raise ChangeError(400, f"a name starts with a letter or digit; got {name!r}", "name")
         if any(st.server.name == name for st in keeper.health.states):
             raise ChangeError(409, f"pool {pool} already has a server {name!r}", "name")
-        if any(st.server.address == Server(name, host, port).address for st in keeper.health.states):
+        at = Server(name, host, port).address  # (as the servers spell theirs)
+        if any(st.server.address == at for st in keeper.health.states):
             raise ChangeError(409, f"pool {pool} already has a server at {address}", "address")
         weight = _weight(body, 1)
         state = _state(body, "ready")
@@ -202,7 +203,8 @@ class RuntimeChanges:
         return {"pool": pool, "algorithm": name}
 
     def describe(self, pool: str, name: str) -> dict:
-        return next(r for r in self.keeper(pool).status() if r["server"] == name)
+        keeper = self.keeper(pool)
+        return keeper.status([self._state_of(keeper, name)])[0]
 
     # -- the record ----------------------------------------------------------------
 

@@ -2,9 +2,10 @@
 reports from the data plane, slow start, draining, and publishing the result.
 
 ``PoolHealthKeeper`` owns the pure ``core.health.PoolHealth`` of a pool and is the only
-writer of its ``PoolRuntime``'s snapshot after start. It runs one check task per server
-(once per balancer), a tick every ``TICK`` seconds (ejections running out, slow-start
-windows ending, drains finishing), and takes ``PoolRuntime.failing`` reports. Every
+writer of its ``PoolRuntime``'s snapshot after start. It runs the pool's active checks
+(``checks.CheckScheduler``: one heap and one task per pool, once per balancer), a tick
+every ``TICK`` seconds (ejections running out, slow-start windows ending, drains
+finishing), and takes ``PoolRuntime.failing`` reports. Every
 change of a server's standing is logged with its reason (WARNING, so it shows by
 default) and kept on the server's state for status output.
 """
@@ -22,10 +23,12 @@ from ..core.health import DRAIN, EjectionPolicy, Hysteresis, PoolHealth, ServerS
 from ..core.model import Server
 from ..proxy.pool import PoolRuntime
 from ..units import format_duration
-from .probe import probe
+from .checks import CheckScheduler
 
 log = logging.getLogger("steelyard.health")
 TICK = 0.25
+BATCH_FROM = 100  # pools of more servers publish check results in batches ...
+BATCH = 0.05  # ... at most this many seconds after the first change
 
 
 class PoolHealthKeeper:
@@ -57,6 +60,8 @@ class PoolHealthKeeper:
         pool.eject_after, pool.eject_5xx = outlier.consecutive_failures, outlier.consecutive_5xx
         pool.on_failing = self.on_failing
         self.tasks: list[asyncio.Task] = []
+        self.pending: asyncio.Handle | None = None  # a publish_soon not yet run
+        self.checks: CheckScheduler | None = None  # active checks, once started
         sticky = getattr(cfg, "sticky", None)
         self.drain_grace = sticky.drain_grace if sticky is not None else 0.0  # sticky clients stay this long
         self.drain_since: dict[str, float] = {}  # server name -> when its drain began
@@ -81,24 +86,30 @@ class PoolHealthKeeper:
         self.drain_since = {st.server.name: now for st in self.health.states if st.admin == DRAIN}
         self.publish()
         if self.cfg.health is not None:
-            self.tasks += [self.loop.create_task(self._check_loop(st)) for st in self.health.states]
+            self.checks = CheckScheduler(self.cfg.health, self._checked, loop=self.loop, rng=self.rng)
+            self.tasks.append(self.checks.start(self.health.states))
         self.tasks.append(self.loop.create_task(self._tick_loop()))
 
     def stop(self) -> None:
+        if self.checks is not None:
+            self.checks.stop()
+            self.checks = None
+        if self.pending is not None:
+            self.pending.cancel()
+            self.pending = None
         for task in self.tasks:
             task.cancel()
         self.tasks.clear()
 
-    async def _check_loop(self, st: ServerState) -> None:
-        check = self.cfg.health
-        await asyncio.sleep(self.rng.uniform(0, check.jitter * check.interval))  # spread the first round
-        while st in self.health.states:  # (a removed server's checks end)
-            ok, why = await probe(st.server, check)
-            if ok is not None and self.health.check_result(st, ok, why, self.loop.time()):
-                self.publish()
+    def _checked(self, st: ServerState, ok: bool | None, why: str) -> None:
+        """An active check's result (``checks.CheckScheduler``); None: no verdict (the check could
+        not run for lack of local resources, ``probe``)."""
+        if ok is None:
+            return
+        if self.health.check_result(st, ok, why, self.loop.time()):
+            self.publish_soon()
+        if self.pending is None:  # (a batched change is logged once it is published)
             self._log()
-            wait = check.failing_interval if st.check.failing else check.interval  # type: ignore[union-attr]
-            await asyncio.sleep(wait * (1 + self.rng.uniform(-check.jitter, check.jitter)))
 
     async def _tick_loop(self) -> None:
         while True:
@@ -110,15 +121,20 @@ class PoolHealthKeeper:
         if now - self.sampled_at < 1.0:
             return
         span, self.sampled_at = now - self.sampled_at, now
+        samples, rates, idle = self.samples, self.rates, (0.0, None)
         for st in self.health.states:
             load = st.server.load
-            done, total = load.requests + load.failures, load.latency_sum
-            count = sum(load.latency)
-            was = self.samples.get(st.server.name)
-            self.samples[st.server.name] = (done, total, count)
+            name = st.server.name
+            done = load.requests + load.failures
+            was = samples.get(name)
+            if was is not None and was[0] == done:  # nothing completed: skip the sums (large pools)
+                rates[name] = idle
+                continue
+            total, count = load.latency_sum, sum(load.latency)
+            samples[name] = (done, total, count)
             if was is not None:
                 n = count - was[2]
-                self.rates[st.server.name] = ((done - was[0]) / span, (total - was[1]) / n * 1000 if n else None)
+                rates[name] = ((done - was[0]) / span, (total - was[1]) / n * 1000 if n else None)
 
     def tick(self) -> None:
         now = self.loop.time()
@@ -174,8 +190,8 @@ class PoolHealthKeeper:
         st.origin = origin
         st.reason, st.changed_at = f"added ({origin})", self.loop.time()
         self.health.states.append(st)
-        if check is not None and self.tasks:
-            self.tasks.append(self.loop.create_task(self._check_loop(st)))
+        if self.checks is not None:
+            self.checks.add(st)
         self.publish()
         self.health.events.append(f"server {server.name}: added at {server.address}")
         self._log()
@@ -208,11 +224,31 @@ class PoolHealthKeeper:
         gone = [st for st in self.health.states if st.removing and not st.server.load.active]
         for st in gone:
             self.health.states.remove(st)
+            if self.checks is not None:
+                self.checks.forget(st)
             self.health.events.append(f"server {st.server.name}: removed")
         if gone:
             self.publish()
 
+    def publish_soon(self) -> None:
+        """``publish`` for a check result: at once in pools of up to ``BATCH_FROM`` servers;
+        in larger ones, where a publish costs milliseconds and many servers can change
+        together (a rack going down must not be thousands of publishes), once for every
+        change until it runs, ``BATCH`` seconds after the first."""
+        if len(self.health.states) <= BATCH_FROM:
+            self.publish()
+        elif self.pending is None:
+            self.pending = self.loop.call_later(BATCH, self._publish_pending)
+
+    def _publish_pending(self) -> None:
+        self.pending = None
+        self.publish()
+        self._log()
+
     def publish(self) -> None:
+        if self.pending is not None:  # (this publish covers the pending one)
+            self.pending.cancel()
+            self.pending = None
         now = self.loop.time()
         servers = self.health.usable()
         ramping = self.health.ramping(now, self.slow_start) if self.slow_start else {}
@@ -242,9 +278,10 @@ class PoolHealthKeeper:
 
     # -- status --------------------------------------------------------------------
 
-    def status(self) -> list[dict[str, Any]]:
+    def status(self, states: list[ServerState] | None = None) -> list[dict[str, Any]]:
+        """A row per server (of ``states``: default every one) for the status API."""
         now = self.loop.time()
-        return [self.row(st, now) for st in self.health.states]
+        return [self.row(st, now) for st in (self.health.states if states is None else states)]
 
     def row(self, st: ServerState, now: float) -> dict[str, Any]:
         """One server as the API shows it."""

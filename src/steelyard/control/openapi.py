@@ -31,8 +31,13 @@ OPENAPI = {
         "/api/v1/pools/{pool}": {
             "parameters": [_POOL],
             "get": {
-                "summary": "a pool and its servers (state, weight, health, reason, load)",
-                "responses": {"200": _OK, "404": _ERROR},
+                "summary": "a pool and its servers (state, weight, health, reason, load); large pools page",
+                "parameters": [
+                    {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                    {"name": "status", "in": "query", "schema": {"type": "string"}},
+                ],
+                "responses": {"200": _OK, "400": _ERROR, "404": _ERROR},
             },
             "patch": {
                 "summary": "change the algorithm",

@@ -5,8 +5,10 @@ Order (``reload``):
 1. The new configuration was validated before this is called (an invalid one never gets here;
    the old one keeps running). New listeners' addresses are bound first: one that is taken
    refuses the reload before anything changed.
-2. New pools and health keepers are built; a server whose name, address, weight and limit are
-   unchanged keeps its ``Server`` object, so its in-flight count and learned latency carry over.
+2. New pools and health keepers are built (a few at a time between turns of the event loop, with
+   garbage collection paused, then swapped in at once); a server whose name, address, weight and
+   limit are unchanged keeps its ``Server`` object, so its in-flight count and learned latency
+   carry over.
 3. Listeners whose name, mode, bind and TLS-or-not are unchanged stay bound (no socket closes):
    their routes, limits and settings are switched to the new pools in one synchronous step, and
    a TLS listener reads its certificates again (renewed ones serve new handshakes). New listeners start;
@@ -25,12 +27,14 @@ The admin listener itself is not rebound by a reload.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from typing import Any
 
 from .changes import overridden
 
 log = logging.getLogger("steelyard")
+POOLS_PER_TURN = 25  # pools built, or old ones closed, between two turns of the event loop
 
 
 async def reload(rt: Any, new: Any) -> None:
@@ -42,9 +46,15 @@ async def reload(rt: Any, new: Any) -> None:
     bound = await _bind_new([lc for lc in new.listeners if plan[lc.name] is None], one_process=rt.hub is None)
     # (nothing below can fail for an address: the old configuration is untouched until here)
     keep = {(pool, s.name): s for pool, k in old_keepers.items() for s in (st.server for st in k.health.states)}
+    collecting = gc.isenabled()
+    gc.disable()  # (building thousands of servers would run full collections over everything alive)
+    try:
+        pools, health = await rt.rebuild_pools(new, loop, keep)
+    finally:
+        if collecting:
+            gc.enable()
     rt.config = new
-    rt.pools, rt.health = {}, {}
-    rt.build_pools(loop, reuse=keep)
+    rt.pools, rt.health = pools, health
     kept, started, retired = {}, [], []
     for lc in new.listeners:
         old = plan[lc.name]
@@ -64,12 +74,14 @@ async def reload(rt: Any, new: Any) -> None:
         kept[lc.name] = listener
     retired = [lst for name, lst in old_listeners.items() if kept.get(name) is not lst]
     rt.listeners = kept
-    for name, pool in old_pools.items():
+    for i, (name, pool) in enumerate(old_pools.items(), 1):
         if name in rt.pools:
             _move_waiting(pool, rt.pools[name])
             _carry_counters(pool, old_keepers[name], rt.pools[name], rt.health[name])
         old_keepers[name].stop()
         pool.close()
+        if i % POOLS_PER_TURN == 0:
+            await asyncio.sleep(0)  # (the listeners serve the new pools already)
     await _reload_dns(rt, new, loop)
     rt.changes.record = {"version": 1, "pools": {}}
     cluster = getattr(rt, "cluster", None)
@@ -200,6 +212,8 @@ async def _retire(listener: Any, grace: float) -> None:
 
 async def _reload_dns(rt: Any, new: Any, loop: asyncio.AbstractEventLoop) -> None:
     """DNS listeners answer from the new pools; one whose address changed is rebound."""
+    if not new.dns and not rt.dns:
+        return  # (nor import dnspython, ~70 ms on the loop, for a configuration without DNS)
     from ..dns.server import DnsListener
     from ..dns.zone import Zone
 

@@ -31,7 +31,7 @@ from ..proxy.udp import UdpListener
 from .changes import RuntimeChanges
 from .dashboard import JOURNAL
 from .health import PoolHealthKeeper
-from .reload import reload
+from .reload import POOLS_PER_TURN, reload
 
 if TYPE_CHECKING:
     from ..dns.server import DnsListener
@@ -120,13 +120,40 @@ class Runtime:
         """A ``PoolRuntime`` and its health keeper per configured pool; ``reuse`` maps (pool, server
         name) to a running ``Server`` kept when its settings are unchanged (a reload)."""
         for pc in self.config.pools:
-            servers = [_reused(s, reuse, pc.name) for s in servers_from_config(pc)]
-            pool = self.pools[pc.name] = self.make_pool(pc, loop)
-            keeper = self.health[pc.name] = PoolHealthKeeper.from_config(pool, pc, servers, loop=loop, rng=self.rng)
-            keeper.journal = self.journal
-            if self.hub is not None:
-                keeper.on_publish = self.hub.on_publish
-            keeper.start()
+            self._build_pool(pc, loop, reuse, self.pools, self.health)
+
+    async def rebuild_pools(
+        self, config: Any, loop: asyncio.AbstractEventLoop, reuse: dict
+    ) -> tuple[dict[str, PoolRuntime], dict[str, PoolHealthKeeper]]:
+        """``build_pools`` for a reload, of ``config``'s pools: into new dicts, which the caller
+        swaps in, giving the loop a turn every ``POOLS_PER_TURN`` pools (1,000 pools take a few
+        hundred ms to build: traffic must not wait for all of them)."""
+        pools: dict[str, PoolRuntime] = {}
+        health: dict[str, PoolHealthKeeper] = {}
+        for i, pc in enumerate(config.pools, 1):
+            self._build_pool(pc, loop, reuse, pools, health, self.pools.get(pc.name))
+            if i % POOLS_PER_TURN == 0:
+                await asyncio.sleep(0)
+        return pools, health
+
+    def _build_pool(
+        self,
+        pc: Any,
+        loop: asyncio.AbstractEventLoop,
+        reuse: dict | None,
+        pools: dict,
+        health: dict,
+        old: PoolRuntime | None = None,
+    ) -> None:
+        servers = [_reused(s, reuse, pc.name) for s in servers_from_config(pc)]
+        pool = pools[pc.name] = self.make_pool(pc, loop)
+        if old is not None:  # (a reload: a hashing pool starts from the old pool's table)
+            pool.tables.adopt(old.tables)
+        keeper = health[pc.name] = PoolHealthKeeper.from_config(pool, pc, servers, loop=loop, rng=self.rng)
+        keeper.journal = self.journal
+        if self.hub is not None:
+            keeper.on_publish = self.hub.on_publish
+        keeper.start()
 
     def make_pool(self, pc: Any, loop: asyncio.AbstractEventLoop, secret: bytes | None = None) -> PoolRuntime:
         """The data plane's pool for pool config ``pc``, with no server published yet."""
@@ -352,10 +379,17 @@ def _upstream_factory(loop: asyncio.AbstractEventLoop, pc: Any):
 
 
 async def serve_forever(
-    config: Any, *, ready: Any = None, text: str | None = None, workers_override: int | None = None
+    config: Any,
+    *,
+    ready: Any = None,
+    text: str | None = None,
+    workers_override: int | None = None,
+    freeze: bool = False,
 ) -> None:
     """Run until SIGTERM or SIGINT, then stop gracefully. With ``workers`` > 1 this process
-    is the control process and ``text`` (the configuration as read) goes to the workers."""
+    is the control process and ``text`` (the configuration as read) goes to the workers.
+    ``freeze``: once serving, exempt the objects built so far from garbage collection
+    (``proxy.malloc.freeze_started``; the ``steelyard serve`` process)."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     runtime = Runtime(config)
@@ -390,6 +424,10 @@ async def serve_forever(
         print(f"steelyard: dns {name} serving {dl.cfg.origin} on {dl.host}:{dl.port} ({kinds})", flush=True)
     for name, lst in runtime.listeners.items():
         print(f"steelyard: listener {name} serving {lst.mode} on {lst.host}:{lst.port}", flush=True)
+    if freeze:
+        from ..proxy import malloc
+
+        malloc.freeze_started()
     if ready is not None:
         ready(runtime)
     await stop.wait()
@@ -413,7 +451,7 @@ def run(config: Any, text: str | None = None, workers_override: int | None = Non
     malloc.tune()  # (steady costs for large buffers: see proxy/malloc.py)
     soft, hard = raise_open_files_limit()  # (worker processes inherit it)
     print(f"steelyard: open files limit {soft} (hard limit {hard})", flush=True)
-    main = serve_forever(config, text=text, workers_override=workers_override)
+    main = serve_forever(config, text=text, workers_override=workers_override, freeze=True)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency

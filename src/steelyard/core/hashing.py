@@ -17,7 +17,7 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from hashlib import blake2b
 from typing import Generic, TypeVar
 
@@ -72,9 +72,25 @@ def maglev_populate(names: Sequence[str], weights: Sequence[int], size: int) -> 
         skip.append(int.from_bytes(digest[8:], "little") % (size - 1) + 1)
     weight = [weights[i] for i in order]
     top = max(weight)
-    credit = [top - w for w in weight]
     table = [-1] * size
-    filled = 0
+    left = size
+    if min(weight) == top:  # equal weights (the usual case): every item takes a turn each round
+        turns = list(range(k))
+        while True:
+            for j in turns:
+                c = pos[j]
+                step = skip[j]
+                while table[c] >= 0:
+                    c += step
+                    if c >= size:
+                        c -= size
+                table[c] = order[j]
+                c += step
+                pos[j] = c - size if c >= size else c
+                left -= 1
+                if not left:
+                    return table
+    credit = [top - w for w in weight]
     while True:
         for j in range(k):
             credit[j] += weight[j]
@@ -82,22 +98,29 @@ def maglev_populate(names: Sequence[str], weights: Sequence[int], size: int) -> 
                 continue
             credit[j] -= top
             c = pos[j]
+            step = skip[j]
             while table[c] >= 0:
-                c = (c + skip[j]) % size
+                c += step
+                if c >= size:
+                    c -= size
             table[c] = order[j]
-            pos[j] = (c + skip[j]) % size
-            filled += 1
-            if filled == size:
+            c += step
+            pos[j] = c - size if c >= size else c
+            left -= 1
+            if not left:
                 return table
 
 
 class Maglev(Generic[T]):
     """A Maglev lookup table over ``items`` (Maglev, NSDI'16): ``slots[h % size]``.
 
-    ``items`` holds only the items that own slots (weight > 0), in caller order.
+    ``items`` holds only the items that own slots (weight > 0), in caller order, less the
+    ``dead`` ones: items that own slots but must not be returned (see ``restricted``).
+    ``lookup`` reads the slot alone, so it is for tables without dead items; ``first``
+    skips dead items.
     """
 
-    __slots__ = ("items", "size", "slots")
+    __slots__ = ("dead", "items", "size", "slots")
 
     def __init__(
         self,
@@ -111,26 +134,61 @@ class Maglev(Generic[T]):
             size = maglev_size(len(self.items))
         self.slots: list[T] = [items[i] for i in maglev_populate(names, weights, size)]
         self.size = len(self.slots)  # 0 when there is no item
+        self.dead: frozenset[T] = frozenset()
+
+    def restricted(self, keep: Collection[T], partial: bool = False) -> Maglev[T] | None:
+        """This table serving only the items in ``keep`` (the slots are shared, not copied):
+        a lookup that lands on another item's slot moves on to the slot's next usable owner,
+        so only the keys of items left out move, and each to the same place every time.
+
+        ``None`` when some item of ``keep`` owns no slot here (a new item, or one whose
+        weight changed: the table must be built again), unless ``partial``: then such items
+        are left out too (they get nothing until a new table is built) — ``None`` only
+        when no item of ``keep`` is left.
+        """
+        owned = set(self.items) | self.dead
+        wanted = set(keep)
+        if not wanted <= owned and not partial:
+            return None
+        items = tuple(item for item in (*self.items, *self.dead) if item in wanted)
+        if not items:
+            return None
+        table: Maglev[T] = Maglev.__new__(Maglev)
+        table.slots, table.size, table.items = self.slots, self.size, items
+        table.dead = frozenset(owned - wanted)
+        return table
 
     def lookup(self, h: int) -> T | None:
-        """The owner of hash ``h``; ``None`` only for an empty table."""
+        """The owner of hash ``h``; ``None`` only for an empty table. Ignores ``dead``."""
         return self.slots[h % self.size] if self.size else None
 
     def first(self, h: int, accept: Callable[[T], bool]) -> T | None:
-        """The first item ``accept`` allows, probing slots ``h, h+1, ...`` (mod size).
+        """The first live item ``accept`` allows, probing slots ``h, h+1, ...`` (mod size).
 
         This is "the next server for this key": deterministic per (key, accept), and
         the fallbacks of different keys spread in proportion to the slot shares,
         because neighbouring slots have independent owners. ``None`` when ``accept``
-        refuses every item. Walks at most one full table, since every item owns a slot.
+        refuses every item. Walks at most one full table, since every item owns a slot;
+        whether any item is acceptable at all is asked only after a short walk found none.
         """
-        if not any(accept(item) for item in self.items):
-            return None
-        slots = self.slots
         size = self.size
+        if not size:
+            return None
+        slots, dead = self.slots, self.dead
         i = h % size
-        while not accept(slots[i]):
+        for _ in range(64):
+            item = slots[i]
+            if item not in dead and accept(item):
+                return item
             i += 1
             if i == size:
                 i = 0
-        return slots[i]
+        if not any(accept(item) for item in self.items):
+            return None
+        while True:
+            item = slots[i]
+            if item not in dead and accept(item):
+                return item
+            i += 1
+            if i == size:
+                i = 0

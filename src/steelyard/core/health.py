@@ -229,7 +229,8 @@ class PoolHealth:
     def usable(self) -> tuple[Server, ...]:
         """The servers the balancer may pick now (see the module docstring)."""
         ready = [st for st in self.states if not st.backup and st.admin == READY]
-        good = tuple(st.server for st in ready if st.healthy)
+        # (``st.healthy``, inline: this runs on every publish, over every server)
+        good = tuple(st.server for st in ready if (st.check is None or st.check.up) and not st.ejected_until)
         threshold = self.panic_threshold
         panic = bool(threshold) and len(good) * 100 < threshold * len(ready)
         chosen = good

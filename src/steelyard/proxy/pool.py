@@ -23,14 +23,18 @@ from __future__ import annotations
 import random
 from collections import Counter, deque
 from collections.abc import Callable, Collection, Sequence
+from operator import attrgetter
 from typing import Any
 
 from ..core.balancing import Balancer, BalancerOptions, resolve_algorithm
+from ..core.balancing.consistent_hash import ConsistentHash
 from ..core.model import PoolSnapshot, Server
 from ..core.slow_start import SlowStart
+from .tables import HashTables
 
 FULL = Server("(every server is full)", "", 0)  # pick()'s answer when only full servers are left
 MIN_RETRIES = 10  # retries a budget always allows per second
+_MAX_CONNS = attrgetter("max_conns")
 
 
 class PoolRuntime:
@@ -39,7 +43,7 @@ class PoolRuntime:
         "make_upstream", "key_kind", "key_name", "timeout", "limited", "waiting", "max_queue",
         "queue_timeout", "retries", "retry_budget", "retry_header", "retried", "budget", "window_start",
         "completed", "eject_after", "eject_5xx", "on_failing", "known", "retried_total", "answered", "sticky",
-        "draining", "variants",
+        "draining", "variants", "tables", "published",
     )  # fmt: skip
 
     def __init__(
@@ -88,6 +92,9 @@ class PoolRuntime:
         self.known: set[Server] = set()  # every server ever published (their counters make the budget)
         self.sticky: Any = None  # proxy.sticky.Sticky for pools with [pool.sticky]; None: plain picks
         self.draining: dict[str, tuple[Server, float]] = {}  # draining servers sticky clients may still use
+        # hashing pools: tables reused, or built off the loop (``proxy.tables``)
+        self.tables = HashTables({"rng": rng, "clock": clock, "options": options}, self._republish)
+        self.published: tuple[Any, ...] = ()  # the last publish's arguments
         self.publish(servers)
 
     def publish(
@@ -102,17 +109,25 @@ class PoolRuntime:
         in ``ramping`` (server -> when it became usable) are in slow start over ``window``.
         ``draining`` (name -> (server, drain start)): servers no new client gets that sticky
         clients may still reach (their connection pools stay)."""
-        cls = self.variants.get(self.algorithm, self.algorithm)
-        balancer = cls(servers, rng=self.rng, clock=self.clock, options=self.options)
+        cls: type[Balancer] = self.variants.get(self.algorithm, self.algorithm)
+        self.published = (servers, ramping, window, floor, draining)
+        if issubclass(cls, ConsistentHash):
+            balancer = self.tables.balancer(cls, servers, getattr(self, "inner", None))
+        else:
+            balancer = cls(servers, rng=self.rng, clock=self.clock, options=self.options)
         self.draining = draining or {}
         extra = [d[0] for d in self.draining.values()]
-        for s in (*servers, *extra):
-            if s not in self.upstreams:
-                self.upstreams[s] = self.make_upstream(s)
+        upstreams = self.upstreams
         keep = set(servers).union(extra)
+        # (set operations first: with 10,000 servers a publish usually adds or removes none)
+        if not keep <= upstreams.keys():
+            for s in (*servers, *extra):
+                if s not in upstreams:
+                    upstreams[s] = self.make_upstream(s)
         self.known |= keep
-        for s in [s for s in self.upstreams if s not in keep]:
-            self.upstreams.pop(s).close()
+        if len(upstreams) > len(keep):
+            for s in [s for s in upstreams if s not in keep]:
+                upstreams.pop(s).close()
         self.inner = balancer
         picker: Any = balancer
         if ramping:
@@ -123,9 +138,14 @@ class PoolRuntime:
         # balancers that do not learn from completions (``on_done`` not overridden).
         learns = getattr(type(balancer), "on_done", Balancer.on_done) is not Balancer.on_done
         self.on_done = balancer.on_done if learns else None
-        self.limited = any(s.max_conns for s in servers)
+        self.limited = any(map(_MAX_CONNS, servers))
         if self.waiting:
             self.wake()
+
+    def _republish(self) -> None:
+        """The last publish again (a hash table built off the loop is ready)."""
+        if self.published:
+            self.publish(*self.published)
 
     def pick(self, ctx: Any, ex: Any, exclude: Collection[Server] = ()) -> Server | None:
         """The server for request ``ex`` (its hash key extracted when the pool hashes on one):
@@ -204,6 +224,7 @@ class PoolRuntime:
             self.completed, self.retried, self.window_start = completed, 0, now
 
     def close(self) -> None:
+        self.tables.closed = True
         for up in self.upstreams.values():
             up.close()
         self.upstreams.clear()

@@ -172,6 +172,9 @@ async def main(fd: int) -> int:
         channel.send({"op": "failed", "why": str(exc)})
         await channel.drain()
         return 1
+    from ..proxy import malloc
+
+    malloc.freeze_started()  # (a full garbage collection would visit every pool's servers)
     channel.send({"op": "ready"})
 
     async def listen() -> None:

@@ -111,3 +111,52 @@ def test_bound_gives_way_to_exclude_rather_than_failing(make_servers, build):
     ch = build(ConsistentHash, servers, hash_balance_factor=1.25)
     servers[2].load.active = 10  # the only server not excluded is far over its bound
     assert ch.pick(PickContext("", "k"), servers[:2]) is servers[2]
+
+
+def _homes(balancer, keys):
+    return {k: balancer.pick(PickContext("", k)) for k in keys}
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(2, 12), st.data())
+def test_narrowing_moves_only_the_keys_of_the_servers_left_out(make_servers, build, n, data):
+    servers = make_servers(*data.draw(st.lists(st.integers(1, 4), min_size=n, max_size=n)))
+    full = build(ConsistentHash, servers)
+    gone = data.draw(st.sets(st.sampled_from(servers), min_size=1, max_size=n - 1))
+    narrowed = full.narrowed([s for s in servers if s not in gone])
+    assert narrowed is not None and narrowed._table.slots is full._table.slots  # no rebuild
+    before, after = _homes(full, KEYS[:500]), _homes(narrowed, KEYS[:500])
+    for k in KEYS[:500]:
+        if before[k] in gone:
+            assert after[k] not in gone
+            assert after[k] is full.pick(PickContext("", k), gone)  # the key's own next server
+        else:
+            assert after[k] is before[k]
+    back = narrowed.narrowed(servers)  # the servers come back: the original mapping again
+    assert _homes(back, KEYS[:500]) == before
+
+
+def test_narrowing_to_servers_the_table_lacks_needs_a_build_unless_partial(make_servers, build):
+    servers = make_servers(1, 1, 1)
+    full = build(ConsistentHash, servers[:2])
+    assert full.narrowed(servers) is None
+    reweighted = make_servers(2, 1)  # same names, new objects of another weight
+    assert full.narrowed(reweighted) is None
+    partial = full.narrowed(servers, partial=True)
+    assert set(partial.servers) == set(servers[:2])
+    assert {partial.pick(PickContext("", k)) for k in KEYS[:200]} == set(servers[:2])
+    assert full.narrowed(make_servers(1, 1, 1, names="xyz"), partial=True) is None
+
+
+def test_a_narrowed_table_honours_exclude_and_the_balance_factor(make_servers, build):
+    servers = make_servers(1, 1, 1, 1)
+    narrowed = build(ConsistentHash, servers, hash_balance_factor=1.25).narrowed(servers[1:])
+    assert {narrowed.pick(PickContext("", k), {servers[1]}) for k in KEYS[:300]} == set(servers[2:])
+    hot = PickContext("", "/hot")
+    held = []
+    for _ in range(30):
+        s = narrowed.pick(hot)
+        assert s is not servers[0]
+        s.load.active += 1
+        held.append(s)
+    assert max(s.load.active for s in servers[1:]) <= ceil(1.25 * 30 / 3)

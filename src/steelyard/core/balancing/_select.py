@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 def usable(servers: Iterable[Server]) -> tuple[Server, ...]:
     """The servers an algorithm may pick: those of positive weight, in order."""
-    return tuple(s for s in servers if s.weight > 0)
+    return tuple([s for s in servers if s.weight > 0])  # (a list first: faster than a generator)
 
 
 class TieRotor:

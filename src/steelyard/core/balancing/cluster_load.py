@@ -11,6 +11,8 @@ Invariants:
   Guard: a server this node never measured is never priced out by other nodes' load alone
   (otherwise a server busy elsewhere but unmeasured here would score ~1e6·remote and never be
   tried: least_time collapses onto the other servers).
+- Pools of more than ``EXACT_LIMIT`` servers use the plain classes' two-choice picks with
+  these scores (``_large``): only two servers' loads are read per pick.
 - ``remote`` and ``remote_ewma`` are written only by the control plane's load exchange.
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from ..model import Server
+from ._large import two_choices
 from .base import PickContext
 from .least_conn import LeastConn
 from .least_time import UNMEASURED_BUSY, LeastTime, cost_at
@@ -49,6 +52,13 @@ class ClusterLeastConn(LeastConn):
         if best is not None:
             rotor.won(at)
         return best
+
+    def _pick_sampled(self, ctx: PickContext, exclude: Collection[Server] = ()) -> Server | None:
+        a, b = two_choices(self._draw, self.rng, exclude)
+        if a is None or b is None:
+            return a
+        la, lb = a.load, b.load
+        return b if (lb.active + lb.remote) * a.weight < (la.active + la.remote) * b.weight else a
 
 
 class ClusterLeastTime(LeastTime):
@@ -83,6 +93,23 @@ class ClusterLeastTime(LeastTime):
         if best is not None:
             rotor.won(at)
         return best
+
+    def _pick_sampled(self, ctx: PickContext, exclude: Collection[Server] = ()) -> Server | None:
+        a, b = two_choices(self._draw, self.rng, exclude)
+        if a is None or b is None:
+            return a
+        now = self.clock()
+        return b if self.score(b, now) < self.score(a, now) else a
+
+    def score(self, s: Server, now: float) -> float:
+        load = s.load
+        if load.ewma or load.peak:
+            cost = cost_at(load, now, self._tau, self._tau_peak)
+        elif load.remote_ewma:
+            cost = load.remote_ewma
+        else:
+            cost = UNMEASURED_BUSY if load.active else 0.0
+        return cost * (load.active + load.remote + 1) / s.weight
 
 
 CLUSTER_VARIANTS: dict[type, type] = {LeastConn: ClusterLeastConn, LeastTime: ClusterLeastTime}

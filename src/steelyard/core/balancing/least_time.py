@@ -14,6 +14,9 @@ Invariants:
 - A server's first sample sets only the peak: it includes the connection's set-up and a cold
   start, so it must not become the server's average (a server added at runtime would otherwise be
   starved for ~τ·ln(first / other) seconds by one slow first answer).
+- Pools of more than ``EXACT_LIMIT`` (100) usable servers score two weighted random servers and
+  keep the better (``_large.two_choices``, O(log n); Finagle's and Linkerd's P2C over peak
+  EWMA) instead of scanning them all; ties go to the first draw.
 - ``pick`` only reads ``server.load``; ``on_done`` is the only writer of ``ewma``, ``ewma_stamp``,
   ``peak`` and ``peak_stamp``.
 """
@@ -25,7 +28,8 @@ from math import exp
 from typing import Any
 
 from ..model import Server, ServerLoad
-from ._select import TieRotor, usable
+from ._large import EXACT_LIMIT, two_choices
+from ._select import TieRotor, WeightedDraw, usable
 from .base import Balancer, PickContext
 
 #: Cost of a server that has no latency sample yet but already has a request in
@@ -86,6 +90,9 @@ class LeastTime(Balancer):
         if not self._tau > 0.0:
             raise ValueError(f"ewma_decay must be > 0 seconds, not {self._tau!r}")
         self._tau_peak = self._tau * PEAK_SHARE
+        if self._rotor.n > EXACT_LIMIT:
+            self._draw = WeightedDraw(self._rotor.ring[: self._rotor.n])
+            self.pick = self._pick_sampled  # type: ignore[method-assign]
 
     def pick(self, ctx: PickContext, exclude: Collection[Server] = ()) -> Server | None:
         rotor = self._rotor
@@ -112,6 +119,26 @@ class LeastTime(Balancer):
         if best is not None:
             rotor.won(at)
         return best
+
+    def _pick_sampled(self, ctx: PickContext, exclude: Collection[Server] = ()) -> Server | None:
+        a, b = two_choices(self._draw, self.rng, exclude)
+        if a is None or b is None:
+            return a
+        now = self.clock()
+        tau, tau_peak = self._tau, self._tau_peak
+        la, lb = a.load, b.load
+        ca = cost_at(la, now, tau, tau_peak) if la.ewma or la.peak else (UNMEASURED_BUSY if la.active else 0.0)
+        cb = cost_at(lb, now, tau, tau_peak) if lb.ewma or lb.peak else (UNMEASURED_BUSY if lb.active else 0.0)
+        return b if cb * (lb.active + 1) * a.weight < ca * (la.active + 1) * b.weight else a
+
+    def score(self, s: Server, now: float) -> float:
+        """What ``pick`` minimises for ``s`` (see the module docstring)."""
+        load = s.load
+        if load.ewma or load.peak:
+            cost = cost_at(load, now, self._tau, self._tau_peak)
+        else:
+            cost = UNMEASURED_BUSY if load.active else 0.0
+        return cost * (load.active + 1) / s.weight
 
     def on_done(self, server: Server, ok: bool, elapsed: float) -> None:
         load = server.load

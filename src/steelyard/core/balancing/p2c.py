@@ -4,7 +4,9 @@ Invariants: the ``d`` candidates of a pick (``options.choices``, default 2; all 
 servers when there are fewer) are distinct servers; the one returned has the lowest
 ``active / weight`` of them, the first-drawn one on a tie; an excluded server is
 never a candidate. ``d = 1`` is weighted random; the default ``d = 2`` path is the
-original two-draw one, unchanged.
+original two-draw one, unchanged. With servers excluded (a retry), pools of more than
+``SCAN_LIMIT`` servers draw the two candidates by rejection (``_large.two_choices``, the same
+distribution) instead of rebuilding the cumulative weights without them (O(n)).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Collection
 from typing import Any
 
 from ..model import Server
+from ._large import SCAN_LIMIT, two_choices
 from ._select import WeightedDraw, usable
 from .base import Balancer, PickContext
 
@@ -41,6 +44,11 @@ class PowerOfTwoChoices(Balancer):
             raise ValueError(f"choices must be at least 1, not {self.options.choices!r}")
 
     def pick(self, ctx: PickContext, exclude: Collection[Server] = ()) -> Server | None:
+        if exclude and self._d == 2 and len(self._draw.servers) > SCAN_LIMIT:
+            a, b = two_choices(self._draw, self.rng, exclude)
+            if a is None or b is None:
+                return a
+            return b if b.load.active * a.weight < a.load.active * b.weight else a
         draw = self._draw.without(exclude) if exclude else self._draw
         servers = draw.servers
         if len(servers) < 2:

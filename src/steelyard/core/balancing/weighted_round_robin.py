@@ -3,7 +3,9 @@
 Invariants: starting from the initial state, every window of Σw consecutive picks
 (nothing excluded) returns each server exactly ``w`` times, and the picks of a heavy
 server are spread out rather than bunched (5,1,1 gives a a b a c a a). Weight 0
-servers are never picked.
+servers are never picked. Pools of more than ``SCAN_LIMIT`` usable servers are scheduled
+earliest-deadline-first instead (``_large.Edf``, O(log n) per pick): the same exact shares
+per window of Σw picks, in another (also interleaved) order.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Collection
 from typing import Any
 
 from ..model import Server
+from ._large import SCAN_LIMIT, Edf
 from ._select import usable
 from .base import Balancer, PickContext
 
@@ -36,6 +39,8 @@ class WeightedRoundRobin(Balancer):
         self._weights = [s.weight for s in self._servers]
         self._current = [0] * len(self._servers)
         self._span = range(len(self._servers))
+        if len(self._servers) > SCAN_LIMIT:
+            self.pick = Edf(self._servers).pick  # type: ignore[method-assign]
 
     def pick(self, ctx: PickContext, exclude: Collection[Server] = ()) -> Server | None:
         servers = self._servers

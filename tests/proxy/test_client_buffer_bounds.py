@@ -9,14 +9,19 @@ a server connection is held as one bytes object (not a piece per chunk) and read
 from __future__ import annotations
 
 import asyncio
+import random
+import time
 
 import pytest
 
+from steelyard.core.balancing import BalancerOptions
 from steelyard.proxy.http import request
 from steelyard.proxy.http.connpool import ConnPool
 from steelyard.proxy.http.downstream import DownstreamProtocol
 from steelyard.proxy.http.guard import HEAD_STEP
+from steelyard.proxy.http.router import Route, Router
 from steelyard.proxy.http.upstream import UpstreamConnection
+from steelyard.proxy.pool import PoolRuntime
 
 from .fakes import Transport
 from .fakes import site as make_site
@@ -102,3 +107,55 @@ def test_a_body_of_tiny_chunks_waits_for_its_connection_as_one_object_and_bounde
         down.data_received(read)
         assert len(ex.pending) == 1
     assert request.PENDING_LIMIT < ex.pending_size <= request.PENDING_LIMIT + len(read)
+
+
+def route_to_nowhere(listener) -> None:
+    """Requests for /none... go to a pool without servers: answered 503 at once."""
+    empty = PoolRuntime(
+        "none",
+        "round_robin",
+        BalancerOptions(),
+        [],
+        make_upstream=lambda s: None,
+        rng=random.Random(1),
+        clock=time.monotonic,
+        timeout=30.0,
+    )
+    listener.router = Router(listener.router.default, [Route(empty, path_prefix="/none")])
+
+
+def test_held_requests_answered_at_once_keep_their_order(site):
+    """Requests answered without a server (here 503: their route's pool is empty) are answered
+    in ``_next`` itself; a held read parsed there must not let a later request of a slice
+    overtake those still queued from the slice before it."""
+    listener, cp = site
+    route_to_nowhere(listener)
+    down, conn = connect(listener, cp)
+    pad = b"X-Pad: %b\r\n" % (b"p" * 300)  # (fewer than PIPELINE_MAX requests per slice)
+    paths = [b"/none/%d" % i if i % 7 or 0 < i < 100 else b"/s%d" % i for i in range(200)]
+    down.data_received(b"".join(b"GET %b HTTP/1.1\r\nHost: a\r\n%b\r\n" % (p, pad) for p in paths))
+    for _ in range(len(paths)):
+        if conn.ex is None:
+            break
+        path = conn.transport.out[-1].split(b" ")[1]
+        conn.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%b" % (len(path), path))
+    answers = b"".join(down.transport.out).split(b"HTTP/1.1 ")[1:]
+    got = [a.rsplit(b"\r\n\r\n", 1)[1] if a.startswith(b"200") else b"503" for a in answers]
+    assert got == [b"503" if p.startswith(b"/none") else p for p in paths]
+
+
+def test_a_malformed_request_in_a_held_read_comes_after_the_answers_before_it(site):
+    """The held read is parsed in ``_next`` while requests answered at once (503) leave none
+    current: a malformed request there is refused only after those queued before it."""
+    listener, cp = site
+    route_to_nowhere(listener)
+    down, conn = connect(listener, cp)
+    pad = b"X-Pad: %b\r\n" % (b"p" * 300)
+    reqs = [b"GET /s0 HTTP/1.1\r\nHost: a\r\n%b\r\n" % pad]
+    reqs += [b"GET /none/%d HTTP/1.1\r\nHost: a\r\n%b\r\n" % (i, pad) for i in range(1, 60)]
+    reqs.append(b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n")
+    down.data_received(b"".join(reqs))
+    conn.data_received(OK)
+    answers = b"".join(down.transport.out).split(b"HTTP/1.1 ")[1:]
+    assert [a[:3] for a in answers] == [b"200"] + [b"503"] * 59 + [b"400"]
+    assert down.transport.closed

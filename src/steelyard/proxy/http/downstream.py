@@ -290,8 +290,14 @@ class DownstreamProtocol(asyncio.Protocol):
 
     def _refuse_malformed(self, status: int) -> None:
         """A request that cannot be parsed: when it is a later pipelined one, the requests
-        before it are answered first (reading stops); else it is refused at once."""
-        if self.current is not None and self.ex is not self.current:
+        before it are answered first (reading stops); else it is refused at once. A pipelined
+        request whose head was complete (its body is bad) leaves the queue: it never goes."""
+        ex, queue = self.ex, self.queue
+        if queue and queue[-1] is ex:
+            queue.pop()
+            if not queue:
+                self.queue = NO_QUEUE
+        if self.current is not None and ex is not self.current:
             self.refusal = status
             self.ex = None
             self._pause(PIPELINE)

@@ -15,6 +15,7 @@ import time
 import pytest
 
 from steelyard.core.balancing import BalancerOptions
+from steelyard.core.ratelimit import TokenBuckets
 from steelyard.proxy.http import request
 from steelyard.proxy.http.connpool import ConnPool
 from steelyard.proxy.http.downstream import DownstreamProtocol
@@ -176,3 +177,28 @@ def test_a_body_waiting_for_its_connection_grows_in_place_read_after_read(site, 
         down.data_received(b"x" * 100)
         assert len(ex.pending) == 1 and ex.pending[0] is held
     assert ex.pending_size == len(held) == 5200
+
+
+@pytest.mark.parametrize("read_size", [HEAD_STEP, 65536])
+def test_a_rate_limited_pipelining_client_gets_every_answer(site, read_size):
+    """Past its burst every request is answered 429 at once, inside ``_next`` while it parses
+    held bytes; a request begun behind one of those paused reading for its turn, and nothing
+    may leave it paused once no request is left in flight (the connection hung)."""
+    listener, cp = site
+    listener.limiter, listener.guarded = TokenBuckets(1, 40), True
+    down, conn = connect(listener, cp)
+    pad = b"X-Pad: %b\r\n" % (b"p" * 300)
+    n = 600
+    data = b"".join(b"GET /%d HTTP/1.1\r\nHost: a\r\n%b\r\n" % (i, pad) for i in range(n))
+    at = 0
+    for _ in range(10 * n):  # the client sends whenever the balancer reads; the server answers
+        if down.transport.reading and at < len(data):
+            down.data_received(data[at : at + read_size])
+            at += read_size
+        elif conn.ex is not None:
+            conn.data_received(OK)
+        else:
+            break
+    statuses = [a[:3] for a in b"".join(down.transport.out).split(b"HTTP/1.1 ")[1:]]
+    assert statuses == [b"200"] * 40 + [b"429"] * (n - 40)
+    assert down.transport.reading and not down.transport.closed

@@ -285,8 +285,11 @@ class DownstreamProtocol(asyncio.Protocol):
             self._close()
         elif (self.closing or self.eof) and self.ex is None:
             self._close()
-        elif self.ex is None:
-            release(self)  # idle (after a kept-alive request: any other closed the connection)
+        else:
+            if self.paused & PIPELINE:  # (a request begun behind one answered at once in this loop
+                self._resume(PIPELINE)  # paused reading for its turn: none is in flight now)
+            if self.ex is None:
+                release(self)  # idle (after a kept-alive request: any other closed the connection)
 
     def _refuse_malformed(self, status: int) -> None:
         """A request that cannot be parsed: when it is a later pipelined one, the requests

@@ -202,3 +202,22 @@ def test_a_rate_limited_pipelining_client_gets_every_answer(site, read_size):
     statuses = [a[:3] for a in b"".join(down.transport.out).split(b"HTTP/1.1 ")[1:]]
     assert statuses == [b"200"] * 40 + [b"429"] * (n - 40)
     assert down.transport.reading and not down.transport.closed
+
+
+def test_small_reads_do_not_grow_the_queue_past_the_bound(site):
+    """Reads of at most ``HEAD_STEP`` bytes are parsed whole, but not while ``PIPELINE_MAX``
+    requests wait already: each is held as bytes then, like the rest of a big read."""
+    listener, cp = site
+    down, conn = connect(listener, cp)
+    read = b"".join(get(i % 10) for i in range(HEAD_STEP // len(get(0))))  # as many as one slice holds
+    bound = request.PIPELINE_MAX + HEAD_STEP // len(get(0))
+    sent = 0
+    for _ in range(30):
+        if down.transport.reading:  # the client sends whenever the balancer reads
+            down.data_received(read)
+            sent += read.count(b"GET ")
+        assert len(down.queue) <= bound
+        conn.data_received(OK)
+    while conn.ex is not None:  # and every request is still answered, in order
+        conn.data_received(OK)
+    assert b"".join(down.transport.out).count(b"HTTP/1.1 200 OK") == sent

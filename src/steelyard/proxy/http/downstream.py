@@ -262,8 +262,13 @@ class DownstreamProtocol(asyncio.Protocol):
             return
         self.advancing = True
         self.last_active = self.L.now
-        if self.paused:  # (the finished exchange's server may have left this connection paused)
-            self._resume(PIPELINE | PENDING_FULL | UPSTREAM_FULL)
+        if self.paused:  # (the finished exchange's server may have left this connection paused;
+            # a queue of PIPELINE_MAX still waiting keeps reading paused: no read may add to it)
+            self._resume(
+                PIPELINE | PENDING_FULL | UPSTREAM_FULL
+                if len(self.queue) <= PIPELINE_MAX
+                else PENDING_FULL | UPSTREAM_FULL
+            )
         while True:
             while self.current is None and self.queue and not self.dead:
                 ex = self.current = self.queue.pop(0)

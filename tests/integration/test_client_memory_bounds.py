@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import socket
 
-from .conftest import address_config
+from .conftest import address_config, pool_config, servers_toml
 from .inline import WAIT
 
 CONNECTIONS = 200
@@ -48,3 +48,23 @@ def test_pipelined_requests_from_clients_that_never_read_cost_bounded_memory(inl
         for c, _ in clients:
             c.close()
         server.release.set()
+
+
+def test_a_rate_limited_pipelining_client_gets_every_answer_in_order(backends, balancer):
+    """Past its burst each request is answered 429 at once while held bytes are parsed; the
+    connection must keep reading until every request is answered (it hung after ~190)."""
+    (a,) = backends(["a"])
+    config = pool_config(servers_toml([a])).replace(
+        'pool = "app"\n', 'pool = "app"\n        rate_limit = { rate = 1, burst = 40 }\n', 1
+    )
+    bal = balancer(config)
+    n = 1500
+    pad = b"X-Pad: %b\r\n" % (b"p" * 300)  # (fewer requests per 4 KiB slice than PIPELINE_MAX)
+    answers = bytearray()
+    with socket.create_connection(("127.0.0.1", bal.port), timeout=WAIT) as c:
+        c.sendall(b"".join(b"GET /%d HTTP/1.1\r\nHost: a\r\n%b\r\n" % (i, pad) for i in range(n)))
+        c.shutdown(socket.SHUT_WR)  # (half-closed: every answer comes, then the end)
+        while chunk := c.recv(65536):
+            answers += chunk
+    statuses = [a[:3] for a in bytes(answers).split(b"HTTP/1.1 ")[1:]]
+    assert statuses[:40] == [b"200"] * 40 and statuses.count(b"429") >= n - 45 and len(statuses) == n

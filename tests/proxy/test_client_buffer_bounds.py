@@ -8,11 +8,20 @@ a server connection is held as one bytes object (not a piece per chunk) and read
 
 from __future__ import annotations
 
+import random
+import time
+
+import pytest
+
+from steelyard.core.balancing import BalancerOptions
+from steelyard.core.ratelimit import TokenBuckets
 from steelyard.proxy.http import request
 from steelyard.proxy.http.connpool import ConnPool
 from steelyard.proxy.http.downstream import DownstreamProtocol
 from steelyard.proxy.http.guard import HEAD_STEP, PIPELINE_MAX
+from steelyard.proxy.http.router import Route, Router
 from steelyard.proxy.http.upstream import UpstreamConnection
+from steelyard.proxy.pool import PoolRuntime
 
 from .fakes import Transport
 
@@ -85,3 +94,116 @@ def test_a_body_of_tiny_chunks_waits_for_its_connection_as_one_object_and_bounde
         down.data_received(read)
         assert len(ex.pending) == 1
     assert request.PENDING_LIMIT < ex.pending_size <= request.PENDING_LIMIT + len(read)
+
+
+def route_to_nowhere(listener) -> None:
+    """Requests for /none... go to a pool without servers: answered 503 at once."""
+    empty = PoolRuntime(
+        "none",
+        "round_robin",
+        BalancerOptions(),
+        [],
+        make_upstream=lambda s: None,
+        rng=random.Random(1),
+        clock=time.monotonic,
+        timeout=30.0,
+    )
+    listener.router = Router(listener.router.default, [Route(empty, path_prefix="/none")])
+
+
+def test_held_requests_answered_at_once_keep_their_order(site):
+    """Requests answered without a server (here 503: their route's pool is empty) are answered
+    in ``_next`` itself; a held read parsed there must not let a later request of a slice
+    overtake those still queued from the slice before it."""
+    listener, cp = site
+    route_to_nowhere(listener)
+    down, conn = connect(listener, cp)
+    pad = b"X-Pad: %b\r\n" % (b"p" * 300)  # (fewer than PIPELINE_MAX requests per slice)
+    paths = [b"/none/%d" % i if i % 7 or 0 < i < 100 else b"/s%d" % i for i in range(200)]
+    down.data_received(b"".join(b"GET %b HTTP/1.1\r\nHost: a\r\n%b\r\n" % (p, pad) for p in paths))
+    for _ in range(len(paths)):
+        if conn.ex is None:
+            break
+        path = conn.transport.out[-1].split(b" ")[1]
+        conn.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%b" % (len(path), path))
+    answers = b"".join(down.transport.out).split(b"HTTP/1.1 ")[1:]
+    got = [a.rsplit(b"\r\n\r\n", 1)[1] if a.startswith(b"200") else b"503" for a in answers]
+    assert got == [b"503" if p.startswith(b"/none") else p for p in paths]
+
+
+def test_a_malformed_request_in_a_held_read_comes_after_the_answers_before_it(site):
+    """The held read is parsed in ``_next`` while requests answered at once (503) leave none
+    current: a malformed request there is refused only after those queued before it."""
+    listener, cp = site
+    route_to_nowhere(listener)
+    down, conn = connect(listener, cp)
+    pad = b"X-Pad: %b\r\n" % (b"p" * 300)
+    reqs = [b"GET /s0 HTTP/1.1\r\nHost: a\r\n%b\r\n" % pad]
+    reqs += [b"GET /none/%d HTTP/1.1\r\nHost: a\r\n%b\r\n" % (i, pad) for i in range(1, 60)]
+    reqs.append(b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n")
+    down.data_received(b"".join(reqs))
+    conn.data_received(OK)
+    answers = b"".join(down.transport.out).split(b"HTTP/1.1 ")[1:]
+    assert [a[:3] for a in answers] == [b"200"] + [b"503"] * 59 + [b"400"]
+    assert down.transport.closed
+
+
+def test_a_body_waiting_for_its_connection_grows_in_place_read_after_read(site, monkeypatch):
+    """Each read of a waiting body is appended to the one object that holds it, not joined with
+    everything before it again: 256 KiB arriving in 100-byte reads would otherwise copy ~340 MB."""
+    listener, cp = site
+    monkeypatch.setattr(ConnPool, "connect_for", lambda self, ex, down: None)
+    down = DownstreamProtocol(listener)
+    down.connection_made(Transport())
+    down.data_received(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n" + b"x" * 100)
+    down.data_received(b"x" * 100)
+    ex = down.current
+    held = ex.pending[0]
+    for _ in range(50):
+        down.data_received(b"x" * 100)
+        assert len(ex.pending) == 1 and ex.pending[0] is held
+    assert ex.pending_size == len(held) == 5200
+
+
+@pytest.mark.parametrize("read_size", [HEAD_STEP, 65536])
+def test_a_rate_limited_pipelining_client_gets_every_answer(site, read_size):
+    """Past its burst every request is answered 429 at once, inside ``_next`` while it parses
+    held bytes; a request begun behind one of those paused reading for its turn, and nothing
+    may leave it paused once no request is left in flight (the connection hung)."""
+    listener, cp = site
+    listener.limiter, listener.guarded = TokenBuckets(1, 40), True
+    down, conn = connect(listener, cp)
+    pad = b"X-Pad: %b\r\n" % (b"p" * 300)
+    n = 600
+    data = b"".join(b"GET /%d HTTP/1.1\r\nHost: a\r\n%b\r\n" % (i, pad) for i in range(n))
+    at = 0
+    for _ in range(10 * n):  # the client sends whenever the balancer reads; the server answers
+        if down.transport.reading and at < len(data):
+            down.data_received(data[at : at + read_size])
+            at += read_size
+        elif conn.ex is not None:
+            conn.data_received(OK)
+        else:
+            break
+    statuses = [a[:3] for a in b"".join(down.transport.out).split(b"HTTP/1.1 ")[1:]]
+    assert statuses == [b"200"] * 40 + [b"429"] * (n - 40)
+    assert down.transport.reading and not down.transport.closed
+
+
+def test_small_reads_do_not_grow_the_queue_past_the_bound(site):
+    """Reads of at most ``HEAD_STEP`` bytes are parsed whole, but not while ``PIPELINE_MAX``
+    requests wait already: each is held as bytes then, like the rest of a big read."""
+    listener, cp = site
+    down, conn = connect(listener, cp)
+    read = b"".join(get(i % 10) for i in range(HEAD_STEP // len(get(0))))  # as many as one slice holds
+    bound = PIPELINE_MAX + HEAD_STEP // len(get(0))
+    sent = 0
+    for _ in range(30):
+        if down.transport.reading:  # the client sends whenever the balancer reads
+            down.data_received(read)
+            sent += read.count(b"GET ")
+        assert len(down.queue) <= bound
+        conn.data_received(OK)
+    while conn.ex is not None:  # and every request is still answered, in order
+        conn.data_received(OK)
+    assert b"".join(down.transport.out).count(b"HTTP/1.1 200 OK") == sent

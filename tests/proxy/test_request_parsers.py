@@ -140,6 +140,20 @@ def test_a_request_answered_before_a_malformed_pipelined_one_is_still_sent(site)
     assert down.transport.closed
 
 
+def test_a_pipelined_request_whose_body_is_malformed_never_reaches_a_server(site):
+    """Its head was complete (it waited its turn in the queue) when its body turned out bad:
+    the request before it is answered, then the 400; the bad one is never sent."""
+    listener, cp = site
+    conn = upstream(cp)
+    down = client(listener)
+    bad = b"POST /bad HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n"
+    down.data_received(GET + bad)
+    conn.data_received(OK)
+    assert b"/bad" not in b"".join(conn.transport.out)
+    assert down.transport.out[-2].endswith(b"ok") and down.transport.out[-1].startswith(b"HTTP/1.1 400")
+    assert down.transport.closed
+
+
 def test_spare_parsers_are_trimmed_by_the_sweep(site, monkeypatch):
     listener, _ = site
     monkeypatch.setattr(request, "SPARE_MAX", 2)

@@ -30,7 +30,7 @@ from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
@@ -320,6 +320,8 @@ class AdminApp:
                 data = await read_json(request.stream())
             except Refusal as refusal:
                 return refusal_response(refusal)
+            except ClientDisconnect:  # (gone in the middle of its body: nobody reads an answer)
+                return _error(400, "the body ended early: the client went away")
         try:
             return JSONResponse(apply(data), status_code=status)
         except ChangeError as exc:

@@ -9,7 +9,7 @@ Rules:
   an answer that does not fit goes out without records and with TC set, so the client asks
   again over TCP, where messages carry a two-byte length and may be up to 65535 bytes.
 - TCP connections take any number of queries, each answered in order; one that sends nothing
-  for ``TCP_IDLE`` seconds, or a malformed length, is closed.
+  for ``TCP_IDLE`` seconds, or a malformed length, is closed (answers it left unread dropped).
 - Nothing a client sends can raise out of the protocol callbacks: each query is answered or
   dropped on its own, and counted in ``stats`` (name, type, rcode) for /metrics.
 """
@@ -167,7 +167,16 @@ class _Tcp(asyncio.Protocol):
     def _arm(self) -> None:
         if self.timer is not None:
             self.timer.cancel()
-        self.timer = self.loop.call_later(TCP_IDLE, self.transport.close)  # type: ignore[union-attr]
+        self.timer = self.loop.call_later(TCP_IDLE, self._idle)
+
+    def _idle(self) -> None:
+        """Nothing came for ``TCP_IDLE``: close; answers still waiting for a client that reads
+        nothing are dropped (a close would wait for it to read them, holding the connection)."""
+        transport: asyncio.Transport = self.transport  # type: ignore[assignment]
+        if transport.get_write_buffer_size():
+            transport.abort()
+        else:
+            transport.close()
 
     def data_received(self, data: bytes) -> None:
         buf = self.buf + data if self.buf else data

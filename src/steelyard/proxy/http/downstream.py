@@ -267,8 +267,13 @@ class DownstreamProtocol(asyncio.Protocol):
             return
         self.advancing = True
         self.last_active = self.L.now
-        if self.paused:  # (the finished exchange's server may have left this connection paused)
-            self._resume(PIPELINE | PENDING_FULL | UPSTREAM_FULL)
+        if self.paused:  # (the finished exchange's server may have left this connection paused;
+            # a queue of PIPELINE_MAX still waiting keeps reading paused: no read may add to it)
+            self._resume(
+                PIPELINE | PENDING_FULL | UPSTREAM_FULL
+                if len(self.queue) <= PIPELINE_MAX
+                else PENDING_FULL | UPSTREAM_FULL
+            )
         while True:
             while self.current is None and self.queue and not self.dead:
                 ex = self.current = self.queue.pop(0)
@@ -291,13 +296,22 @@ class DownstreamProtocol(asyncio.Protocol):
             self._close()
         elif (self.closing or self.eof) and self.ex is None:
             self._close()
-        elif self.ex is None:
-            release(self)  # idle (after a kept-alive request: any other closed the connection)
+        else:
+            if self.paused & PIPELINE:  # (a request begun behind one answered at once in this loop
+                self._resume(PIPELINE)  # paused reading for its turn: none is in flight now)
+            if self.ex is None:
+                release(self)  # idle (after a kept-alive request: any other closed the connection)
 
     def _refuse_malformed(self, status: int) -> None:
         """A request that cannot be parsed: when it is a later pipelined one, the requests
-        before it are answered first (reading stops); else it is refused at once."""
-        if self.current is not None and self.ex is not self.current:
+        before it are answered first (reading stops); else it is refused at once. A pipelined
+        request whose head was complete (its body is bad) leaves the queue: it never goes."""
+        ex, queue = self.ex, self.queue
+        if queue and queue[-1] is ex:
+            queue.pop()
+            if not queue:
+                self.queue = NO_QUEUE
+        if self.current is not None and ex is not self.current:
             self.refusal = status
             self.ex = None
             self._pause(PIPELINE)

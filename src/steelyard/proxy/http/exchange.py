@@ -70,7 +70,7 @@ class Exchange:
         self.xff: bytes | None = None
         self.refuse = 0  # the status to refuse the request with, when it must be refused
         self.head = b""
-        self.pending: list[bytes] = []
+        self.pending: list[bytes | bytearray] = []
         self.pending_size = 0
         self.request_done = False
         self.conn: UpstreamConnection | None = None
@@ -162,7 +162,10 @@ class Exchange:
         otherwise cost a list entry and an object header (~50 bytes) per chunk while it waits."""
         pending = self.pending
         if len(pending) > 1:
-            joined = b"".join(pending)
+            first = pending[0]  # (a bytearray grows in place: joining all per read would be quadratic)
+            joined = first if type(first) is bytearray else bytearray(first)
+            for piece in pending[1:]:
+                joined += piece
             pending.clear()
             pending.append(joined)
 

@@ -179,7 +179,10 @@ def in_slices(down: DownstreamProtocol, data: bytes) -> bool:
     at most one read's bytes plus a slice's worth of parsed requests."""
     i, n = 0, len(data)
     while i < n:
-        if len(down.queue) >= PIPELINE_MAX and not down.dead:
+        queue = down.queue
+        if (len(queue) >= PIPELINE_MAX or (queue and down.current is None)) and not down.dead:
+            # (none current, some queued: requests were answered at once in ``_next``, which
+            # parses this; it sends those queued first, then feeds the rest again)
             down.hold(data[i:])
             return True
         ex = down.ex

@@ -151,7 +151,9 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- response parsing ------------------------------------------------------
 
-    def data_received(self, data: bytes) -> None:
+    def data_received(self, data: bytes, more: bool = False) -> None:
+        """``more``: bytes follow this read's (``_head_at_limit``), so a response that is
+        complete at its end said too much and its connection is not reused."""
         if self.tunnel is not None:
             self.tunnel.client.write(data)
             return
@@ -187,14 +189,15 @@ class UpstreamConnection(asyncio.Protocol):
             self.down.transport.write(b"".join(self.out))
             self.out.clear()
         if self.complete:
-            self._finish(self.keep)
+            self._finish(self.keep and not more)
 
     def _head_at_limit(self, data: bytes) -> None:
         """A read that could carry the response head past ``MAX_HEAD``: exactly the bytes the
         limit leaves room for are parsed first; a head not complete by then is too large (502)."""
         room = MAX_HEAD - self.head_bytes
-        self.data_received(data[:room])
-        if self.ex is not None and not self.responded:
+        ex = self.ex
+        self.data_received(data[:room], True)
+        if self.ex is ex and not self.responded:
             self.fail(502)
         else:  # the head ended in time: the rest is body, a tunnel's, or bytes nobody asked for
             self.data_received(data[room:])

@@ -126,12 +126,18 @@ class DownstreamProtocol(asyncio.Protocol):
         head has not gone yet, pipelined ones wait no more. A connection idle between requests
         stays open for the listener's moment of grace (``close_if_idle``): a request already on
         its way is answered, with ``Connection: close``, instead of meeting a closed connection
-        (as HAProxy's ``idle-close-on-response``)."""
+        (as HAProxy's ``idle-close-on-response``). So does one whose current response already
+        promised keep-alive in its head, once that response ends (its client may send the next
+        request the moment it reads it), unless requests pipelined behind it were dropped."""
         self.closing = True
+        cur = self.current
+        dropped = bool(self.queue) or self.held is not None or (self.ex is not None and self.ex is not cur)
         self.queue = NO_QUEUE
         self.held = None
-        if self.current is not None:
-            self.current.keep_alive = False
+        if cur is not None:
+            conn = cur.conn
+            if dropped or conn is None or conn.ex is not cur or not conn.responded:
+                cur.keep_alive = False  # (its head says Connection: close, or closes for the dropped ones)
 
     def close_if_idle(self) -> None:
         """After ``shutdown``'s moment of grace: a connection with no request in progress goes."""
@@ -209,7 +215,7 @@ class DownstreamProtocol(asyncio.Protocol):
         ex.settle(ok, self.clock, now)
         self.current = None
         self.served = True
-        if not ex.keep_alive or self.closing or not ex.request_done:
+        if not ex.keep_alive or not ex.request_done or self.closing and L.idle_grace_over:
             # (a response that ended before its request did leaves the request's
             # remaining bytes unread: closing is the only safe way on)
             self._close()
@@ -294,8 +300,8 @@ class DownstreamProtocol(asyncio.Protocol):
             self.counted(self.refusal, len(CANNED[(self.refusal, True)]))
             self.transport.write(CANNED[(self.refusal, True)])
             self._close()
-        elif (self.closing or self.eof) and self.ex is None:
-            self._close()
+        elif (self.eof or self.closing and self.L.idle_grace_over) and self.ex is None:
+            self._close()  # (closing, within the moment of grace: idle until close_if_idle)
         else:
             if self.paused & PIPELINE:  # (a request begun behind one answered at once in this loop
                 self._resume(PIPELINE)  # paused reading for its turn: none is in flight now)

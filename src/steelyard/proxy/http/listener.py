@@ -38,6 +38,7 @@ class HttpListener(StreamListener):
     body_grace = 1.0  # seconds after the head in which a body may be slower than min_body_rate
     limiter: TokenBuckets | None = None  # rate_limit, per client address: 429
     redirect_https = False
+    idle_grace_over = False  # a stop's moment of grace for idle connections has passed
     https_port = 443  # the port redirect_https sends clients to (omitted from Location when 443)
     guarded = False  # some rule needs ``guard.verdict`` for every request (rate limit, redirect)
     tls: SniContexts | None = None
@@ -148,5 +149,6 @@ class HttpListener(StreamListener):
         self.loop.call_later(IDLE_GRACE, self._close_idle)
 
     def _close_idle(self) -> None:
+        self.idle_grace_over = True  # (from now on a stopping connection closes as soon as it is idle)
         for conn in list(self.connections):
             conn.close_if_idle()

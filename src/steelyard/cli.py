@@ -40,7 +40,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import tomllib
 
     from .config import parse_config, read_file
-    from .control.runtime import run
+    from .control.serve import run
 
     try:
         text = read_file(args.config)

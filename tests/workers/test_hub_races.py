@@ -91,7 +91,9 @@ def test_a_restart_in_flight_during_a_reload_or_stop_is_stopped_too(tmp_path, ac
                 await asyncio.sleep(0.1)
                 gate.set()
                 await stopping
-                await asyncio.sleep(0.5)
+                # the restarted worker is stopped once it has started: its exit is the event (a
+                # worker left running would never exit)
+                await _until(lambda: all(w.proc.returncode is not None for w in hub.workers), 10)
                 leftover = [(w.generation, w.pid) for w in hub.workers if w.proc.returncode is None]
             pids += [w.pid for w in hub.workers]
             return leftover

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from steelyard.core.model import LATENCY_BOUNDS
-from steelyard.workers.master import _how, _sum_stats
+from steelyard.workers.channel import sum_pool_reports
+from steelyard.workers.master import _how
 
 W = len(LATENCY_BOUNDS) + 1
 
@@ -24,16 +25,16 @@ def test_counters_of_every_report_add_up_per_pool_and_server() -> None:
         "app": {"servers": {"a": row(4), "b": row(5)}, "retried": 1, "answered": {"502": 2, "503": 1}},
         "api": {"servers": {"x": row(1)}},
     }
-    total = _sum_stats([{}, one, two])
+    total = sum_pool_reports([{}, one, two])
     assert total["app"]["servers"]["a"] == [7, 1, 3.5, 700, 70, [0, 0, 0, 0, 1, 0], [1] + [0] * (W - 1)]
     assert total["app"]["servers"]["b"][0] == 5 and total["api"]["servers"]["x"][0] == 1
     assert total["app"]["retried"] == 3 and total["app"]["answered"] == {"502": 3, "503": 1}
 
 
 def test_what_exited_workers_counted_is_kept() -> None:
-    retired = _sum_stats([{"app": {"servers": {"a": row(10)}}}])
+    retired = sum_pool_reports([{"app": {"servers": {"a": row(10)}}}])
     live = {"app": {"servers": {"a": row(2)}}}
-    assert _sum_stats([retired, live])["app"]["servers"]["a"][0] == 12
+    assert sum_pool_reports([retired, live])["app"]["servers"]["a"][0] == 12
 
 
 def test_exit_reasons_read_like_the_shell_says_them() -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+from collections import Counter
 from typing import Any
 
 from ..core.model import LATENCY_BOUNDS
@@ -74,6 +75,39 @@ def add_listener_rows(rows: list[dict[str, list]]) -> dict[str, list]:
             have = out.get(name)
             out[name] = list(row) if have is None else [x + y for x, y in zip(have, row)]
     return out
+
+
+def sum_pool_reports(reports: list[dict]) -> dict:
+    """Pool -> {"servers": name -> counters, "retried", "answered"}, summed over ``reports``."""
+    out: dict[str, dict] = {}
+    for report in reports:
+        for pool, data in report.items():
+            into = out.setdefault(pool, {"servers": {}, "retried": 0, "answered": {}})
+            into["retried"] += data.get("retried", 0)
+            for code, n in data.get("answered", {}).items():
+                into["answered"][code] = into["answered"].get(code, 0) + n
+            for name, row in data.get("servers", {}).items():
+                into["servers"][name] = add_rows(into["servers"].get(name) or empty_row(), row)
+    return out
+
+
+def apply_pool_totals(health: dict[str, Any], reports: list[dict]) -> None:
+    """Write the pools' totals over ``reports`` (the retired workers' first, then each serving
+    worker's) into the control process's load records, pool by pool (``health``: the keepers)."""
+    totals = sum_pool_reports(reports)
+    for name, keeper in health.items():
+        pool = totals.get(name, {})
+        servers = pool.get("servers", {})
+        for st in keeper.health.states:
+            row = servers.get(st.server.name)
+            if row is not None:
+                set_counters(st.server.load, row)
+        measured = [r[name]["ewma"] for r in reports[1:] if name in r and "ewma" in r[name]]
+        for st in keeper.health.states:  # ([cluster] publishes it: the mean over workers that measured)
+            seen = [m[st.server.name] for m in measured if st.server.name in m]
+            st.server.load.ewma = sum(seen) / len(seen) if seen else 0.0
+        keeper.pool.retried_total = pool.get("retried", 0)
+        keeper.pool.answered = Counter({int(k): v for k, v in pool.get("answered", {}).items()})
 
 
 class Channel:

@@ -25,11 +25,10 @@ import os
 import signal
 import socket
 import sys
-from collections import Counter
 from typing import Any
 
 from ..core.model import Server
-from .channel import Channel, add_listener_rows, add_rows, empty_row, set_counters
+from .channel import Channel, add_listener_rows, apply_pool_totals, sum_pool_reports
 from .slots import COLUMNS, SlotTable, TotalLoad
 
 log = logging.getLogger("steelyard.workers")
@@ -304,23 +303,10 @@ class WorkerHub:
         self._apply([self.retired] + [w.stats for w in self.workers])
 
     def _add_retired(self, stats: dict) -> None:
-        self.retired = _sum_stats([self.retired, stats])
+        self.retired = sum_pool_reports([self.retired, stats])
 
     def _apply(self, reports: list[dict]) -> None:
-        totals = _sum_stats(reports)
-        for name, keeper in self.rt.health.items():
-            pool = totals.get(name, {})
-            servers = pool.get("servers", {})
-            for st in keeper.health.states:
-                row = servers.get(st.server.name)
-                if row is not None:
-                    set_counters(st.server.load, row)
-            measured = [r[name]["ewma"] for r in reports[1:] if name in r and "ewma" in r[name]]
-            for st in keeper.health.states:  # ([cluster] publishes it: the mean over workers that measured)
-                seen = [m[st.server.name] for m in measured if st.server.name in m]
-                st.server.load.ewma = sum(seen) / len(seen) if seen else 0.0
-            keeper.pool.retried_total = pool.get("retried", 0)
-            keeper.pool.answered = Counter({int(k): v for k, v in pool.get("answered", {}).items()})
+        apply_pool_totals(self.rt.health, reports)
         self.listener_totals = add_listener_rows([self.retired_listeners] + [w.listeners for w in self.workers])
         self.open = {n: sum(w.open.get(n, 0) for w in self.workers) for n in self.listener_totals}
         self.queued = {name: sum(r.get(name, {}).get("queued", 0) for r in reports[1:]) for name in self.rt.health}
@@ -419,17 +405,3 @@ def _how(code: int) -> str:
         except ValueError:
             return f"was killed by signal {-code}"
     return f"exited with status {code}"
-
-
-def _sum_stats(reports: list[dict]) -> dict:
-    """Pool -> {"servers": name -> counters, "retried", "answered"}, summed over ``reports``."""
-    out: dict[str, dict] = {}
-    for report in reports:
-        for pool, data in report.items():
-            into = out.setdefault(pool, {"servers": {}, "retried": 0, "answered": {}})
-            into["retried"] += data.get("retried", 0)
-            for code, n in data.get("answered", {}).items():
-                into["answered"][code] = into["answered"].get(code, 0) + n
-            for name, row in data.get("servers", {}).items():
-                into["servers"][name] = add_rows(into["servers"].get(name) or empty_row(), row)
-    return out

@@ -23,7 +23,8 @@ from .timeouts import check_timeouts
 if TYPE_CHECKING:
     from ..pool import PoolRuntime
 
-IDLE_GRACE = 1.0  # seconds a stopping listener keeps idle connections open for a request on its way
+IDLE_GRACE = 3.0  # seconds a stopping listener keeps idle connections open for a request on its way
+# (long enough for a client starved of CPU by the reload itself: closing under its request is a failure)
 CLIENTS_MAX = 4096  # client addresses whose shared per-connection values are kept (then all are dropped)
 
 

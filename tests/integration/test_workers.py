@@ -51,19 +51,29 @@ def spread_over_workers(lb) -> dict[bytes, list[socket.socket]]:
     by one (each relayed before the next), until both workers hold at least 2 (at most 60); after
     each, the servers' counts differ by at most one. The caller closes them."""
     per_server: dict[bytes, list[socket.socket]] = {b"a\n": [], b"b\n": [], b"c\n": []}
+    paused = None  # a worker stopped (SIGSTOP) so that the other one accepts
     try:
         for n in range(1, 61):
             s = socket.create_connection(("127.0.0.1", lb.port), timeout=WAIT)
             per_server[recv_line(s)].append(s)
             counts = sorted(len(v) for v in per_server.values())
             assert counts[-1] - counts[0] <= 1, counts  # least_conn over every worker's connections
-            if n >= 12 and all(p["active"] >= 2 for p in workers(lb)["processes"]):
+            procs = workers(lb)["processes"]
+            if n >= 12 and all(p["active"] >= 2 for p in procs):
                 break
+            if n >= 8 and paused is None and sorted(p["active"] >= 2 for p in procs) == [False, True]:
+                # the kernel hands every accept to the worker it wakes first (on a busy machine, the
+                # same one each time): stop that one for a while, so the other accepts the next ones
+                paused = next(p["pid"] for p in procs if p["active"] >= 2)
+                os.kill(paused, signal.SIGSTOP)
         held = [p["active"] for p in workers(lb)["processes"]]
         assert len(held) == 2 and min(held) >= 2, held  # both workers hold connections
     except BaseException:
         close_all(per_server)
         raise
+    finally:
+        if paused is not None:
+            os.kill(paused, signal.SIGCONT)
     return per_server
 
 

@@ -29,35 +29,13 @@ from typing import Any
 
 from ..core.model import Server
 from .channel import Channel, add_listener_rows, apply_pool_totals, sum_pool_reports
+from .handle import Worker
 from .slots import COLUMNS, SlotTable, TotalLoad
 
 log = logging.getLogger("steelyard.workers")
 START_TIMEOUT = 60.0  # a worker not serving by then is a failed start
 STATS_TIMEOUT = 2.0
 YOUNG = 2.0  # a worker dying sooner than this after its start is restarted with a growing delay
-
-
-class Worker:
-    """One worker process as the control process sees it."""
-
-    def __init__(self, index: int, generation: int, row: int, initial: bool) -> None:
-        self.index, self.generation, self.row = index, generation, row
-        self.initial = initial  # started by start() or a reload, which report its failure to start
-        self.proc: asyncio.subprocess.Process | None = None
-        self.channel: Channel | None = None
-        self.ready: asyncio.Future = asyncio.get_running_loop().create_future()
-        self.stopping = False
-        self.started = asyncio.get_running_loop().time()
-        self.stats: dict[str, Any] = {}  # the last counters it reported
-        self.listeners: dict[str, list] = {}  # the last listener counters it reported
-        self.open: dict[str, int] = {}  # and its open connections per listener
-        self.failure = ""  # why it could not start (its own words), if it said
-        self.reader: asyncio.Task | None = None
-        self.asked: dict[int, asyncio.Future] = {}
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid if self.proc is not None else 0
 
 
 class WorkerHub:

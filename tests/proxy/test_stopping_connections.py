@@ -69,3 +69,13 @@ def test_a_response_whose_head_had_not_gone_says_close(site):
     conn.data_received(HEAD + b"abcd")
     assert b"Connection: close" in b"".join(down.transport.out)
     assert down.transport.closed
+
+
+def test_a_connection_made_after_the_stop_began_answers_with_close(site):
+    listener, _ = site
+    listener.shutdown_connections()  # (asyncio makes a connection it accepted a moment earlier only now)
+    down, conn = connect(site)
+    down.data_received(GET)
+    conn.data_received(HEAD + b"abcd")
+    assert b"Connection: close" in b"".join(down.transport.out)
+    assert down.transport.closed

@@ -94,6 +94,8 @@ class DownstreamProtocol(asyncio.Protocol):
         client = self.L.clients.get(ip)  # (shared by the connections of one client address)
         self.ip, self.forwarded, self.ctx = client if client is not None else self.L.client(ip)
         self.last_active = self.L.now
+        if self.L.stopping:
+            self.shutdown()
         if not self.L.admit(self, ip):  # over max_connections (per listener or per client): closed at once
             self.dead = True
             transport.close()

@@ -39,6 +39,7 @@ class HttpListener(StreamListener):
     body_grace = 1.0  # seconds after the head in which a body may be slower than min_body_rate
     limiter: TokenBuckets | None = None  # rate_limit, per client address: 429
     redirect_https = False
+    stopping = False  # shutdown_connections ran: connections made from now on are closing too
     idle_grace_over = False  # a stop's moment of grace for idle connections has passed
     https_port = 443  # the port redirect_https sends clients to (omitted from Location when 443)
     guarded = False  # some rule needs ``guard.verdict`` for every request (rate limit, redirect)
@@ -143,6 +144,8 @@ class HttpListener(StreamListener):
             await self.access.close()
 
     def shutdown_connections(self) -> None:
+        self.stopping = True  # (a connection accepted just before the listening socket closed is
+        # made after this: it starts closing, else it would keep alive and be closed at the grace's end)
         for conn in list(self.connections):
             conn.shutdown()
         # connections with no request in progress stay for a moment, for a request already on

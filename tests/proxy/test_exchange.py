@@ -1,5 +1,5 @@
 """steelyard.proxy.http.exchange: the request head sent upstream, absolute-form targets,
-hash keys, load accounting and replayability."""
+hash keys and replayability (its lease: ``test_lease``)."""
 
 import pytest
 
@@ -162,116 +162,6 @@ def test_hash_key():
     assert ex.hash_key("cookie", b"Theme") is None  # cookie names are case-sensitive
     assert ex.hash_key("cookie", b"none") is None
     assert request().hash_key("cookie", b"sess") is None
-
-
-class Hook:
-    def __init__(self):
-        self.calls = []
-
-    def __call__(self, server, ok, elapsed):
-        self.calls.append((server, ok, elapsed, server.load.active))
-
-
-class FakePool:
-    """What settle/abandon read of a pool: waiting requests and passive health thresholds."""
-
-    def __init__(self, eject_after=0, eject_5xx=0, waiting=()):
-        self.eject_after, self.eject_5xx = eject_after, eject_5xx
-        self.waiting = list(waiting)
-        self.reports = []
-        self.wakes = 0
-
-    def failing(self, server, why):
-        self.reports.append((server.name, why))
-
-    def wake(self):
-        self.wakes += 1
-
-
-def dispatched(t_start=10.0, hook=None, pool=None, server=None, status=200):
-    server = server or Server("s", "127.0.0.1", 1)
-    ex = request()
-    ex.server, ex.on_done, ex.t_start, ex.pool, ex.status = server, hook, t_start, pool or FakePool(), status
-    server.load.active += 1
-    return ex, server
-
-
-def test_failures_in_a_row_are_reported_to_the_pool_once_they_reach_the_threshold():
-    pool = FakePool(eject_after=3)
-    server = Server("s", "127.0.0.1", 1)
-    for ok in (False, False, True, False, False):  # a success breaks the streak
-        dispatched(pool=pool, server=server)[0].settle(ok, lambda: 0.0)
-    assert pool.reports == [] and server.load.fail_streak == 2
-    dispatched(pool=pool, server=server)[0].settle(False, lambda: 0.0)
-    assert pool.reports == [("s", "3 failed requests in a row (connect, reset or timeout)")]
-
-
-def test_5xx_responses_count_only_when_the_pool_asks_for_it():
-    server = Server("s", "127.0.0.1", 1)
-    quiet = FakePool(eject_after=2)
-    for _ in range(5):
-        dispatched(pool=quiet, server=server, status=503)[0].settle(True, lambda: 0.0)
-    assert quiet.reports == [] and server.load.fail_streak == 0 and server.load.err_streak == 5
-    strict = FakePool(eject_5xx=7)
-    for status in (500, 502):
-        dispatched(pool=strict, server=server, status=status)[0].settle(True, lambda: 0.0)
-    assert strict.reports == [("s", "7 failures or 5xx responses in a row")]
-    dispatched(pool=strict, server=server, status=204)[0].settle(True, lambda: 0.0)
-    assert (server.load.fail_streak, server.load.err_streak) == (0, 0)
-
-
-def test_an_ending_exchange_wakes_the_pools_waiting_requests():
-    pool = FakePool(waiting=["someone"])
-    dispatched(pool=pool)[0].settle(True, lambda: 0.0)
-    dispatched(pool=pool)[0].abandon()
-    assert pool.wakes == 2
-    idle = FakePool()
-    dispatched(pool=idle)[0].settle(True, lambda: 0.0)
-    assert idle.wakes == 0
-
-
-def test_settle_ok_counts_once_and_reports_time_to_head():
-    hook = Hook()
-    ex, server = dispatched(hook=hook)
-    ex.t_head = 10.25
-    ex.settle(True, lambda: 99.0)
-    ex.settle(True, lambda: 99.0)
-    ex.settle(False, lambda: 99.0)
-    load = server.load
-    assert (load.active, load.requests, load.failures) == (0, 1, 0)
-    assert hook.calls == [(server, True, 0.25, 0)]  # called after active was decremented
-    assert ex.server is None
-
-
-def test_settle_failure_without_head_reports_time_to_now():
-    hook = Hook()
-    ex, server = dispatched(hook=hook)
-    ex.settle(False, lambda: 12.5)
-    assert (server.load.active, server.load.requests, server.load.failures) == (0, 0, 1)
-    assert hook.calls == [(server, False, 2.5, 0)]
-
-
-def test_settle_without_hook():
-    ex, server = dispatched()
-    ex.settle(True, lambda: 0.0)
-    assert (server.load.active, server.load.requests) == (0, 1)
-
-
-def test_abandon_drops_the_in_flight_count_without_reporting():
-    hook = Hook()
-    ex, server = dispatched(hook=hook)
-    ex.abandon()
-    ex.abandon()
-    ex.settle(True, lambda: 0.0)
-    assert (server.load.active, server.load.requests, server.load.failures) == (0, 0, 0)
-    assert hook.calls == []
-
-
-def test_settle_and_abandon_without_a_server_do_nothing():
-    ex = request()
-    ex.abandon()
-    ex.settle(True, lambda: 0.0)
-    assert ex.server is None
 
 
 @pytest.mark.parametrize("method", [b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"])

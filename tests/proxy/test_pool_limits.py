@@ -29,21 +29,27 @@ class Up:
 
 
 class Down:
-    """A client connection as the queue sees it: ``current``, ``dead``, ``ctx``, ``send``, ``busy``."""
+    """What waits in the queue (a ``lease.Waiter``), as a client connection's request does."""
 
     def __init__(self):
-        self.current = Exchange(0.0)
-        self.dead = False
+        self.gone = False
         self.ctx = PickContext("10.0.0.1")
         self.sent = []
         self.refused = 0
 
-    def send(self, ex, pool, server):
+    def waiting(self):
+        return not self.gone
+
+    def try_again(self, pool):
+        server = pool.pick(self.ctx, Exchange(0.0))
+        if server is FULL:
+            return False
         self.sent.append(server.name if server is not None else None)
         if server is not None:
             server.load.active += 1
+        return True
 
-    def busy(self, ex):
+    def gave_up(self):
         self.refused += 1
 
 
@@ -86,15 +92,15 @@ def test_the_queue_is_bounded_fifo_and_woken_when_room_appears():
     pool, (a,), clock = make("a", max_conns=1, max_queue=2, queue_timeout=5.0)
     a.load.active = 1
     d1, d2, d3 = Down(), Down(), Down()
-    assert pool.enqueue(d1.current, d1) and pool.enqueue(d2.current, d2)
-    assert not pool.enqueue(d3.current, d3)  # beyond max_queue
+    assert pool.enqueue(d1) and pool.enqueue(d2)
+    assert not pool.enqueue(d3)  # beyond max_queue
     pool.wake()
     assert d1.sent == [] and len(pool.waiting) == 2  # still full
     a.load.active = 0
     pool.wake()
     assert (d1.sent, d2.sent) == (["a"], [])  # first come, first served; then full again
     a.load.active = 0
-    d2.current = None  # that client went away meanwhile
+    d2.gone = True  # that client went away meanwhile
     pool.wake()
     assert d2.sent == [] and not pool.waiting
 
@@ -103,9 +109,9 @@ def test_waiting_too_long_is_answered_busy():
     pool, (a,), clock = make("a", max_conns=1, max_queue=5, queue_timeout=2.0)
     a.load.active = 1
     early, late = Down(), Down()
-    pool.enqueue(early.current, early)
+    pool.enqueue(early)
     clock.now += 1.5
-    pool.enqueue(late.current, late)
+    pool.enqueue(late)
     pool.sweep(clock.now + 0.6)
     assert (early.refused, late.refused) == (1, 0) and len(pool.waiting) == 1
 
@@ -114,7 +120,7 @@ def test_publishing_new_servers_wakes_the_queue():
     pool, (a,), _ = make("a", max_conns=1, max_queue=5)
     a.load.active = 1
     d = Down()
-    pool.enqueue(d.current, d)
+    pool.enqueue(d)
     b = Server("b", "127.0.0.1", 9100, max_conns=1)
     pool.publish([a, b])
     assert d.sent == ["b"]

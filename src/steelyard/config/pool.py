@@ -130,7 +130,8 @@ class ServerConfig(_Model):
     backup: Bool = False
     """Used only while no primary server is usable."""
     max_conns: Annotated[Int, Field(ge=1)] | None = None
-    """Requests in flight to this server at most; default: the pool's max_conns."""
+    """Requests (TCP connections, UDP flows) in flight to this server at most; default: the pool's
+    max_conns."""
     state: Literal["ready", "drain", "maint"] = "ready"
     """Its administrative state: ready; drain (no new requests, those in flight finish); maint (out of service)."""
 
@@ -187,11 +188,14 @@ class PoolConfig(_Model):
     slow_start_floor: Annotated[Float, Field(gt=0.0, le=1.0)] = 0.1
     """Slow start begins at this fraction of the server's weight."""
     max_conns: Annotated[Int, Field(ge=1)] | None = None
-    """Requests in flight per server at most (servers may set their own); beyond it requests queue."""
+    """Requests (TCP connections, UDP flows) in flight per server at most (servers may set their own);
+    beyond it they queue."""
     max_queue: Annotated[Int, Field(ge=0)] = 100
-    """Requests of this pool waiting for a server below max_conns at most (more: 503 with Retry-After)."""
+    """Requests (connections, new flows) of this pool waiting for a server below max_conns at most
+    (more: 503 with Retry-After; TCP clients are closed, datagrams dropped)."""
     queue_timeout: Duration = 5.0
-    """How long a queued request waits for a server below max_conns (then 503 with Retry-After)."""
+    """How long a queued request (connection, new flow) waits for a server below max_conns (then as
+    max_queue)."""
     panic_threshold: Annotated[Int, Field(ge=0, le=100)] = 0
     """Percent: below this share of usable servers, balance over all ready servers rather than refuse."""
     sticky: StickyConfig | None = None

@@ -195,9 +195,7 @@ def _carry_counters(old: Any, old_keeper: Any, new: Any, keeper: Any) -> None:
 
 def _move_waiting(old: Any, new: Any) -> None:
     while old.waiting:
-        ex, down, since = old.waiting.popleft()
-        ex.pool = new
-        new.waiting.append((ex, down, since))
+        new.waiting.append(old.waiting.popleft())  # (each takes the new pool when it is granted)
     if new.waiting:
         new.wake()
 

@@ -8,8 +8,9 @@ and closed when it leaves (idle connections at once, busy ones as they finish).
 
 Also here, because they are per pool and read on the request path:
 - ``pick`` honours servers' ``max_conns``: a full server is skipped; when every one is
-  full, ``FULL`` is returned and the request waits in ``waiting`` (FIFO, at most
-  ``max_queue``, each for at most ``queue_timeout``) until a request of this pool ends.
+  full, ``FULL`` is returned and the request (or L4 connection) waits in ``waiting`` (FIFO,
+  at most ``max_queue``, each for at most ``queue_timeout``) until a lease of this pool ends
+  (``proxy.lease``: what waits is a ``Waiter``).
 - The retry budget: retries in the current one-second window may not exceed
   ``retry_budget`` × the requests completed in the previous one (with a floor of
   ``MIN_RETRIES``), so a failing pool is not hit by a retry storm.
@@ -24,13 +25,16 @@ import random
 from collections import Counter, deque
 from collections.abc import Callable, Collection, Sequence
 from operator import attrgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..core.balancing import Balancer, BalancerOptions, resolve_algorithm
 from ..core.balancing.consistent_hash import ConsistentHash
 from ..core.model import PoolSnapshot, Server
 from ..core.slow_start import SlowStart
 from .tables import HashTables
+
+if TYPE_CHECKING:
+    from .lease import Waiter
 
 FULL = Server("(every server is full)", "", 0)  # pick()'s answer when only full servers are left
 MIN_RETRIES = 10  # retries a budget always allows per second
@@ -78,7 +82,7 @@ class PoolRuntime:
         kind, _, arg = options.hash_on.partition(":")
         self.key_kind = kind if kind in ("header", "cookie", "uri") else None
         self.key_name = arg.lower().encode() if kind == "header" else arg.encode()
-        self.waiting: deque[tuple[Any, Any, float]] = deque()  # (exchange, its client connection, since)
+        self.waiting: deque[tuple[Waiter, float]] = deque()  # (what waits for a server, since when)
         self.max_queue, self.queue_timeout = max_queue, queue_timeout
         self.retries, self.retry_budget, self.retry_header = retries, retry_budget, retry_header
         self.retried = 0  # retries in the current window
@@ -173,28 +177,24 @@ class PoolRuntime:
         server = self.snapshot.balancer.pick(ctx, full.union(exclude))
         return FULL if server is None else server
 
-    # -- the queue of requests waiting for a server below its max_conns ----------
+    # -- the queue of requests and connections waiting for a server below its max_conns ----
 
-    def enqueue(self, ex: Any, down: Any) -> bool:
-        """Park ``ex`` until a server has room; False when the queue is full."""
+    def enqueue(self, waiter: Waiter) -> bool:
+        """Park ``waiter`` until a server has room; False when the queue is full."""
         if len(self.waiting) >= self.max_queue:
             return False
-        self.waiting.append((ex, down, self.clock()))
+        self.waiting.append((waiter, self.clock()))
         return True
 
     def wake(self) -> None:
-        """A request ended (or the servers changed): hand waiting requests to servers with room."""
+        """A lease ended (or the servers changed): the longest waiting get servers with room.
+        Each leaves the queue before it picks: what it does may end a lease and wake it again."""
         waiting = self.waiting
         while waiting:
-            ex, down, _ = waiting[0]
-            if down.current is not ex or down.dead:
-                waiting.popleft()  # the client went away meanwhile
-                continue
-            server = self.pick(down.ctx, ex)
-            if server is FULL:
+            entry = waiting.popleft()
+            if entry[0].waiting() and not entry[0].try_again(self):
+                waiting.appendleft(entry)  # every server is still full: it stays first
                 return
-            waiting.popleft()
-            down.send(ex, self, server)
 
     # -- retries and passive health ----------------------------------------------
 
@@ -214,10 +214,10 @@ class PoolRuntime:
         for up in self.upstreams.values():
             up.sweep(now)
         waiting = self.waiting
-        while waiting and now - waiting[0][2] > self.queue_timeout:
-            ex, down, _ = waiting.popleft()
-            if down.current is ex and not down.dead:
-                down.busy(ex)
+        while waiting and now - waiting[0][1] > self.queue_timeout:
+            waiter, _ = waiting.popleft()
+            if waiter.waiting():
+                waiter.gave_up()
         if now - self.window_start >= 1.0:
             completed = sum(s.load.requests + s.load.failures for s in self.known)
             self.budget = max(float(MIN_RETRIES), self.retry_budget * (completed - self.completed))

@@ -5,6 +5,8 @@ State machine of a ``TcpRelay`` (the client side's protocol; ``ServerSide`` is i
     connecting --a server accepts--> relaying (the PROXY header, if any, is the first write)
     connecting --refused / connect_timeout--> connecting to another server (those tried excluded),
                                               at most once per server in the pool
+    connecting --every server at its max_conns--> queued (the pool's queue, at most max_queue)
+    queued --a place frees up--> connecting;  --queue_timeout, or the queue is full--> closed
     connecting --no server left, none usable, the picker failed--> closed (one log line, rate-limited)
     relaying --EOF from one side--> half-closed: EOF passed on (write_eof), the other way still flows
     half-closed --EOF from the other side--> closed (each transport closes once its buffer drained)
@@ -18,11 +20,11 @@ Invariants:
   uvloop starts reading only after ``connection_made`` returns, so the pause made there does
   not hold: the first read arrives with no server yet, is kept in ``early`` (sent first) and
   pauses the transport for real.
-- ``server.load.active`` is +1 for the picked server from the pick until the connect fails or
-  the relayed connection ends (least_conn counts open connections); ``on_done(server, ok,
-  elapsed)`` is called once per connect attempt, as soon as it succeeds or fails, with the
-  connect time as ``elapsed`` (least_time balances on connect time; a long-lived connection
-  would otherwise report nothing for hours).
+- Each connect attempt holds a ``Lease`` on its server (``proxy.lease``): in flight from the
+  pick until the connect fails or the relayed connection ends (least_conn counts open
+  connections, ``max_conns`` bounds them); its outcome is reported as soon as the connect
+  succeeds or fails, with the connect time (least_time balances on connect time; a
+  long-lived connection would otherwise report nothing for hours).
 - Flow control: a side whose outgoing buffer passes its high-water mark pauses reading on
   the other side (``pause_writing``), and resumes it below the low-water mark.
 - The per-chunk path is one ``write`` and one attribute store (``busy``, read by the idle
@@ -41,6 +43,8 @@ import logging
 from typing import TYPE_CHECKING
 
 from ..core.balancing import PickContext
+from .lease import Lease
+from .pool import FULL
 from .proxy_protocol import header as proxy_header
 from .reset import reset
 from .resources import WARNER, is_local
@@ -105,7 +109,7 @@ class TcpRelay(asyncio.Protocol):
         "transport",
         "up",
         "peer",
-        "server",
+        "lease",
         "busy",
         "last",
         "eofs",
@@ -121,7 +125,7 @@ class TcpRelay(asyncio.Protocol):
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.up: ServerSide | None = None  # the server connection, once made
         self.peer: asyncio.Transport | None = None  # its transport (the per-chunk write target)
-        self.server: Server | None = None  # the picked server, while it counts this relay as active
+        self.lease: Lease | None = None  # on the server connected to (or being connected to)
         self.busy = False  # a byte moved since the last sweep
         self.last = listener.now
         self.eofs = 0
@@ -172,42 +176,42 @@ class TcpRelay(asyncio.Protocol):
         tried: list[Server] = []
         why = "no usable server"
         for _ in range(max(1, len(pool.snapshot.servers))):
-            on_done = pool.on_done  # read with the snapshot: they change together
             try:
-                server = pool.snapshot.balancer.pick(ctx, tried)
+                server = pool.pick(ctx, None, tried)
             except Exception:  # a user's algorithm failed: drop this client, not the loop
                 log.exception("pool %s: the balancer's pick failed", pool.name)
                 break
             if server is None:
                 break
+            if server is FULL:
+                lease = await self._queued(pool, ctx, tried)
+                if lease is None:
+                    why = "every server is at its max_conns, and the queue is full or waited too long"
+                    break
+                if lease.server is None:
+                    break  # (granted, but the picker found no server left)
+                server = lease.server
+            else:
+                lease = Lease()
+                lease.take(pool, server, clock())
             tried.append(server)
-            load = server.load
-            load.active += 1
-            started = clock()
+            self.lease = lease
             try:
                 async with asyncio.timeout(L.connect_timeout):
                     await loop.create_connection(lambda: ServerSide(self), server.host, server.port)
             except (OSError, TimeoutError) as exc:
-                load.active -= 1
                 if is_local(exc):  # out of descriptors (or ports): no server is to blame, none would do
+                    lease.abandon()
                     WARNER.warn(f"connect to {server.name} ({server.address})", exc)
                     why = f"no local resources ({exc.strerror or exc})"
                     break
-                load.failures += 1
-                load.fail_streak += 1  # passive health: connect failures in a row may eject it
-                if on_done is not None:
-                    on_done(server, False, clock() - started)
                 why = f"{server.name}: {'connect timeout' if isinstance(exc, TimeoutError) else exc.strerror or exc}"
-                if pool.eject_after and load.fail_streak >= pool.eject_after:
-                    pool.failing(server, f"{load.fail_streak} failed connects in a row ({why})")
+                lease.failed(clock(), why)
                 continue
-            except BaseException:  # cancelled (abort at stop): the attempt is not the server's fault
-                load.active -= 1
+            except BaseException:  # cancelled (the client left, abort at stop): not the server's fault
+                lease.abandon()
                 raise
-            load.fail_streak = 0
-            if on_done is not None:
-                on_done(server, True, clock() - started)
-            self.server = server
+            lease.connected(clock())
             if self.done or self.up is None:  # the client left meanwhile
                 self._release()
                 return
@@ -215,6 +219,19 @@ class TcpRelay(asyncio.Protocol):
             return
         L.unreachable(peer, why, len(tried))
         self.transport.close()
+
+    async def _queued(self, pool: "PoolRuntime", ctx: PickContext, tried: list["Server"]) -> Lease | None:
+        """Wait in the pool's queue for a server below its max_conns: its lease, or None when
+        the queue is full or ``queue_timeout`` passed."""
+        granted: asyncio.Future[Lease | None] = self.L.loop.create_future()
+        if not pool.enqueue(Waiting(self, ctx, tried, granted)):
+            return None
+        try:
+            return await granted
+        except asyncio.CancelledError:  # the client left (or a stop) while it waited
+            if granted.done() and not granted.cancelled() and granted.result() is not None:
+                granted.result().abandon()  # type: ignore[union-attr]  # (granted just before)
+            raise
 
     def _relay(self, client: object) -> None:
         up = self.up
@@ -247,7 +264,7 @@ class TcpRelay(asyncio.Protocol):
             self.peer.write(data)  # type: ignore[union-attr]
         except AttributeError:  # no server yet (uvloop may read once before pause_reading holds)
             self.early.append(data)
-            if self.L.sni_routes and self.server is None and not isinstance(self.task, asyncio.Task):
+            if self.L.sni_routes and self.lease is None and not isinstance(self.task, asyncio.Task):
                 self._sni()  # (reading the ClientHello)
             else:
                 self.transport.pause_reading()
@@ -260,7 +277,7 @@ class TcpRelay(asyncio.Protocol):
     def eof_received(self) -> bool:
         if self.peer is None:
             self.early.append(b"")  # (an empty chunk stands for the EOF, passed on after the data)
-            if self.L.sni_routes and self.server is None and not isinstance(self.task, asyncio.Task):
+            if self.L.sni_routes and self.lease is None and not isinstance(self.task, asyncio.Task):
                 self._sni(ended=True)
             return True
         return self.eof(self.peer)
@@ -309,6 +326,11 @@ class TcpRelay(asyncio.Protocol):
     def lost(self, other: asyncio.Transport | None, exc: Exception | None) -> None:
         """One connection is gone: end the other (abort it after a reset, else let it drain)."""
         self.done = True
+        if other is None:  # the client left before the relay began: its server (if connected) goes too
+            if isinstance(self.task, asyncio.Task) and not self.task.done():
+                self.task.cancel()  # (picked, queued or connecting)
+            if self.up is not None:
+                other = self.up.transport
         if other is not None and not other.is_closing():
             if exc is None:
                 other.close()
@@ -320,7 +342,40 @@ class TcpRelay(asyncio.Protocol):
             self.L.forget(self)
 
     def _release(self) -> None:
-        server, self.server = self.server, None
+        lease, self.lease = self.lease, None
+        if lease is not None:
+            lease.release()
+
+
+class Waiting:
+    """A TCP client waiting in its pool's queue (a ``lease.Waiter``): granted a lease on a
+    server with room (taken at once, so the next one waiting cannot take the same place), or
+    None when it waited ``queue_timeout``."""
+
+    __slots__ = ("relay", "ctx", "tried", "granted")
+
+    def __init__(
+        self, relay: TcpRelay, ctx: PickContext, tried: list["Server"], granted: "asyncio.Future[Lease | None]"
+    ) -> None:
+        self.relay, self.ctx, self.tried, self.granted = relay, ctx, tried, granted
+
+    def waiting(self) -> bool:
+        return not self.granted.done() and not self.relay.done
+
+    def try_again(self, pool: "PoolRuntime") -> bool:
+        try:
+            server = pool.pick(self.ctx, None, self.tried)
+        except Exception:
+            log.exception("pool %s: the balancer's pick failed", pool.name)
+            server = None
+        if server is FULL:
+            return False
+        lease = None
         if server is not None:
-            server.load.active -= 1
-            server.load.requests += 1
+            lease = Lease()
+            lease.take(pool, server, pool.clock())
+        self.granted.set_result(lease)
+        return True
+
+    def gave_up(self) -> None:
+        self.granted.set_result(None)

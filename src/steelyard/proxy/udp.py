@@ -4,6 +4,9 @@ connected UDP socket so the server's replies come back to the right client.
 A flow's life:
 
     (no flow) --datagram from a new client--> open: server picked, socket connected to it
+    (no flow) --every server at its max_conns--> pending in the pool's queue (max_queue; its
+              datagrams held, at most PENDING_MAX) --a place frees up--> open, held ones sent
+                                                   --queue_timeout, the queue full--> dropped
     open --datagram either way--> open (marked busy: the sweep restamps it)
     open --no datagram either way for idle_timeout--> closed (by the listener's sweep)
     open --the table is full and a new flow is needed--> closed (the least recently used goes)
@@ -15,9 +18,10 @@ Invariants:
   client goes to one server for as long as the flow lives), or by (client address, server)
   (``per_datagram = true``: every datagram is balanced on its own, for stateless protocols
   such as DNS; replies still come back through a flow socket, one per client and server).
-- ``server.load.active`` counts open flows. ``on_done(server, ok, elapsed)`` is called once
-  per flow: at its first reply (ok, elapsed = time from its first datagram), or when it
-  ends without a reply (not ok, elapsed = its lifetime) or with an ICMP error (not ok).
+- A flow holds a ``Lease`` on its server (``proxy.lease``): open flows are the server's in-flight
+  count (``max_conns`` bounds them). The balancer hears of a flow once: at its first reply (ok,
+  elapsed = time from its first datagram), or when it ends without a reply (not ok, elapsed =
+  its lifetime) or with an ICMP error (not ok; that one counts against the server's health).
 - The table never holds more than ``max_flows`` flows; its order is least recently used
   first (a client datagram moves its flow to the end), so eviction is O(1).
 - Per datagram: one dict lookup, one ``move_to_end``, one ``send``; replies are read
@@ -35,6 +39,8 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from ..core.balancing import PickContext
+from .lease import Lease
+from .pool import FULL
 from .resources import WARNER, is_local
 
 if TYPE_CHECKING:
@@ -44,25 +50,23 @@ if TYPE_CHECKING:
 log = logging.getLogger("steelyard.proxy")
 MAX_DATAGRAM = 65535
 READ_BATCH = 64  # replies read per readiness callback before yielding to the loop
+PENDING_MAX = 16  # datagrams a client waiting in the queue may have held (more are dropped)
 
 
 class Flow:
-    __slots__ = ("L", "key", "client", "server", "sock", "fd", "busy", "last", "started", "on_done", "reported")
+    __slots__ = ("L", "key", "client", "server", "sock", "fd", "busy", "last", "lease", "reported")
 
-    def __init__(
-        self, listener: "UdpListener", key: Any, client: Any, server: "Server", sock: socket.socket, on_done: Any
-    ) -> None:
+    def __init__(self, listener: "UdpListener", key: Any, client: Any, lease: Lease, sock: socket.socket) -> None:
         self.L = listener
         self.key = key
         self.client = client
-        self.server = server
+        self.server: Server = lease.server  # type: ignore[assignment]
         self.sock = sock
         self.fd = sock.fileno()
         self.busy = False
         self.last = listener.now
-        self.started = listener.loop.time()
-        self.on_done = on_done
-        self.reported = False  # on_done was called
+        self.lease = lease
+        self.reported = False  # its outcome went to the lease (its first reply)
 
     def send(self, data: bytes) -> None:
         try:
@@ -87,12 +91,42 @@ class Flow:
             return
         self.busy = True
         if not self.reported:
-            self._report(True)
+            self.reported = True
+            self.lease.connected(self.L.loop.time())
 
-    def _report(self, ok: bool) -> None:
-        self.reported = True
-        if self.on_done is not None:
-            self.on_done(self.server, ok, self.L.loop.time() - self.started)
+
+class Pending:
+    """A new client's first datagrams while every server is at its max_conns: it waits in the
+    pool's queue (a ``lease.Waiter``) and opens its flow when a place frees up."""
+
+    __slots__ = ("L", "addr", "datagrams", "done")
+
+    def __init__(self, listener: "UdpListener", addr: Any, data: bytes) -> None:
+        self.L, self.addr, self.datagrams, self.done = listener, addr, [data], False
+
+    def waiting(self) -> bool:
+        return not self.done and self.L.accepting
+
+    def try_again(self, pool: "PoolRuntime") -> bool:
+        server = self.L.pick_for(self.addr, queue=False)
+        if server is FULL:
+            return False
+        self._end()
+        if server is not None:
+            flow = self.L.open_flow(self.addr, self.addr, server)
+            if flow is not None:
+                for data in self.datagrams:
+                    flow.send(data)
+        return True
+
+    def gave_up(self) -> None:
+        self._end()
+        self.L.drop(f"every server is at its max_conns for {self.L.pool.queue_timeout:g}s", len(self.datagrams))
+
+    def _end(self) -> None:
+        self.done = True
+        if self.L.pending.get(self.addr) is self:
+            del self.L.pending[self.addr]
 
 
 class UdpListener(asyncio.DatagramProtocol):
@@ -129,6 +163,7 @@ class UdpListener(asyncio.DatagramProtocol):
         self._addresses: dict[Server, tuple[int, Any]] = {}  # server -> (family, sockaddr), resolved once
         self._dropped = 0  # datagrams dropped for want of a server since the last log line
         self._dropped_logged = -1e9
+        self.pending: dict[Any, Pending] = {}  # new clients waiting in the pool's queue
 
     @property
     def connections(self) -> OrderedDict[Any, Flow]:
@@ -149,21 +184,24 @@ class UdpListener(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: Any) -> None:
         flows = self.flows
         if self.per_datagram:
-            server = self._pick(addr)
-            if server is None:
+            server = self.pick_for(addr)
+            if server is None or server is FULL:
                 return
             key = (addr, server)
             flow = flows.get(key)
             if flow is None:
-                flow = self._open(key, addr, server)
+                flow = self.open_flow(key, addr, server)
         else:
             key = addr
             flow = flows.get(addr)
             if flow is None:
-                server = self._pick(addr)
+                server = self.pick_for(addr)
+                if server is FULL:
+                    self._wait(addr, data)
+                    return
                 if server is None:
                     return
-                flow = self._open(key, addr, server)
+                flow = self.open_flow(key, addr, server)
         if flow is None:
             return
         flows.move_to_end(key)
@@ -173,41 +211,60 @@ class UdpListener(asyncio.DatagramProtocol):
     def error_received(self, exc: Exception) -> None:
         pass  # an ICMP error about a client we answered: nothing to do, the flow expires on its own
 
-    def _pick(self, addr: Any) -> Server | None:
+    def pick_for(self, addr: Any, queue: bool = True) -> Server | None:
+        """The server for a new flow of ``addr``: None (the datagram is dropped) or ``FULL``."""
         if not self.accepting:
             return None
         ctx = self.ctx
         ctx.client_ip = addr[0]
         try:
-            server = self.pool.snapshot.balancer.pick(ctx)
+            server = self.pool.pick(ctx, None)
         except Exception:  # a user's algorithm failed: drop the datagram, not the loop
             log.exception("pool %s: the balancer's pick failed", self.pool.name)
             return None
         if server is None:
-            self._drop("no usable server")
+            self.drop("no usable server")
+        elif server is FULL and queue and (self.per_datagram or not self.pool.max_queue):
+            self.drop("every server is at its max_conns")
+            return None
         return server
 
-    def _open(self, key: Any, client: Any, server: Server) -> Flow | None:
-        on_done = self.pool.on_done  # read right after the pick, with its snapshot
+    def _wait(self, addr: Any, data: bytes) -> None:
+        """Every server is full: hold the datagram while ``addr`` waits in the pool's queue."""
+        pending = self.pending.get(addr)
+        if pending is not None:
+            if len(pending.datagrams) < PENDING_MAX:
+                pending.datagrams.append(data)
+            else:
+                self.drop("a client waiting for a server sent too much")
+            return
+        pending = Pending(self, addr, data)
+        if self.pool.enqueue(pending):
+            self.pending[addr] = pending
+        else:
+            self.drop("every server is at its max_conns and the queue is full")
+
+    def open_flow(self, key: Any, client: Any, server: Server) -> Flow | None:
         try:
             family, sockaddr = self._addresses.get(server) or self._resolve(server)
             sock = socket.socket(family, socket.SOCK_DGRAM)
         except OSError as exc:
-            self._drop(f"{server.name}: {exc}")
+            self.drop(f"{server.name}: {exc}")
             return None
         try:
             sock.setblocking(False)
             sock.connect(sockaddr)
         except OSError as exc:
             sock.close()
-            self._drop(f"{server.name}: {exc}")
+            self.drop(f"{server.name}: {exc}")
             return None
         flows = self.flows
         while len(flows) >= self.max_flows:
             self.close_flow(next(iter(flows.values())), failed=False)
-        flow = Flow(self, key, client, server, sock, on_done)
+        lease = Lease()
+        lease.take(self.pool, server, self.loop.time())
+        flow = Flow(self, key, client, lease, sock)
         flows[key] = flow
-        server.load.active += 1
         self.loop.add_reader(flow.fd, flow.readable)
         return flow
 
@@ -216,9 +273,9 @@ class UdpListener(asyncio.DatagramProtocol):
         self._addresses[server] = (family, sockaddr)
         return family, sockaddr
 
-    def _drop(self, why: str) -> None:
+    def drop(self, why: str, count: int = 1) -> None:
         """A datagram is dropped for want of a server (rate-limited log)."""
-        self._dropped += 1
+        self._dropped += count
         now = self.loop.time()
         if now - self._dropped_logged >= 1.0:
             log.warning(
@@ -235,14 +292,13 @@ class UdpListener(asyncio.DatagramProtocol):
         del self.flows[flow.key]
         self.loop.remove_reader(flow.fd)
         flow.sock.close()
-        load = flow.server.load
-        load.active -= 1
+        now = self.loop.time()
         if failed:
-            load.failures += 1
+            flow.lease.failed(now, "an ICMP error", learn=not flow.reported)
         else:
-            load.requests += 1
-        if not flow.reported:
-            flow._report(False)
+            if not flow.reported:
+                flow.lease.learn(False, now)  # no reply: the balancer learns, nothing is blamed
+            flow.lease.release()
 
     # -- sweep and stop -----------------------------------------------------------
 

@@ -59,37 +59,20 @@ def dispatch(down: DownstreamProtocol, ex: Exchange) -> None:
         down.exchange_failed(ex, 500, False)
         return
     if server is FULL:
-        if not pool.enqueue(ex, down):
+        if not pool.enqueue(Queued(ex, down)):
             down.busy(ex)
         return
-    if server is None:
-        down.exchange_failed(ex, 503, False)
-        return
-    # what ``send`` does, inline: this runs for every request
-    ex.server = server
-    ex.on_done = pool.on_done
-    ex.build_head(server, down.forwarded, down.ip, L.scheme)
-    server.load.active += 1
-    ex.t_start = down.clock()
-    cpool = pool.upstreams[server]
-    conn = cpool.acquire()
-    if conn is None:
-        cpool.connect_for(ex, down)
-    else:
-        down.attach(conn, ex)
+    send(down, ex, pool, server)
 
 
 def send(down: DownstreamProtocol, ex: Exchange, pool: PoolRuntime, server: Server | None) -> None:
-    """Send ``ex`` to ``server`` of ``pool`` (a retry, or out of the queue; ``dispatch`` has
-    the same lines inline for a first try)."""
+    """Send ``ex`` to ``server`` of ``pool`` (None: no server is left, 503): the exchange takes
+    its lease on the server, and a connection to it (an idle one, or a new one)."""
     if server is None:
         down.exchange_failed(ex, 503, False)
         return
-    ex.server = server
-    ex.on_done = pool.on_done  # (read with the snapshot: they change together)
+    ex.take(pool, server, down.clock())
     ex.build_head(server, down.forwarded, down.ip, down.L.scheme)
-    server.load.active += 1
-    ex.t_start = down.clock()
     cpool = pool.upstreams[server]
     conn = cpool.acquire()
     if conn is None:
@@ -107,7 +90,7 @@ def retry_elsewhere(down: DownstreamProtocol, ex: Exchange, how: int) -> bool:
     if how == SENT and not pool.retry_allowed():
         return False
     failed = ex.server
-    ex.settle(False, down.clock)  # the failed try counts against its server
+    ex.settle(False, down.clock())  # the failed try counts against its server
     more = ex.extra()
     if failed is not None:
         more.tried += (failed,)
@@ -124,3 +107,28 @@ def retry_elsewhere(down: DownstreamProtocol, ex: Exchange, how: int) -> bool:
     ex.t_sent = 0.0
     send(down, ex, pool, server)
     return True
+
+
+class Queued:
+    """A request waiting in its pool's queue for a server below its ``max_conns``
+    (a ``lease.Waiter``)."""
+
+    __slots__ = ("ex", "down")
+
+    def __init__(self, ex: Exchange, down: DownstreamProtocol) -> None:
+        self.ex, self.down = ex, down
+
+    def waiting(self) -> bool:
+        return self.down.current is self.ex and not self.down.dead
+
+    def try_again(self, pool: PoolRuntime) -> bool:
+        ex, down = self.ex, self.down
+        ex.pool = pool  # (a reload may have moved it to the new pool of the same name)
+        server = pool.pick(down.ctx, ex)
+        if server is FULL:
+            return False
+        send(down, ex, pool, server)
+        return True
+
+    def gave_up(self) -> None:
+        self.down.busy(self.ex)

@@ -208,13 +208,14 @@ class DownstreamProtocol(asyncio.Protocol):
 
     # -- endings -------------------------------------------------------------------
 
-    def exchange_done(self, ex: Exchange, ok: bool, now: float = 0.0) -> None:
+    def exchange_done(self, ex: Exchange, now: float) -> None:
+        """``ex``'s response was forwarded in full (``now``: the clock, just read)."""
         L = self.L
         if L.access is not None:
             L.access.record(self, ex, ex.status, ex.server)
         L.codes[ex.status // 100] += 1
         L.bytes_out += ex.resp_bytes
-        ex.settle(ok, self.clock, now)
+        ex.settle(True, now, len(ex.head) if ex.more is None else ex.sent_bytes())
         self.current = None
         self.served = True
         if not ex.keep_alive or not ex.request_done or self.closing and L.idle_grace_over:
@@ -235,7 +236,7 @@ class DownstreamProtocol(asyncio.Protocol):
         can safely go again) another server gets it, as the pool's retries and budget allow."""
         if retry and not responded and dispatch.retry_elsewhere(self, ex, retry):
             return
-        ex.settle(False, self.clock)
+        ex.settle(False, self.clock())
         self._answer_failure(ex, status, CANNED[(status, True)], CANNED[(status, False)], responded)
 
     def local_failure(self, ex: Exchange) -> None:
@@ -351,7 +352,7 @@ class DownstreamProtocol(asyncio.Protocol):
 
     def start_tunnel(self, ex: Exchange, conn: "UpstreamConnection") -> None:
         """The server accepted the upgrade: relay raw bytes from now on (early bytes first)."""
-        ex.settle(True, self.clock)
+        ex.settle(True, self.clock(), ex.sent_bytes())
         self.counted(101, ex.resp_bytes)
         self.current = self.upgrading = None
         self.tunnel, self.tunnel_conn = conn.tunnel, conn

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ...core.model import LATENCY_BOUNDS as _BOUNDS
+from ..lease import Lease
 from . import headers as H
 from .guard import CHECK
 
 if TYPE_CHECKING:
     from ...core.model import Server
-    from ..pool import PoolRuntime
     from .upstream import UpstreamConnection
 
-
-_bucket = bisect_right
-_FIRST = _BOUNDS[0]
 # RFC 9110 section 9.2.2: only these may be retried automatically
 IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"))
 
@@ -37,8 +32,9 @@ class More:
         self.limiter: Any = None  # the route's rate limiter that refused it (for Retry-After)
 
 
-class Exchange:
+class Exchange(Lease):
     """Mutable record of one request in flight; lives from the request line to the last response byte.
+    It is the lease on the server picked for it (``proxy.lease``: in flight, outcome, passive health).
 
     ``pending`` holds request bytes (already framed for the server) not yet written
     to an upstream connection: body bytes that arrive before the connection is
@@ -48,8 +44,7 @@ class Exchange:
     __slots__ = (
         "method", "url", "http11", "keep_alive", "host", "headers", "parts", "tokens", "connection_header",
         "upgrade", "chunked", "clen", "xff", "refuse", "head", "pending", "pending_size",
-        "request_done", "conn", "server", "on_done", "t_begin", "t_start", "t_sent", "t_head",
-        "pool", "status", "resp_bytes", "set_cookie", "sticky", "specials", "more",
+        "request_done", "conn", "t_begin", "t_sent", "set_cookie", "sticky", "specials", "more",
     )  # fmt: skip
 
     def __init__(self, t_begin: float) -> None:
@@ -74,15 +69,16 @@ class Exchange:
         self.pending_size = 0
         self.request_done = False
         self.conn: UpstreamConnection | None = None
+        # the lease's fields (``Lease.__init__``, inline): the server picked, the pool it was routed
+        # to, the balancer's hook, when the server was taken, the final response head came
+        # (taken only when ``on_done`` is set), its status, its size as the server sent it
         self.server: Server | None = None
-        self.on_done: Callable[[Server, bool, float], None] | None = None  # the balancer's hook, if it learns
+        self.pool = None
+        self.on_done = None
+        self.t_start = self.t_head = 0.0
+        self.status = self.resp_bytes = 0
         self.t_begin = t_begin
-        self.t_start = 0.0  # request dispatched to a server
         self.t_sent = 0.0  # request fully written to the server (the response timeout starts)
-        self.t_head = 0.0  # final response head received (taken only when ``on_done`` is set)
-        self.pool: PoolRuntime | None = None  # where it was routed
-        self.status = 0  # the final response's status, once its head came
-        self.resp_bytes = 0  # bytes of the response as the server sent them
         self.set_cookie: bytes | None = None  # a Set-Cookie line the response gets (sticky pools)
         self.sticky: bytes | None = None  # the sticky cookie's value, once taken from the request
         self.specials = 0  # 4 per special header field other than Host (towards max_header_count)
@@ -144,6 +140,10 @@ class Exchange:
         conn.transport.abort()  # type: ignore[union-attr]
         return responded
 
+    def sent_bytes(self) -> int:
+        """Bytes of the request as the server got them (head and body)."""
+        return len(self.head) if self.more is None else len(self.head) + self.more.body_size
+
     def flush_pending(self, clock: Callable[[], float]) -> bool:
         """Write the buffered request bytes to this exchange's server connection, if it has one
         ready; once the whole request is out, the response timeout starts."""
@@ -175,64 +175,6 @@ class Exchange:
         more.early.append(data)  # type: ignore[union-attr]
         more.early_size += len(data) + 64  # type: ignore[union-attr]  # (an object per read: memory, not bytes)
         return more.early_size  # type: ignore[union-attr]
-
-    def abandon(self) -> None:
-        """The client ended the exchange (it left, or stalled its upload): the server's
-        in-flight count drops, but nothing is reported as its success or failure."""
-        server = self.server
-        if server is not None:
-            self.server = None
-            server.load.active -= 1
-            if self.pool.waiting:  # type: ignore[union-attr]
-                self.pool.wake()  # type: ignore[union-attr]
-
-    def settle(self, ok: bool, clock: Callable[[], float], now: float = 0.0) -> None:
-        """Close the books on the picked server (once): in-flight count, counters, passive
-        health streaks, and the balancer's completion hook (if it has one) with the time to
-        the response head, or to now (``now`` if the caller just read ``clock``, else ``clock()``)
-        when no head came. ``ok``: a response came (whatever its status); not ``ok``: connect
-        failure, reset, timeout or broken response."""
-        server = self.server
-        if server is None:
-            return
-        self.server = None
-        load = server.load
-        load.active -= 1
-        now = now or clock()
-        elapsed = now - self.t_start
-        load.latency[_bucket(_BOUNDS, elapsed) if elapsed >= _FIRST else 0] += 1  # (most fall in the first)
-        load.latency_sum += elapsed
-        pool = self.pool
-        if ok:
-            load.requests += 1  # (2xx is requests less the other classes: only those are counted)
-            load.resp_bytes += self.resp_bytes
-            load.req_bytes += len(self.head) if self.more is None else len(self.head) + self.more.body_size
-            status = self.status
-            if status < 300:
-                if load.err_streak:  # (never below fail_streak: zero means both are)
-                    load.fail_streak = load.err_streak = 0
-            elif status < 500:
-                load.by_class[status // 100] += 1
-                if load.err_streak:
-                    load.fail_streak = load.err_streak = 0
-            else:
-                load.by_class[5] += 1
-                load.fail_streak = 0
-                load.err_streak += 1
-                if pool.eject_5xx and load.err_streak >= pool.eject_5xx:  # type: ignore[union-attr]
-                    pool.failing(server, f"{load.err_streak} failures or 5xx responses in a row")  # type: ignore[union-attr]
-        else:
-            load.failures += 1
-            load.fail_streak += 1
-            load.err_streak += 1
-            if pool.eject_after and load.fail_streak >= pool.eject_after:  # type: ignore[union-attr]
-                pool.failing(server, f"{load.fail_streak} failed requests in a row (connect, reset or timeout)")  # type: ignore[union-attr]
-            elif pool.eject_5xx and load.err_streak >= pool.eject_5xx:  # type: ignore[union-attr]
-                pool.failing(server, f"{load.err_streak} failures or 5xx responses in a row")  # type: ignore[union-attr]
-        if self.on_done is not None:
-            self.on_done(server, ok, (self.t_head or now) - self.t_start)
-        if pool.waiting:  # type: ignore[union-attr]
-            pool.wake()  # type: ignore[union-attr]
 
     @property
     def replayable(self) -> bool:

@@ -343,7 +343,7 @@ class UpstreamConnection(asyncio.Protocol):
                 pool.idle.append(self)
         else:
             self.close()
-        down.exchange_done(ex, True, now)  # type: ignore[union-attr, arg-type]
+        down.exchange_done(ex, now)  # type: ignore[union-attr, arg-type]
 
     def fail(self, status: int, retry: int = NO_RETRY) -> None:
         """End the exchange with ``status`` (or an abort, if the client already has part of a

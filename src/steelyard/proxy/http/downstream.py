@@ -227,7 +227,7 @@ class DownstreamProtocol(asyncio.Protocol):
         else:
             self.last_active = self.L.now  # all _next does when nothing waits, and give back the parser:
             parser = self.parser  # (``request.release``, inline)
-            if parser is not None and self.ex is None and request.feeding is not self:
+            if parser is not None and self.ex is None and request.PARSERS.feeding is not self:
                 SPARE.append(parser)
                 self.parser = None
 

@@ -4,11 +4,12 @@
 attributes, like ``dispatch``); the connection's state machine is in ``downstream``.
 
 Parsers are shared, not owned:
-- Every request parser is built on one callbacks object (``CALLBACKS``: plain functions, no
-  bound methods), and the callbacks act on ``feeding``, the connection whose ``feed_data`` is
-  running (set around each call, restored after it, so a nested feed is harmless). A parser
-  built on the protocol itself holds six bound methods, 384 bytes per connection.
-- A connection takes a parser (from ``SPARE``, else a new one) when bytes arrive and gives it
+- Every request parser is built on one callbacks object, ``PARSERS`` (a ``Parsers``), and the
+  callbacks act on its ``feeding``: the connection whose ``feed_data`` is running (set around
+  each call, restored after it, so a nested feed is harmless). A parser built on the protocol
+  itself would hold six bound methods per connection, 384 bytes. ``PARSERS`` is the one piece
+  of shared state on this path: the free list (``spare``) and that cursor, in one named place.
+- A connection takes a parser (from ``SPARE``, the free list, else a new one) when bytes arrive and gives it
   back (``release``) when it goes idle between requests: idle keep-alive connections hold no
   parser at all (~900 bytes each with its llhttp state). Only a parser whose last request was
   complete and kept alive by llhttp is given back, and never from inside its own
@@ -36,10 +37,6 @@ MAX_HEAD = 64 * 1024  # request line + headers; more is refused with 431 (measur
 SPARE_MAX = 256  # idle parsers kept for the next connection that needs one (more: dropped by the sweep)
 _request_code = H.REQUEST_CODES.get  # bound once: one C call per header, no lookups
 
-# the connection whose parser is running (None between feeds, when no callback can run)
-feeding: DownstreamProtocol = None  # type: ignore[assignment]
-SPARE: list[HttpRequestParser] = []  # parsers given back, taken again last in first out
-
 
 def trim() -> None:
     """Drop the spare parsers past ``SPARE_MAX`` (the listeners' sweep calls this: it keeps
@@ -48,7 +45,6 @@ def trim() -> None:
 
 
 def data_received(self: DownstreamProtocol, data: bytes) -> None:
-    global feeding
     L = self.L
     self.last_active = L.now
     L.bytes_in += len(data)
@@ -65,8 +61,9 @@ def data_received(self: DownstreamProtocol, data: bytes) -> None:
     before = self.ex
     parser = self.parser
     if parser is None:
-        parser = self.parser = SPARE.pop() if SPARE else HttpRequestParser(CALLBACKS)
-    outer, feeding = feeding, self
+        parser = self.parser = SPARE.pop() if SPARE else HttpRequestParser(PARSERS)
+    P = PARSERS
+    outer, P.feeding = P.feeding, self
     try:
         parser.feed_data(data)
     except HttpParserUpgrade as upg:
@@ -83,7 +80,7 @@ def data_received(self: DownstreamProtocol, data: bytes) -> None:
                 self._dispatch(fresh)  # (complete before the malformed one: it is answered first)
         return
     finally:
-        feeding = outer
+        P.feeding = outer
     fresh = self.fresh
     if fresh is not None:  # a request whose head came in this read goes out only now that the read
         self.fresh = None  # is parsed: what follows its head in the same read may refuse it
@@ -109,116 +106,107 @@ def data_received(self: DownstreamProtocol, data: bytes) -> None:
 def release(down: DownstreamProtocol) -> None:
     """``down`` is idle after a kept-alive request (none begun since): its parser goes back."""
     parser = down.parser
-    if parser is not None and down.ex is None and feeding is not down:
+    if parser is not None and down.ex is None and PARSERS.feeding is not down:
         down.parser = None
         SPARE.append(parser)
 
 
-# -- llhttp's callbacks (on ``feeding``) -------------------------------------------
+class Parsers:
+    """The request parsers' shared state and llhttp's callbacks, which act on ``feeding``
+    (see the module docstring): one instance, ``PARSERS``."""
+
+    __slots__ = ("spare", "feeding")
+
+    def __init__(self) -> None:
+        self.spare: list[HttpRequestParser] = []  # parsers given back, taken again last in first out
+        # the connection whose parser is running (None between feeds, when no callback can run)
+        self.feeding: DownstreamProtocol = None  # type: ignore[assignment]
+
+    def on_message_begin(self) -> None:
+        down = self.feeding
+        if down.dead:
+            raise Closed("the connection is closing")
+        down.ex = Exchange(down.clock())  # (the access log's start: a fresh reading, not the sweep's)
+        down.L.requests += 1
+        down.head_bytes = 0
+        if down.current is not None:
+            down._pause(PIPELINE)
+
+    def on_url(self, url: bytes) -> None:
+        self.feeding.ex.url += url  # type: ignore[union-attr]
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        down = self.feeding
+        ex: Exchange = down.ex  # type: ignore[assignment]  # (a callback runs only inside a request)
+        if ex.method:
+            return  # a trailer (after a chunked body): not forwarded, never a header of another request
+        if down.keep_headers:
+            ex.headers.append((name, value))
+        code = _request_code(name)
+        if code is None:
+            code = H.request_code(name)
+        if not code:  # ORDINARY
+            ex.parts += (name, b": ", value, b"\r\n")
+        elif code == H.HOST:  # (every request has one: kept inline)
+            if ex.host is not None:
+                ex.refuse = 400  # several Host headers
+            ex.host = value
+            ex.parts += (name, b": ", value, b"\r\n")
+        else:
+            ex.special_header(code, value)
+
+    def on_headers_complete(self) -> None:
+        down = self.feeding
+        if down.dead:
+            raise Closed("the connection is closing")
+        ex: Exchange = down.ex  # type: ignore[assignment]
+        p: HttpRequestParser = down.parser  # type: ignore[assignment]
+        ex.method = p.get_method()
+        keep = p.should_keep_alive()
+        ex.keep_alive = keep and not down.closing
+        ex.http11 = keep  # without Connection/Proxy-Connection, llhttp keeps 1.1 alive
+        specials = ex.specials
+        if specials:  # (Connection, Upgrade and the framing headers are all special: else none came)
+            if ex.connection_header:  # (get_http_version formats a string: dear)
+                ex.http11 = p.get_http_version() == "1.1"
+            if ex.upgrade is not None and not p.should_upgrade():
+                ex.upgrade = None  # Upgrade without "Connection: upgrade" is ignored
+            if ex.chunked and ex.clen is not None:
+                ex.refuse = 400  # both Content-Length and Transfer-Encoding
+        if not ex.http11 and not version_ok(p.get_http_version()):
+            ex.refuse = 505  # HTTP/2.0 or 0.9 in an HTTP/1 request line
+        L = down.L
+        if len(ex.parts) + specials > L.max_parts or len(ex.url) > L.max_uri_length:
+            ex.refuse = 431 if len(ex.parts) + specials > L.max_parts else 414
+        if down.current is None:
+            down.current = down.fresh = ex  # dispatched once the read is parsed
+        elif down.queue:
+            down.queue.append(ex)  # (a list once non-empty)
+        else:
+            down.queue = [ex]  # (no list until a request is pipelined)
+
+    def on_body(self, body: bytes) -> None:
+        down = self.feeding
+        ex: Exchange = down.ex  # type: ignore[assignment]  # (a callback runs only inside a request)
+        more = ex.more or ex.extra()
+        more.body_size += len(body)
+        if more.body_size > (more.max_body or down.L.max_body):
+            raise Refused(413)
+        piece = H.chunk(body) if ex.chunked else body
+        ex.pending.append(piece)
+        ex.pending_size += len(piece)
+
+    def on_message_complete(self) -> None:
+        down = self.feeding
+        ex: Exchange = down.ex  # type: ignore[assignment]  # (a callback runs only inside a request)
+        down.ex = None
+        if ex.chunked:
+            ex.pending.append(H.LAST_CHUNK)
+        ex.request_done = True
+        if ex.conn is not None and not ex.pending:
+            # sent in full (reused connection): the response timeout starts (no body: it was sent just now)
+            ex.t_sent = ex.t_start if ex.more is None and not ex.chunked else down.clock()
 
 
-def on_message_begin() -> None:
-    down = feeding
-    if down.dead:
-        raise Closed("the connection is closing")
-    down.ex = Exchange(down.clock())  # (the access log's start: a fresh reading, not the sweep's)
-    down.L.requests += 1
-    down.head_bytes = 0
-    if down.current is not None:
-        down._pause(PIPELINE)
-
-
-def on_url(url: bytes) -> None:
-    feeding.ex.url += url  # type: ignore[union-attr]
-
-
-def on_header(name: bytes, value: bytes) -> None:
-    down = feeding
-    ex: Exchange = down.ex  # type: ignore[assignment]  # (a callback runs only inside a request)
-    if ex.method:
-        return  # a trailer (after a chunked body): not forwarded, never a header of another request
-    if down.keep_headers:
-        ex.headers.append((name, value))
-    code = _request_code(name)
-    if code is None:
-        code = H.request_code(name)
-    if not code:  # ORDINARY
-        ex.parts += (name, b": ", value, b"\r\n")
-    elif code == H.HOST:  # (every request has one: kept inline)
-        if ex.host is not None:
-            ex.refuse = 400  # several Host headers
-        ex.host = value
-        ex.parts += (name, b": ", value, b"\r\n")
-    else:
-        ex.special_header(code, value)
-
-
-def on_headers_complete() -> None:
-    down = feeding
-    if down.dead:
-        raise Closed("the connection is closing")
-    ex: Exchange = down.ex  # type: ignore[assignment]
-    p: HttpRequestParser = down.parser  # type: ignore[assignment]
-    ex.method = p.get_method()
-    keep = p.should_keep_alive()
-    ex.keep_alive = keep and not down.closing
-    ex.http11 = keep  # without Connection/Proxy-Connection, llhttp keeps 1.1 alive
-    specials = ex.specials
-    if specials:  # (Connection, Upgrade and the framing headers are all special: else none came)
-        if ex.connection_header:  # (get_http_version formats a string: dear)
-            ex.http11 = p.get_http_version() == "1.1"
-        if ex.upgrade is not None and not p.should_upgrade():
-            ex.upgrade = None  # Upgrade without "Connection: upgrade" is ignored
-        if ex.chunked and ex.clen is not None:
-            ex.refuse = 400  # both Content-Length and Transfer-Encoding
-    if not ex.http11 and not version_ok(p.get_http_version()):
-        ex.refuse = 505  # HTTP/2.0 or 0.9 in an HTTP/1 request line
-    L = down.L
-    if len(ex.parts) + specials > L.max_parts or len(ex.url) > L.max_uri_length:
-        ex.refuse = 431 if len(ex.parts) + specials > L.max_parts else 414
-    if down.current is None:
-        down.current = down.fresh = ex  # dispatched once the read is parsed
-    elif down.queue:
-        down.queue.append(ex)  # (a list once non-empty)
-    else:
-        down.queue = [ex]  # (no list until a request is pipelined)
-
-
-def on_body(body: bytes) -> None:
-    down = feeding
-    ex: Exchange = down.ex  # type: ignore[assignment]  # (a callback runs only inside a request)
-    more = ex.more or ex.extra()
-    more.body_size += len(body)
-    if more.body_size > (more.max_body or down.L.max_body):
-        raise Refused(413)
-    piece = H.chunk(body) if ex.chunked else body
-    ex.pending.append(piece)
-    ex.pending_size += len(piece)
-
-
-def on_message_complete() -> None:
-    down = feeding
-    ex: Exchange = down.ex  # type: ignore[assignment]  # (a callback runs only inside a request)
-    down.ex = None
-    if ex.chunked:
-        ex.pending.append(H.LAST_CHUNK)
-    ex.request_done = True
-    if ex.conn is not None and not ex.pending:
-        # sent in full (reused connection): the response timeout starts (no body: it was sent just now)
-        ex.t_sent = ex.t_start if ex.more is None and not ex.chunked else down.clock()
-
-
-class _Callbacks:
-    """What every request parser calls: the functions themselves (``staticmethod``: reading one
-    off the instance makes no bound method), shared by all parsers."""
-
-    __slots__ = ()
-    on_message_begin = staticmethod(on_message_begin)
-    on_url = staticmethod(on_url)
-    on_header = staticmethod(on_header)
-    on_headers_complete = staticmethod(on_headers_complete)
-    on_body = staticmethod(on_body)
-    on_message_complete = staticmethod(on_message_complete)
-
-
-CALLBACKS = _Callbacks()
+PARSERS = Parsers()
+SPARE = PARSERS.spare  # (the free list, under its own name)

@@ -1,6 +1,6 @@
 """Where a request goes: routing, picking, the max_conns queue, sending, and retries.
 
-These are methods of ``DownstreamProtocol`` (bound there as class attributes), kept in
+Functions of a client connection (``DownstreamProtocol``) and one of its requests, kept in
 their own module so the connection protocol stays about parsing and flow control.
 
 Retry rules (``retry_elsewhere``), checked by the caller and here:

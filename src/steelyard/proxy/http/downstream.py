@@ -195,9 +195,6 @@ class DownstreamProtocol(asyncio.Protocol):
 
     # -- dispatch ----------------------------------------------------------------
 
-    _dispatch = dispatch.dispatch  # route, pick, queue or send (see ``dispatch``)
-    send = dispatch.send
-
     def attach(self, conn: "UpstreamConnection", ex: Exchange) -> None:
         """Send ``ex`` on ``conn`` (an idle one, or one just connected for it)."""
         conn.start(ex, self)
@@ -288,7 +285,7 @@ class DownstreamProtocol(asyncio.Protocol):
                 ex = self.current = self.queue.pop(0)
                 if not self.queue:
                     self.queue = NO_QUEUE
-                self._dispatch(ex)
+                dispatch.dispatch(self, ex)  # route, pick, queue or send
             held = self.held
             if held is None or self.dead or len(self.queue) >= PIPELINE_MAX:
                 break

@@ -1,7 +1,8 @@
 """Request parsing for client connections: reads fed to llhttp, and llhttp's callbacks.
 
-``data_received`` and the callbacks below are ``DownstreamProtocol``'s (bound there as class
-attributes, like ``dispatch``); the connection's state machine is in ``downstream``.
+``data_received`` is ``DownstreamProtocol``'s (bound there as a class attribute: a method
+that called it would cost a call per read); a complete head goes to ``dispatch``; the
+connection's state machine is in ``downstream``.
 
 Parsers are shared, not owned:
 - Every request parser is built on one callbacks object, ``PARSERS`` (a ``Parsers``), and the
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 
 from . import headers as H
+from .dispatch import dispatch
 from .errors import Closed
 from .exchange import Exchange
 from .guard import HEAD_STEP, Refused, in_slices, parse_status, version_ok  # (a long target: 414 once the head is in)
@@ -77,7 +79,7 @@ def data_received(self: DownstreamProtocol, data: bytes) -> None:
         if not self.dead:
             self._refuse_malformed(parse_status(exc))  # 400, or a limit's 413 / 414
             if fresh is not None and fresh is self.current and not self.dead:
-                self._dispatch(fresh)  # (complete before the malformed one: it is answered first)
+                dispatch(self, fresh)  # (complete before the malformed one: it is answered first)
         return
     finally:
         P.feeding = outer
@@ -85,7 +87,7 @@ def data_received(self: DownstreamProtocol, data: bytes) -> None:
     if fresh is not None:  # a request whose head came in this read goes out only now that the read
         self.fresh = None  # is parsed: what follows its head in the same read may refuse it
         if not self.dead:
-            self._dispatch(fresh)
+            dispatch(self, fresh)
     ex = self.ex
     if ex is not None and not ex.method and (ex is before or self.current is None):
         # a head begun in an earlier read and still not finished: all of this read is head

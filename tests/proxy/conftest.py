@@ -1,4 +1,5 @@
-"""Fixtures the data-plane unit tests share (the fakes themselves are in ``fakes.py``)."""
+"""Fixtures the data-plane unit tests share (the fakes themselves are in ``fakes.py``; the
+scripting harness in ``script.py``)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,14 @@ import asyncio
 
 import pytest
 
-from steelyard.proxy.http import request
+from steelyard.proxy.http.request import SPARE
 
 from .fakes import site as make_site
+from .script import Script
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "script(**options): options of the `script` fixture (see script.Script)")
 
 
 @pytest.fixture
@@ -25,6 +31,17 @@ def site(loop):
     """(listener, connection pool): one HTTP listener in front of one server whose connection pool
     the test fills; no spare request parsers before or after."""
     listener, cp = make_site(loop)
-    request.SPARE.clear()
+    SPARE.clear()
     yield listener, cp
-    request.SPARE.clear()
+    SPARE.clear()
+
+
+@pytest.fixture
+def script(request):
+    """A ``script.Script``: a listener in front of fake servers, driven by verbs; its options
+    come from the test's ``@pytest.mark.script(...)`` (one server, round robin, no retries by
+    default). No spare request parsers before or after."""
+    marker = request.node.get_closest_marker("script")
+    SPARE.clear()
+    yield Script(**(marker.kwargs if marker is not None else {}))
+    SPARE.clear()

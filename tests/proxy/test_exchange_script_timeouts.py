@@ -167,6 +167,21 @@ def test_a_waiting_client_that_leaves_never_reaches_a_server(script):
     assert counts(script.server(0)) == (0, 1, 0)
 
 
+@pytest.mark.script(max_conns=1, max_queue=1)
+def test_a_waiting_client_that_leaves_frees_its_place_in_the_queue(script):
+    first, second, third = script.client(), script.client(), script.client()
+    first.send(get(b"/1"))
+    second.send(get(b"/2"))
+    second.gone()
+    third.send(get(b"/3"))
+    assert third.received == b""  # waits in the place the second gave up (no 503)
+    conn = script.last_connection
+    conn.reply(ok(b"1"))
+    assert conn.received.endswith(forwarded(b"GET /3 HTTP/1.1\r\nHost: a\r\n"))
+    conn.reply(ok(b"3"))
+    assert third.received == ok(b"3")
+
+
 # -- a graceful stop ----------------------------------------------------------------
 
 

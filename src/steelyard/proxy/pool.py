@@ -180,10 +180,18 @@ class PoolRuntime:
     # -- the queue of requests and connections waiting for a server below its max_conns ----
 
     def enqueue(self, waiter: Waiter) -> bool:
-        """Park ``waiter`` until a server has room; False when the queue is full."""
-        if len(self.waiting) >= self.max_queue:
-            return False
-        self.waiting.append((waiter, self.clock()))
+        """Park ``waiter`` until a server has room; False when the queue is full (of waiters
+        still waiting: those whose clients left give up their places first)."""
+        waiting = self.waiting
+        if len(waiting) >= self.max_queue:
+            if not self.max_queue:
+                return False
+            kept = [entry for entry in waiting if entry[0].waiting()]
+            if len(kept) >= self.max_queue:
+                return False
+            waiting.clear()
+            waiting.extend(kept)
+        waiting.append((waiter, self.clock()))
         return True
 
     def wake(self) -> None:

@@ -180,12 +180,13 @@ def test_a_close_delimited_body_ended_by_a_clean_close_is_a_success(script):
 
 
 def test_a_server_that_answers_before_the_body_is_in_gets_both_connections_closed(script):
-    """The rest of the request body would never be read: neither connection can go on."""
+    """The rest of the request body would never be read: neither connection can go on, and the
+    answer says so (a client that keeps uploading must not mistake the close for a failure)."""
     client = script.client()
     client.send(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc")
     conn = script.last_connection
     conn.reply(b"HTTP/1.1 413 Too Large\r\nContent-Length: 0\r\n\r\n")
-    assert client.received == b"HTTP/1.1 413 Too Large\r\nContent-Length: 0\r\n\r\n"
+    assert client.received == b"HTTP/1.1 413 Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     assert client.closed and conn.closed
     assert counts(script.server(0)) == (0, 1, 0)
 

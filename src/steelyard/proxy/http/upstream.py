@@ -109,7 +109,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = True
         self.pool.forget(self)
         if self.tunnel is not None:
-            self.tunnel.close()
+            self.tunnel.close(exc)
             return
         ex = self.ex
         if ex is None:
@@ -295,8 +295,9 @@ class UpstreamConnection(asyncio.Protocol):
             else:
                 self.mode = RAW  # delimited by close, towards an HTTP/1.0 client
                 ex.keep_alive = False  # type: ignore[union-attr]
-        if ex.upgrade:  # type: ignore[union-attr]
-            # the upgrade was declined: the client's parser state is past it, so close after
+        if ex.upgrade or not ex.request_done:  # type: ignore[union-attr]
+            # the upgrade was declined (the client's parser state is past it), or the answer
+            # came before the whole request (its rest will not be read): close after, and say so
             ex.keep_alive = False  # type: ignore[union-attr]
         if not ex.keep_alive:  # type: ignore[union-attr]
             out.append(b"Connection: close\r\n\r\n")

@@ -48,15 +48,6 @@ def test_a_tunnel_passes_half_closes_on_and_closes_once_both_sides_did(script):
     assert client.closed and conn.closed
 
 
-def test_a_tunnel_closes_when_the_client_leaves(script):
-    client = script.client()
-    client.send(UPGRADE)
-    conn = script.last_connection
-    conn.reply(SWITCHING)
-    client.gone()
-    assert conn.closed
-
-
 def test_a_declined_upgrade_never_lets_the_bytes_after_it_reach_the_server(script):
     """What follows an upgrade request could be a smuggled request: a server that answers
     anything but 101 never sees it, and the client connection closes after the answer."""
@@ -126,3 +117,21 @@ def test_a_malformed_request_after_an_answered_one_is_refused_at_once(script):
     script.last_connection.reply(OK)
     client.send(BAD)
     assert client.received == OK + error(400, close=True) and client.closed
+
+
+def test_a_tunnel_whose_server_resets_resets_the_client(script):
+    client = script.client()
+    client.send(UPGRADE)
+    conn = script.last_connection
+    conn.reply(SWITCHING + b"partial")
+    conn.reset()
+    assert client.received == SWITCHED + b"partial" and client.reset  # a cut, not a clean end
+
+
+def test_a_tunnel_whose_client_resets_resets_the_server_connection(script):
+    client = script.client()
+    client.send(UPGRADE)
+    conn = script.last_connection
+    conn.reply(SWITCHING)
+    client.gone()
+    assert conn.ending == "reset"

@@ -104,7 +104,7 @@ class DownstreamProtocol(asyncio.Protocol):
         self.dead = True
         self.L.forget(self)
         if self.tunnel is not None:
-            self.tunnel.close()
+            self.tunnel.close(exc)
         cur, self.current = self.current, None
         self.queue = NO_QUEUE
         self.held = None

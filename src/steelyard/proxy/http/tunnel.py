@@ -3,6 +3,8 @@
 Rules: a half-close (EOF) from one side is passed on as a half-close to the other,
 and the other direction keeps flowing; when both sides have half-closed, or either
 connection is lost, both transports are closed, so no connection outlives its tunnel.
+A connection lost to a reset (or any error) is passed on as a reset: a FIN would tell the
+other side that the stream ended cleanly (as the TCP relay does).
 Flow control stays with the two protocols (each pauses reading from the other side
 while its own transport is full).
 """
@@ -10,6 +12,8 @@ while its own transport is full).
 from __future__ import annotations
 
 import asyncio
+
+from ..reset import reset
 
 
 class Tunnel:
@@ -29,6 +33,13 @@ class Tunnel:
         towards.write_eof()
         return True
 
-    def close(self) -> None:
-        self.client.close()
-        self.server.close()
+    def close(self, exc: Exception | None = None) -> None:
+        """Both sides go: closed once their buffers drained, or reset when ``exc`` (the reason
+        one side was lost) says that side did not end cleanly."""
+        if exc is None:
+            self.client.close()
+            self.server.close()
+        else:
+            for transport in (self.client, self.server):
+                if not transport.is_closing():
+                    reset(transport)

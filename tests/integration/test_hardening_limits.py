@@ -4,6 +4,7 @@ closed; the balancer's descriptors return to their starting count."""
 
 from __future__ import annotations
 
+import signal
 import socket
 import time
 
@@ -58,6 +59,25 @@ def test_size_limits_answer_413_414_431(inline, balancer):
         answer, _ = exchange(bal.port, data)
         assert status_of(answer) == 200, answer[:100]
     assert wait_fds(bal.pid(), base) <= base
+
+
+def test_size_limits_hold_after_a_reload(inline, balancer):
+    """A reload keeps the listener (its socket, its connections) and its limits."""
+    server = inline(recording_handler)
+    bal = balancer(limits_config(server.port, 'max_body_size = "1KiB"\nmax_uri_length = 100\nmax_header_count = 10'))
+    bal.proc.send_signal(signal.SIGHUP)
+    bal.wait_for(r"steelyard: reloaded")
+    cases = [
+        (
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n801\r\n" + b"x" * 2049 + b"\r\n0\r\n\r\n",
+            413,
+        ),
+        (b"GET /" + b"a" * 100 + b" HTTP/1.1\r\nHost: a\r\n\r\n", 414),
+        (b"GET / HTTP/1.1\r\nHost: a\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(10)) + b"\r\n", 431),
+    ]
+    for data, status in cases:
+        answer, _ = exchange(bal.port, data)
+        assert status_of(answer) == status, answer[:100]
 
 
 def test_rate_limit_answers_429_with_retry_after(inline, balancer):

@@ -79,11 +79,9 @@ class HttpListener(StreamListener):
         self.keep_headers = any(r.header_name is not None for r in router.routes) or any(
             p.key_kind in ("header", "cookie") for p in pools
         )
-        self.max_uri_length, self.max_parts, self.max_body = (
-            HttpListener.max_uri_length,
-            HttpListener.max_parts,
-            HttpListener.max_body,
-        )  # (instance attributes: read per request, found at the first lookup)
+        # (instance attributes: read per request, found at the first lookup; the values ``harden``
+        # set, which a reload's refresh must keep, else the class defaults)
+        self.max_uri_length, self.max_parts, self.max_body = self.max_uri_length, self.max_parts, self.max_body
         # a timeout may fire up to one sweep late, and stamps are up to one sweep old
         self.slack = self.sweep_interval
 

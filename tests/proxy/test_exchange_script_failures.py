@@ -61,6 +61,18 @@ def test_without_retries_a_refused_connect_is_a_502(script):
     assert script.last_connection.server is script.server(1)
 
 
+@pytest.mark.script(servers=2)
+def test_steelyards_own_answer_to_a_head_request_has_no_body(script):
+    script.connect_fails(0)
+    client = script.client()
+    client.send(b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n")
+    answer = error(502)
+    assert client.received == answer[: answer.index(b"\r\n\r\n") + 4] and client.open
+    client.send(GET)  # (a body would have been read as this request's answer)
+    script.last_connection.reply(OK)
+    assert client.received.endswith(b"\r\n\r\n" + OK)
+
+
 @pytest.mark.script(servers=2, retries=1, connect_timeout=2.0)
 def test_a_connect_that_times_out_is_retried_on_another_server(script):
     script.connect_fails(0, "timeout")

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING
 
 from ..reset import reset
 from . import dispatch, request
-from .errors import BUSY, CANNED
+from .errors import BUSY, CANNED, head_only
 from .guard import PIPELINE_MAX
 from .request import HELD, MAX_HEAD, PENDING_FULL, PENDING_LIMIT, PIPELINE, SPARE, UPSTREAM_FULL, release
 from .tunnel import Tunnel
@@ -247,6 +247,8 @@ class DownstreamProtocol(asyncio.Protocol):
         self._answer_failure(ex, 503, BUSY[True], BUSY[False], False)
 
     def _answer_failure(self, ex: Exchange, status: int, closing: bytes, keeping: bytes, responded: bool) -> None:
+        if ex.method == b"HEAD":
+            closing, keeping = head_only(closing), head_only(keeping)
         if ex.pool is not None:
             ex.pool.answered[status] += 1
         self.counted(status, len(keeping))

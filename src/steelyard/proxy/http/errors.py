@@ -66,6 +66,12 @@ def error_response(status: int, *, close: bool, detail: str | None = None, extra
     )
 
 
+def head_only(response: bytes) -> bytes:
+    """``response`` without its body: the answer to a HEAD request (RFC 9110 section 9.3.2;
+    on a kept connection a body would be read as the next response)."""
+    return response[: response.index(b"\r\n\r\n") + 4]
+
+
 # Pre-built copies for the common cases, so the error path allocates nothing.
 CANNED = {(s, c): error_response(s, close=c) for s in _REASONS for c in (False, True)}
 

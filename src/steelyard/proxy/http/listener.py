@@ -16,6 +16,7 @@ from ..listening import StreamListener
 from ..tls import SniContexts
 from . import request
 from .access import AccessLog
+from .chains import ListenerFilters, Recorder
 from .downstream import DownstreamProtocol
 from .router import Router
 from .timeouts import check_timeouts
@@ -60,7 +61,12 @@ class HttpListener(StreamListener):
         access_log: str | None = None,
     ) -> None:
         super().__init__(name, host, port, loop=loop, backlog=backlog)
-        self.access: AccessLog | None = AccessLog(access_log, loop) if access_log else None
+        self.access_log: AccessLog | None = AccessLog(access_log, loop) if access_log else None
+        # what every ending records to: the access log, or a ``chains.Recorder`` that also runs
+        # the filters' logging phase (and then the access log, if any)
+        self.access: AccessLog | Recorder | None = self.access_log
+        # the listener's filters, or None: no phases
+        self.filters: ListenerFilters | None = None
         self.router = router
         self.keepalive_timeout = keepalive_timeout
         self.request_timeout = request_timeout
@@ -107,7 +113,8 @@ class HttpListener(StreamListener):
         return max(0.01, min(1.0, shortest / 4))
 
     def harden(self, lc: Any) -> HttpListener:
-        """Take the limits, rate limit and TLS of listener config ``lc``; returns self."""
+        """Take the limits, rate limit and TLS of listener config ``lc``; returns self (its filters
+        come with ``use_filters``)."""
         super().harden(lc)
         self.max_uri_length = lc.max_uri_length
         self.max_parts = 4 * lc.max_header_count
@@ -127,6 +134,14 @@ class HttpListener(StreamListener):
             self.handshake_timeout = self.request_timeout
         return self
 
+    def use_filters(self, filters: ListenerFilters | None) -> None:
+        """Serve with ``filters`` (``chains.from_config``; None: none) from the next request on
+        (after ``refresh`` and the access log: it reads both)."""
+        self.filters = filters
+        self.access = Recorder(self.access_log) if filters is not None and filters.logs else self.access_log
+        if filters is not None and any(p.key_kind in ("header", "cookie") for p in filters.pools.values()):
+            self.keep_headers = True  # (a filter may send a request to any pool: one may hash on a header)
+
     def protocol(self) -> DownstreamProtocol:
         return DownstreamProtocol(self)
 
@@ -140,8 +155,8 @@ class HttpListener(StreamListener):
 
     async def close(self) -> None:
         await super().close()
-        if self.access is not None:
-            await self.access.close()
+        if self.access_log is not None:
+            await self.access_log.close()
 
     def shutdown_connections(self) -> None:
         self.stopping = True  # (a connection accepted just before the listening socket closed is

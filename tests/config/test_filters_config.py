@@ -1,5 +1,5 @@
 """``filters`` on listeners and routes: classes imported when the file is read, failures named
-by key path, http listeners only, the summary."""
+by key path, built-in filters by name, http listeners only, the summary."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import pytest
 
 from steelyard.config import ConfigError, parse_config
 from steelyard.config.summary import describe
+from steelyard.proxy.http.builtin import RateLimit, RedirectHttps
 
 BASE = """
 [[listener]]
@@ -54,7 +55,7 @@ def test_a_missing_module_is_named_by_key_path():
     [
         ("tests.filterdemo:Missing", "module 'tests.filterdemo' has no class 'Missing'"),
         ("tests.filterdemo:NotAFilter", "is not a filter: a filter is a subclass of steelyard.filters.Filter"),
-        ("no_colon", "unknown filter 'no_colon'; filters are named 'package.module:ClassName'"),
+        ("no_such_builtin", "unknown filter 'no_such_builtin'; built-in filters are redirect_https, rate_limit"),
         ("bad name:X", "a filter is 'package.module:ClassName'"),
     ],
 )
@@ -66,6 +67,8 @@ def test_a_class_that_cannot_be_had_is_refused(use: str, says: str):
 def test_options_the_class_refuses_are_named_by_key_path():
     [(path, msg)] = errors('filters = [ { use = "tests.filterdemo:RequireKey" } ]')
     assert (path, msg) == ('listener "web" → filters #1 → options', "tests.filterdemo:RequireKey: missing option 'key'")
+    [(path, msg)] = errors('filters = [ { use = "rate_limit", options = { rate = 0 } } ]')
+    assert path.endswith("options") and "'rate' must be > 0" in msg
 
 
 def test_route_filters_are_checked_where_they_are():
@@ -79,7 +82,7 @@ def test_route_filters_are_checked_where_they_are():
 
 def test_an_unknown_key_in_an_entry_gets_a_suggestion():
     assert ('listener "web" → filters #1 → uses', "unknown key; did you mean 'use'?") in errors(
-        'filters = [ { uses = "tests.filterdemo:Tag" } ]'
+        'filters = [ { uses = "rate_limit" } ]'
     )
 
 
@@ -89,11 +92,25 @@ def test_filters_are_for_http_listeners_only(mode: str):
     assert ('listener "web" → filters', f"only for mode 'http' listeners; this one is mode {mode!r}") in found
 
 
+def test_built_in_filters_by_name_take_their_options():
+    lc = cfg(
+        'filters = [ { use = "redirect_https", options = { https_port = 8443 } }, '
+        '{ use = "rate_limit", options = { rate = 2.5, burst = 4 } } ]'
+    ).listeners[0]
+    redirect, limit = (f.filter for f in lc.filters)
+    assert isinstance(redirect, RedirectHttps) and redirect.port == 8443
+    assert isinstance(limit, RateLimit) and (limit.buckets.rate, limit.buckets.burst) == (2.5, 4.0)
+    assert (
+        "'https_port' must be ≤ 65535"
+        in errors('filters = [ { use = "redirect_https", options = { https_port = 70000 } } ]')[0][1]
+    )
+
+
 def test_the_summary_lists_filters():
     text = describe(
         cfg(
             'filters = [ { use = "tests.filterdemo:Tag" } ]\n'
-            '[[listener.route]]\npath_prefix = "/api/"\npool = "app"\nfilters = [ { use = "tests.filterdemo:AddHeader" } ]'
+            '[[listener.route]]\npath_prefix = "/api/"\npool = "app"\nfilters = [ { use = "rate_limit", options = { rate = 1 } } ]'
         )
     )
-    assert "filters: tests.filterdemo:Tag" in text and "→ pool app  filters tests.filterdemo:AddHeader" in text
+    assert "filters: tests.filterdemo:Tag" in text and "→ pool app  filters rate_limit" in text

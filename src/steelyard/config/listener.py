@@ -143,7 +143,8 @@ class FilterConfig(_Model):
     run in the order written, a listener's before its matched route's."""
 
     use: FilterUse
-    """Your class as \"package.module:ClassName\" (importable by the balancer: installed, or on PYTHONPATH)."""
+    """A built-in filter (redirect_https, rate_limit) or your class as \"package.module:ClassName\" (importable by the
+    balancer: installed, or on PYTHONPATH)."""
     options: Mapping[str, Any] = Field(default_factory=dict)
     """Given to the class as a dict (its __init__ may refuse them: the error names this key)."""
     _filter: Any = PrivateAttr(default=None)
@@ -314,7 +315,8 @@ class ListenerConfig(_Model):
     https_port: Annotated[Int, Field(ge=1, le=65535)] = 443
     """Where redirect_https sends (443: not in the URL)."""
     filters: tuple[FilterConfig, ...] = ()
-    """Filters for every request of this listener, in order."""
+    """Filters for every request of this listener, in order (after redirect_https and rate_limit, which are built-in
+    filters)."""
 
     @model_validator(mode="before")
     @classmethod

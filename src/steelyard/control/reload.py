@@ -141,7 +141,7 @@ def _retarget(rt: Any, listener: Any, lc: Any) -> None:
         from ..proxy.http.router import build_router
 
         tls = listener.tls  # (the bound socket keeps its SSL context: certificates are reloaded into it)
-        listener.harden(lc.model_copy(update={"tls": None}))  # limits, rate limit, redirect
+        listener.harden(lc.model_copy(update={"tls": None}))  # limits
         if tls is not None:
             tls.tls = lc.tls
             tls.reload()

@@ -1,13 +1,15 @@
 """A listener's filters as the chains its requests go through, built once per configuration load.
 
 ``HttpListener.filters`` is a ``ListenerFilters`` when the listener or one of its routes has
-filters, else None: a listener without filters pays one attribute test for them per request, in
+filters (``filters``, or the keys built-in filters stand for: ``redirect_https``, ``rate_limit``),
+else None: a listener without filters pays one attribute test for them per request, in
 ``dispatch``. Its requests then have a ``phases.Run`` in ``Exchange.more.filters``, which the
 other hooks test (``more`` is there already for bodies and retries: no new field per request).
 
-Order: the listener's ``filters``, then the matched route's ``filters``, in the order written.
-A chain holds, per phase, only the methods the filters define (``Filter`` has none), bound once
-here. Logging is reached through ``HttpListener.access`` (``Recorder``), which every
+Order: the built-in filters the listener's own keys stand for (``redirect_https``, then
+``rate_limit``), the listener's ``filters``, then the matched route's ``filters``, in the order
+written. A chain holds, per phase, only the methods the filters define (``Filter`` has none),
+bound once here. Logging is reached through ``HttpListener.access`` (``Recorder``), which every
 ending already tests for the access log.
 """
 
@@ -144,7 +146,16 @@ def from_config(
     lc: Any, router: Router[PoolRuntime], pools: dict[str, PoolRuntime], loop: asyncio.AbstractEventLoop
 ) -> ListenerFilters | None:
     """The filters of listener config ``lc`` (its routes are ``router``'s, in order), or None."""
-    listener = [Entry(f.use, f.filter) for f in lc.filters]
+    from .builtin import RateLimit, RedirectHttps
+
+    listener = []
+    if lc.redirect_https:
+        listener.append(Entry("redirect_https", RedirectHttps({"https_port": lc.https_port})))
+    rl = lc.rate_limit
+    if rl is not None:
+        options = {"rate": rl.rate, "burst": rl.bucket_size, "max_clients": rl.max_clients}
+        listener.append(Entry("rate_limit", RateLimit(options)))
+    listener += [Entry(f.use, f.filter) for f in lc.filters]
     routes = {
         route: [Entry(f.use, f.filter) for f in rc.filters]
         for route, rc in zip(router.routes, lc.routes, strict=True)

@@ -35,8 +35,8 @@ NO_RETRY, SENT, UNSENT = 0, 1, 2  # may a failed request go to another server, a
 def dispatch(down: DownstreamProtocol, ex: Exchange) -> None:
     """A request head is complete and it is this connection's turn: refuse it, or route and pick."""
     L = down.L
-    if ex.refuse or ex.host not in GOOD_HOSTS or L.guarded or ex.url[:1] != b"/" or 35 in ex.url:  # (35: "#", an int
-        # is found without building a search)
+    if ex.refuse or ex.host not in GOOD_HOSTS or ex.url[:1] != b"/" or 35 in ex.url:  # (35: "#", an int is found
+        # without building a search)
         status = verdict(down, ex)  # (the rules are in ``guard``; the common path stops at the line above)
         if status:
             refuse(down, ex, status)

@@ -12,7 +12,10 @@ import re
 
 from ...filters import Filter
 
-BUILTIN_FILTERS: dict[str, str] = {}
+BUILTIN_FILTERS: dict[str, str] = {
+    "redirect_https": "steelyard.proxy.http.builtin:RedirectHttps",
+    "rate_limit": "steelyard.proxy.http.builtin:RateLimit",
+}
 _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 
@@ -21,7 +24,10 @@ def resolve_filter(use: str) -> type[Filter]:
     target = BUILTIN_FILTERS.get(use)
     if target is None:
         if ":" not in use:
-            raise ValueError(f"unknown filter {use!r}; filters are named 'package.module:ClassName'")
+            raise ValueError(
+                f"unknown filter {use!r}; built-in filters are {', '.join(BUILTIN_FILTERS)}; "
+                "yours are named 'package.module:ClassName'"
+            )
         target = use
     module_name, _, attr = target.partition(":")
     if not _DOTTED.fullmatch(module_name) or not attr.isidentifier():

@@ -77,4 +77,7 @@ def use_filters(listener: HttpListener, *filters, routes=None) -> None:
     pools = {p.name: p for p in (router.default, *(r.target for r in router.routes))}
     own = {route: [Entry(n, f) for n, f in fs] for route, fs in (routes or {}).items()}
     entries = [Entry(n, f) for n, f in filters]
+    if not entries and not own:
+        listener.use_filters(None)
+        return
     listener.use_filters(ListenerFilters(listener.name, entries, own, router, pools, listener.loop, 30.0))

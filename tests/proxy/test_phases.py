@@ -413,3 +413,24 @@ def test_a_queued_request_runs_its_upstream_phase_once_a_place_is_free(make):
     assert len(conn.transport.out) == 2
     conn.data_received(OK)
     assert [x[1] for x in trace].count("upstream") == 2 and second.transport.out[0].startswith(b"HTTP/1.1 200")
+
+
+def test_chains_hold_only_the_phases_a_filter_defines_and_logging_needs_a_recorder(make):
+    site = make()
+    assert site.listener.filters is None and site.listener.access is None
+    use_filters(site.listener, ("deny", Deny({})))
+    lf = site.listener.filters
+    assert [e.name for _, e in lf.request] == ["deny"] and not lf.base.upstream and not lf.base.response
+    assert site.listener.access is None  # (no filter logs: endings record nothing more)
+    use_filters(site.listener, ("trace", Trace({"trace": [], "tag": "t"})))
+    assert type(site.listener.access).__name__ == "Recorder"
+    use_filters(site.listener)  # (nothing configured any more)
+    assert site.listener.access is None
+
+
+def test_requests_keep_their_header_list_when_a_filter_may_send_them_to_a_hashing_pool(make):
+    site = make()
+    site.pools["api"].key_kind = "header"
+    assert not site.listener.keep_headers
+    use_filters(site.listener, ("topool", ToPool({})))
+    assert site.listener.keep_headers

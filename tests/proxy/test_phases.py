@@ -434,3 +434,30 @@ def test_requests_keep_their_header_list_when_a_filter_may_send_them_to_a_hashin
     assert not site.listener.keep_headers
     use_filters(site.listener, ("topool", ToPool({})))
     assert site.listener.keep_headers
+
+
+def test_pipelined_requests_wait_their_turn_behind_an_awaited_filter(make, loop):
+    site = make()
+    go = asyncio.Event()
+    use_filters(site.listener, ("sleepy", Sleepy({"go": go, "phase": "request"})))
+    conn, down = site.conn("app0"), site.client()
+    down.data_received(b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\n")
+    go.set()
+    run_until(loop, lambda: conn.transport.out)
+    conn.data_received(OK)  # (its response_filter is a coroutine too: each response waits a turn)
+    run_until(loop, lambda: len(conn.transport.out) == 2)
+    conn.data_received(OK)
+    run_until(loop, lambda: len(down.transport.out) == 2)
+    assert [o.split(b" ")[1] for o in conn.transport.out] == [b"/1", b"/2"] and down.current is None
+
+
+def test_an_upgrade_through_filters_becomes_a_tunnel_and_is_logged_as_101(make):
+    site = make()
+    trace: list = []
+    use_filters(site.listener, ("trace", Trace({"trace": trace, "tag": "t"})))
+    conn, down = site.conn("app0"), site.client()
+    down.data_received(b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nearly")
+    assert conn.transport.out[0].startswith(b"GET /ws HTTP/1.1\r\n")
+    conn.data_received(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+    assert down.tunnel is not None and conn.transport.out[-1] == b"early"
+    assert [x[1] for x in trace] == ["request", "upstream", "logging"] and trace[-1] == ("t", "logging", 101)

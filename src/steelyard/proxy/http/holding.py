@@ -10,14 +10,17 @@ should a client's ``resume_writing`` have restarted it).
 The head was built without the server's header fields (``Run.response_head`` returned none):
 ``release`` puts the fields as the filters left them right after the status line, ``pre``
 bytes into what was kept (interim responses written with it come first).
+
+``responded`` ends the response phase (at once, or for what is held); ``fail_response`` is its
+failure while the head is still being parsed (nothing was held).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from ...filters import ResponseHead
-from .errors import CANNED
+from ...filters import ResponseHead, to_parts
+from .errors import CANNED, Closed
 
 if TYPE_CHECKING:
     from .downstream import DownstreamProtocol
@@ -102,3 +105,35 @@ class Held:
         ex.settle(True, self.done or down.clock(), ex.sent_bytes())
         self.run._resp = ResponseHead(500)
         down._answer_failure(ex, 500, CANNED[(500, True)], CANNED[(500, False)], False)
+
+
+def responded(run: Run, outcome: Any) -> None:
+    """The response_filter calls are done with ``outcome`` (None, or a failure): go on at once
+    (``Run.response_head`` reads it), or release or fail what is held."""
+    held = run._held
+    if held is None:  # (done at once: ``response_head`` goes on with the outcome)
+        run._outcome = outcome
+        return
+    run._held = None
+    if outcome is not None:
+        held.fail()
+        return
+    resp = run._resp
+    assert resp is not None
+    if resp._headers is not None:
+        fields = b"".join(to_parts(resp._headers._pairs))
+    else:
+        fields = b"".join(resp._parts or ())
+    held.release(fields)
+
+
+def fail_response(run: Run, conn: UpstreamConnection, ex: Exchange) -> None:
+    """A response_filter call failed at once, inside the server connection's parse: the server
+    answered (a success for it), the rest of its response goes unread, the client gets 500."""
+    down = run._down
+    conn.ex = conn.down = None
+    conn.transport.abort()  # type: ignore[union-attr]
+    ex.settle(True, down.clock(), ex.sent_bytes())
+    run._resp = ResponseHead(500)
+    down._answer_failure(ex, 500, CANNED[(500, True)], CANNED[(500, False)], False)
+    raise Closed("a response filter failed")

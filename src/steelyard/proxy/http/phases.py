@@ -34,9 +34,9 @@ from typing import TYPE_CHECKING, Any
 from ...filters import REQUEST_MANAGED, Context, Request, Response, ResponseHead, to_parts
 from ..pool import FULL
 from .dispatch import Queued, log, transmit
-from .errors import CANNED, Closed
+from .errors import CANNED
 from .guard import refuse, route_verdict
-from .holding import Held
+from .holding import Held, fail_response, responded
 
 if TYPE_CHECKING:
     from ...core.model import Server
@@ -110,7 +110,7 @@ class Run(Context):
             return parts
         self._phase, self._conn, self._outcome = RESPONSE, conn, None
         pre = sum(map(len, conn.out))  # (interim responses ahead of this head, not written yet)
-        run_calls(self, calls, 0, (resp, self), _responded)
+        run_calls(self, calls, 0, (resp, self), responded)
         if self._held is not None:
             self._held.pre = pre
             return []
@@ -346,37 +346,7 @@ def answer(run: Run, outcome: Response) -> None:
     down._answer_failure(ex, outcome.status, closing, keeping, False)
 
 
-# -- the response and the end ------------------------------------------------------------
-
-
-def _responded(run: Run, outcome: Any) -> None:
-    held = run._held
-    if held is None:  # (done at once: ``response_head`` goes on with the outcome)
-        run._outcome = outcome
-        return
-    run._held = None
-    if outcome is not None:
-        held.fail()
-        return
-    resp = run._resp
-    assert resp is not None
-    if resp._headers is not None:
-        fields = b"".join(to_parts(resp._headers._pairs))
-    else:
-        fields = b"".join(resp._parts or ())
-    held.release(fields)
-
-
-def fail_response(run: Run, conn: UpstreamConnection, ex: Exchange) -> None:
-    """A response_filter call failed at once, inside the server connection's parse: the server
-    answered (a success for it), the rest of its response goes unread, the client gets 500."""
-    down = run._down
-    conn.ex = conn.down = None
-    conn.transport.abort()  # type: ignore[union-attr]
-    ex.settle(True, down.clock(), ex.sent_bytes())
-    run._resp = ResponseHead(500)
-    down._answer_failure(ex, 500, CANNED[(500, True)], CANNED[(500, False)], False)
-    raise Closed("a response filter failed")
+# -- the end ------------------------------------------------------------------------------
 
 
 def log_end(run: Run, status: int) -> None:

@@ -170,3 +170,25 @@ def test_there_is_an_example_per_use_case() -> None:
     assert {"basic", "https", "tcp", "udp-dns", "sticky-sessions", "cluster-lb1", "cluster-lb2", "workers"} <= names
     assert {"admin"} <= names
     assert (ROOT / "examples" / "make-cert.sh").exists()
+
+
+def test_the_architecture_shows_the_filter_example_as_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    doc = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
+    code = (ROOT / "examples" / "api_key_filter.py").read_text()
+    assert f"```python\n{code}```" in doc
+    monkeypatch.syspath_prepend(str(ROOT / "examples"))
+    from api_key_filter import RequireApiKey
+
+    from steelyard.filters import Context, Request
+    from steelyard.proxy.http.exchange import Exchange
+
+    f = RequireApiKey({"keys": {"k3y": "alice"}})
+    ex = Exchange(0.0)
+    ex.method, ex.url, ex.parts = b"GET", b"/api/x", [b"X-Api-Key", b": ", b"nope", b"\r\n"]
+    ctx = Context.__new__(Context)
+    ctx._vars = None
+    assert f.request_filter(Request(ex), ctx).status == 403
+    ex.parts[2] = b"k3y"
+    req = Request(ex)
+    assert f.request_filter(req, ctx) is None
+    assert list(req.headers) == [("X-Api-Client", "alice")] and ctx.vars == {"owner": "alice"}

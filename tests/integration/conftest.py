@@ -119,11 +119,13 @@ class Backend(Proc):
 
 
 class Balancer(Proc):
-    def __init__(self, config_path: Path) -> None:
+    def __init__(self, config_path: Path, env: dict | None = None) -> None:
         super().__init__(
             [*STEELYARD, "serve", "--config", str(config_path)],
             r"listener (\S+) serving (?:http|tcp|udp) on ([\d.]+):(\d+)",
+            env,
         )
+        self.config_path = config_path
         m = self.matches[0]
         self.port = int(m.group(3))
         self.url = f"http://127.0.0.1:{self.port}"
@@ -168,13 +170,14 @@ def backends(request) -> Iterator[callable]:
 
 @pytest.fixture
 def balancer(tmp_path) -> Iterator[callable]:
-    """``balancer(toml_text)`` writes the config and runs `steelyard serve` on it."""
+    """``balancer(toml_text)`` writes the config and runs `steelyard serve` on it (``env``: more
+    environment variables for it)."""
     started: list[Balancer] = []
 
-    def start(toml: str, name: str = "steelyard.toml") -> Balancer:
+    def start(toml: str, name: str = "steelyard.toml", env: dict | None = None) -> Balancer:
         path = tmp_path / name
         path.write_text(textwrap.dedent(toml))
-        b = Balancer(path)
+        b = Balancer(path, env)
         started.append(b)
         return b
 

@@ -10,6 +10,7 @@ import pytest
 from steelyard.proxy.http.request import SPARE
 
 from .fakes import site as make_site
+from .filtersite import Site
 from .script import Script
 
 
@@ -44,4 +45,13 @@ def script(request):
     marker = request.node.get_closest_marker("script")
     SPARE.clear()
     yield Script(**(marker.kwargs if marker is not None else {}))
+    SPARE.clear()
+
+
+@pytest.fixture
+def filter_site(loop):
+    """``filter_site(servers=1, retries=0, max_conns=0)``: a ``filtersite.Site`` (two pools behind
+    one listener, for the filter phases); no spare request parsers around it."""
+    SPARE.clear()
+    yield lambda **kw: Site(loop, **kw)
     SPARE.clear()

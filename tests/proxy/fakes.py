@@ -66,3 +66,18 @@ def site(loop: asyncio.AbstractEventLoop) -> tuple[HttpListener, ConnPool]:
     )
     listener = HttpListener("web", "127.0.0.1", 0, Router(pool), loop=loop, keepalive_timeout=60, request_timeout=30)
     return listener, holder["cp"]
+
+
+def use_filters(listener: HttpListener, *filters, routes=None) -> None:
+    """Serve ``listener`` with filter instances (``(name, instance)`` pairs) as a configuration
+    would: the listener's, and ``routes`` ({Route: [(name, instance)]}) for its routes."""
+    from steelyard.proxy.http.chains import Entry, ListenerFilters
+
+    router = listener.router
+    pools = {p.name: p for p in (router.default, *(r.target for r in router.routes))}
+    own = {route: [Entry(n, f) for n, f in fs] for route, fs in (routes or {}).items()}
+    entries = [Entry(n, f) for n, f in filters]
+    if not entries and not own:
+        listener.use_filters(None)
+        return
+    listener.use_filters(ListenerFilters(listener.name, entries, own, router, pools, listener.loop, 30.0))

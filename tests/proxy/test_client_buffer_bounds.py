@@ -14,8 +14,8 @@ import time
 import pytest
 
 from steelyard.core.balancing import BalancerOptions
-from steelyard.core.ratelimit import TokenBuckets
 from steelyard.proxy.http import request
+from steelyard.proxy.http.builtin import RateLimit
 from steelyard.proxy.http.connpool import ConnPool
 from steelyard.proxy.http.downstream import DownstreamProtocol
 from steelyard.proxy.http.guard import HEAD_STEP, PIPELINE_MAX
@@ -23,7 +23,7 @@ from steelyard.proxy.http.router import Route, Router
 from steelyard.proxy.http.upstream import UpstreamConnection
 from steelyard.proxy.pool import PoolRuntime
 
-from .fakes import Transport
+from .fakes import Transport, use_filters
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
@@ -171,7 +171,7 @@ def test_a_rate_limited_pipelining_client_gets_every_answer(site, read_size):
     held bytes; a request begun behind one of those paused reading for its turn, and nothing
     may leave it paused once no request is left in flight (the connection hung)."""
     listener, cp = site
-    listener.limiter, listener.guarded = TokenBuckets(1, 40), True
+    use_filters(listener, ("rate_limit", RateLimit({"rate": 1, "burst": 40})))
     down, conn = connect(listener, cp)
     pad = b"X-Pad: %b\r\n" % (b"p" * 300)
     n = 600

@@ -13,16 +13,32 @@ listener starts.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, PrivateAttr, model_validator
 
+from ..proxy.http.filterload import resolve_filter
 from ..units import format_duration
 from ..units import show_value as _show
-from .base import TOKEN, Bind, Bool, Duration, Float, Int, Name, _matching, _Model, bind_host, bind_port
+from .base import (
+    TOKEN,
+    Bind,
+    Bool,
+    Duration,
+    Float,
+    Int,
+    Name,
+    _check,
+    _matching,
+    _Model,
+    _Problems,
+    bind_host,
+    bind_port,
+)
 
 _SIZE = re.compile(r"(\d+)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?", re.IGNORECASE)
 _SIZE_UNIT = {
@@ -117,6 +133,38 @@ class TlsConfig(_Model):
         return self
 
 
+# --- filters ----------------------------------------------------------------------
+
+FilterUse = Annotated[str, _check(resolve_filter)]  # (imports the class: `check` names a missing one)
+
+
+class FilterConfig(_Model):
+    """A filter (``steelyard.filters``): the class ``use`` names, built with ``options``. Filters
+    run in the order written, a listener's before its matched route's."""
+
+    use: FilterUse
+    """A built-in filter (redirect_https, rate_limit) or your class as \"package.module:ClassName\" (importable by the
+    balancer: installed, or on PYTHONPATH)."""
+    options: Mapping[str, Any] = Field(default_factory=dict)
+    """Given to the class as a dict (its __init__ may refuse them: the error names this key)."""
+    _filter: Any = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _build(self) -> FilterConfig:
+        cls = resolve_filter(self.use)
+        try:
+            self._filter = cls(copy.deepcopy(dict(self.options)))
+        except Exception as exc:  # (whatever the class raises: said by key path, not a traceback)
+            why = f"missing option {exc.args[0]!r}" if isinstance(exc, KeyError) and exc.args else str(exc)
+            raise _Problems([(("options",), f"{self.use}: {why or type(exc).__name__}")]) from None
+        return self
+
+    @property
+    def filter(self) -> Any:
+        """The instance the listener runs (built when the configuration was read)."""
+        return self._filter
+
+
 # --- listeners and their routes ---------------------------------------------------
 
 MODES = ("http", "tcp", "udp")
@@ -174,6 +222,8 @@ class RouteConfig(_Model):
     """Request body bytes on this route; more: 413 (the listener's still holds)."""
     rate_limit: RateLimitConfig | None = None
     """Per client address on this route: 429 with Retry-After."""
+    filters: tuple[FilterConfig, ...] = ()
+    """Filters for requests this route matches, after the listener's."""
 
     @model_validator(mode="after")
     def _has_condition(self) -> RouteConfig:
@@ -205,6 +255,7 @@ _MODE_KEYS = {
     "tls": ("http",),
     "redirect_https": ("http",),
     "https_port": ("http",),
+    "filters": ("http",),
 }
 IDLE_DEFAULT = {"tcp": 3600.0, "udp": 30.0}  # a tunnel's idle limit (HAProxy's `timeout tunnel` style)
 
@@ -263,6 +314,9 @@ class ListenerConfig(_Model):
     """Answer every request with a 308 to the https:// URL."""
     https_port: Annotated[Int, Field(ge=1, le=65535)] = 443
     """Where redirect_https sends (443: not in the URL)."""
+    filters: tuple[FilterConfig, ...] = ()
+    """Filters for every request of this listener, in order (after redirect_https and rate_limit, which are built-in
+    filters)."""
 
     @model_validator(mode="before")
     @classmethod

@@ -53,6 +53,7 @@ from .listener import (
     _MODE_KEYS,
     MODES,
     CertificateConfig,
+    FilterConfig,
     HeaderMatch,
     ListenerConfig,
     RateLimitConfig,
@@ -235,6 +236,7 @@ _KEYS_OF = {
     "tls": TlsConfig,
     "certificate": CertificateConfig,
     "keepalived": KeepalivedConfig,
+    "filters": FilterConfig,
 }
 
 

@@ -17,7 +17,7 @@ import sys
 import textwrap
 import types
 import typing
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Annotated, Any, Literal, Union
 
 from annotated_types import Ge, Gt, Le, Lt, MaxLen, MinLen
@@ -130,7 +130,7 @@ def type_text(tp: Any, plural: bool = False) -> str:
         inner = typing.get_args(bare)[0]
         model = _model_of(inner)
         text = "array of tables" if model is not None else f"array of {type_text(inner, plural=True)}"
-    elif isinstance(bare, type) and issubclass(bare, BaseModel):
+    elif isinstance(bare, type) and issubclass(bare, BaseModel) or typing.get_origin(bare) in (dict, Mapping):
         text = "table"
     else:
         text = {int: "integer", float: "number", bool: "boolean", str: "string"}.get(bare, str(bare))
@@ -144,6 +144,8 @@ def default_text(field: FieldInfo, tp: Any) -> str:
     if field.is_required():
         return "**required**"
     value = field.default
+    if field.default_factory is dict:
+        return "`{}`"
     if value is None or value is PydanticUndefined:
         return "none"
     if isinstance(value, BaseModel):

@@ -45,7 +45,8 @@ def describe(config: Any) -> str:
                 f"path {r.path_prefix}*" if r.path_prefix else "",
                 f"header {r.header.name}: {r.header.value}" if r.header else "",
             ]
-            lines.append(f"    route {n}: {', '.join(filter(None, conds))}  → pool {r.pool}")
+            filters = f"  filters {', '.join(f.use for f in r.filters)}" if r.filters else ""
+            lines.append(f"    route {n}: {', '.join(filter(None, conds))}  → pool {r.pool}{filters}")
     lines += ["", "pools"]
     for p in config.pools:
         hashing = "hash" in p.algorithm or ":" in p.algorithm or p.hash_on != "client_ip"
@@ -94,6 +95,8 @@ def _listener_extras(ls: Any) -> list[str]:
     ]
     if any(limits):
         out.append("limits: " + ", ".join(filter(None, limits)))
+    if ls.filters:
+        out.append(f"filters: {', '.join(f.use for f in ls.filters)}")
     if ls.access_log:
         out.append(f"access log: {'standard output' if ls.access_log == '-' else ls.access_log}")
     out += [f"sni {r.name}  → pool {r.pool}" for r in ls.sni]

@@ -141,21 +141,24 @@ def _retarget(rt: Any, listener: Any, lc: Any) -> None:
         from ..proxy.http.router import build_router
 
         tls = listener.tls  # (the bound socket keeps its SSL context: certificates are reloaded into it)
-        listener.harden(lc.model_copy(update={"tls": None}))  # limits, rate limit, redirect
+        listener.harden(lc.model_copy(update={"tls": None}))  # limits
         if tls is not None:
             tls.tls = lc.tls
             tls.reload()
         listener.router = build_router(lc, rt.pools)
         listener.keepalive_timeout, listener.request_timeout = lc.keepalive_timeout, lc.request_timeout
         listener.refresh()
-        for conn in listener.connections:  # (each connection caches whether it keeps header lists)
-            conn.keep_headers = listener.keep_headers
-        if lc.access_log != (listener.access.path if listener.access else None):
+        if lc.access_log != (listener.access_log.path if listener.access_log else None):
             from ..proxy.http.access import AccessLog
 
-            if listener.access is not None:
-                listener.loop.create_task(listener.access.close())
-            listener.access = AccessLog(lc.access_log, listener.loop) if lc.access_log else None
+            if listener.access_log is not None:
+                listener.loop.create_task(listener.access_log.close())
+            listener.access_log = AccessLog(lc.access_log, listener.loop) if lc.access_log else None
+        from ..proxy.http.chains import from_config
+
+        listener.use_filters(from_config(lc, listener.router, rt.pools, listener.loop))
+        for conn in listener.connections:  # (each connection caches whether it keeps header lists)
+            conn.keep_headers = listener.keep_headers
     elif lc.mode == "tcp":
         from .runtime import sni_routes
 

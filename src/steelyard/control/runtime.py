@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import ConfigError, parse_config, read_file
 from ..core.model import Server
+from ..proxy.http.chains import from_config as filters_from_config
 from ..proxy.http.connpool import ConnPool
 from ..proxy.http.listener import HttpListener
 from ..proxy.http.router import build_router
@@ -266,7 +267,7 @@ class Runtime:
                 per_datagram=lc.per_datagram,
                 max_flows=lc.max_flows,
             )
-        return HttpListener(
+        http = HttpListener(
             lc.name,
             lc.host,
             lc.port,
@@ -276,6 +277,8 @@ class Runtime:
             request_timeout=lc.request_timeout,
             access_log=lc.access_log,
         ).harden(lc)
+        http.use_filters(filters_from_config(lc, http.router, self.pools, loop))
+        return http
 
     async def _sweep_upstreams(self) -> None:
         loop = asyncio.get_running_loop()

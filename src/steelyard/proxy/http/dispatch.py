@@ -35,12 +35,15 @@ NO_RETRY, SENT, UNSENT = 0, 1, 2  # may a failed request go to another server, a
 def dispatch(down: DownstreamProtocol, ex: Exchange) -> None:
     """A request head is complete and it is this connection's turn: refuse it, or route and pick."""
     L = down.L
-    if ex.refuse or ex.host not in GOOD_HOSTS or L.guarded or ex.url[:1] != b"/" or 35 in ex.url:  # (35: "#", an int
-        # is found without building a search)
+    if ex.refuse or ex.host not in GOOD_HOSTS or ex.url[:1] != b"/" or 35 in ex.url:  # (35: "#", an int is found
+        # without building a search)
         status = verdict(down, ex)  # (the rules are in ``guard``; the common path stops at the line above)
         if status:
             refuse(down, ex, status)
             return
+    if L.filters is not None:  # request phases (``phases``: filters route, pick and send it on)
+        L.filters.dispatch(down, ex)
+        return
     router = L.router
     if router.limited:  # (a listener with per-route limits)
         route = router.match(ex.host or b"", ex.url, ex.headers)
@@ -72,6 +75,17 @@ def send(down: DownstreamProtocol, ex: Exchange, pool: PoolRuntime, server: Serv
         down.exchange_failed(ex, 503, False)
         return
     ex.take(pool, server, down.clock())
+    ex.build_head(server, down.forwarded, down.ip, down.L.scheme)  # (``transmit``, inline: every request runs it)
+    cpool = pool.upstreams[server]
+    conn = cpool.acquire()
+    if conn is None:
+        cpool.connect_for(ex, down)
+    else:
+        down.attach(conn, ex)
+
+
+def transmit(down: DownstreamProtocol, ex: Exchange, pool: PoolRuntime, server: Server) -> None:
+    """The end of ``send``, for a request with filters once its upstream phase is done (``phases``)."""
     ex.build_head(server, down.forwarded, down.ip, down.L.scheme)
     cpool = pool.upstreams[server]
     conn = cpool.acquire()
@@ -105,7 +119,10 @@ def retry_elsewhere(down: DownstreamProtocol, ex: Exchange, how: int) -> bool:
     pool.retried_total += 1
     ex.conn = None
     ex.t_sent = 0.0
-    send(down, ex, pool, server)
+    if more.filters is not None:  # its upstream phase runs again, for the new server (``phases``)
+        more.filters.send(down, ex, pool, server)
+    else:
+        send(down, ex, pool, server)
     return True
 
 

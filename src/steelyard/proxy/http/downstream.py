@@ -111,6 +111,8 @@ class DownstreamProtocol(asyncio.Protocol):
         if cur is not None:
             cur.drop_upstream()
             cur.abandon()
+            if cur.more is not None and cur.more.filters is not None:
+                cur.more.filters.ended(0)  # (filters: a task waited on is cancelled, logging runs)
 
     def _close(self) -> None:
         self.dead = True
@@ -335,6 +337,8 @@ class DownstreamProtocol(asyncio.Protocol):
         if cur is not None:
             responded = cur.drop_upstream()
             cur.abandon()  # (every refusal is the client's doing, never the server's failure)
+            if cur.more is not None and cur.more.filters is not None:
+                cur.more.filters.ended(status)
             if responded:
                 reset(self.transport)  # the refusal cannot follow half a response
                 self.dead = True
@@ -353,6 +357,8 @@ class DownstreamProtocol(asyncio.Protocol):
         """The server accepted the upgrade: relay raw bytes from now on (early bytes first)."""
         ex.settle(True, self.clock(), ex.sent_bytes())
         self.counted(101, ex.resp_bytes)
+        if ex.more is not None and ex.more.filters is not None:
+            ex.more.filters.ended(101)
         self.current = self.upgrading = None
         self.tunnel, self.tunnel_conn = conn.tunnel, conn
         if ex.more is not None and ex.more.early:

@@ -11,6 +11,7 @@ from .guard import CHECK
 
 if TYPE_CHECKING:
     from ...core.model import Server
+    from .phases import Run
     from .upstream import UpstreamConnection
 
 # RFC 9110 section 9.2.2: only these may be retried automatically
@@ -20,7 +21,7 @@ IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"
 class More:
     """The part of an ``Exchange`` that only some requests need (``Exchange.extra`` creates it)."""
 
-    __slots__ = ("tries", "tried", "early", "early_size", "body_size", "max_body", "limiter")
+    __slots__ = ("tries", "tried", "early", "early_size", "body_size", "max_body", "limiter", "filters")
 
     def __init__(self) -> None:
         self.tries = 0  # retries so far (0 on the first try)
@@ -30,6 +31,7 @@ class More:
         self.body_size = 0  # request body bytes received so far (max_body_size, min_body_rate)
         self.max_body = 0  # its route's max_body_size, when lower than the listener's (0: none)
         self.limiter: Any = None  # the route's rate limiter that refused it (for Retry-After)
+        self.filters: Run | None = None  # its filter phases' state (a listener with filters: ``phases``)
 
 
 class Exchange(Lease):

@@ -14,15 +14,15 @@ that names ``chunked`` twice), malformed chunk sizes and chunk extensions. These
 - a fragment (``#``) in the target (no request target has one, RFC 9112 section 3.2): 400;
 - an HTTP/1.1 request without Host (in absolute form too), or with a Host that is not ``host[:port]``: 400;
 - Transfer-Encoding in an HTTP/1.0 request (RFC 9112 section 6.1: faulty framing): 400;
-- a Content-Length over the listener's ``max_body_size``: 413;
-- a client over its ``rate_limit``: 429 with Retry-After (the body, if any, is not read);
-- ``redirect_https``: 308 to the same URL under https: the Host's name without its (plain) port,
-  then ``https_port`` unless it is 443 (``https_location``).
+- a Content-Length over the listener's ``max_body_size``: 413.
 Versions other than 1.0 and 1.1 (2.0, 0.9) get 505, set while parsing (``version_ok``).
+A route's own limits are checked once it is matched (``route_verdict``: 413, 429). The listener's
+``rate_limit`` (429) and ``redirect_https`` (308, to ``https_location``) are built-in filters
+(``builtin``), run after these rules like every filter.
 
 The per-request cost on the common path is in ``dispatch``: one set lookup for the Host value
-(validated values are remembered, bounded like ``headers.REQUEST_CODES``), a ``#`` search,
-and a flag; only requests that fail one of those come here.
+(validated values are remembered, bounded like ``headers.REQUEST_CODES``) and a ``#`` search;
+only requests that fail one of those come here.
 """
 
 from __future__ import annotations
@@ -107,12 +107,6 @@ def verdict(down: DownstreamProtocol, ex: Exchange) -> int:
     L = down.L
     if ex.clen is not None and L.max_body_size is not None and int(ex.clen) > L.max_body_size:
         return 413
-    if L.redirect_https:
-        return 308
-    if L.limiter is not None:
-        wait = L.limiter.take(down.ip, L.now)
-        if wait:
-            return 429
     return 0
 
 
@@ -134,26 +128,14 @@ def route_verdict(down: DownstreamProtocol, ex: Exchange, route: Any) -> int:
 
 
 def refuse(down: DownstreamProtocol, ex: Exchange, status: int) -> None:
-    """Answer ``ex`` with ``status`` without forwarding it: 429 and 308 keep the connection when
+    """Answer ``ex`` with ``status`` without forwarding it: a route's 429 keeps the connection when
     nothing of a body is left unread; the others close it (the framing is suspect)."""
     if status == 429:
-        L = down.L
-        more = ex.more
-        limiter: TokenBuckets = more.limiter if more is not None and more.limiter is not None else L.limiter  # type: ignore[assignment]
+        limiter: TokenBuckets = ex.more.limiter  # type: ignore[union-attr]  # (``route_verdict`` set it)
         wait = limiter.retry_after((1.0 - limiter.buckets[down.ip][0]) / limiter.rate)
         extra = b"Retry-After: %d\r\n" % wait
         down._answer_failure(
             ex, 429, error_response(429, close=True, extra=extra), error_response(429, close=False, extra=extra), False
-        )
-    elif status == 308:
-        L = down.L
-        location = b"Location: %b\r\n" % https_location(ex.host or L.host.encode(), ex.url, L.https_port)
-        down._answer_failure(
-            ex,
-            308,
-            error_response(308, close=True, extra=location),
-            error_response(308, close=False, extra=location),
-            False,
         )
     else:
         down._refuse(status)

@@ -11,11 +11,11 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from ...core.balancing import PickContext
-from ...core.ratelimit import TokenBuckets
 from ..listening import StreamListener
 from ..tls import SniContexts
 from . import request
 from .access import AccessLog
+from .chains import ListenerFilters, Recorder
 from .downstream import DownstreamProtocol
 from .router import Router
 from .timeouts import check_timeouts
@@ -37,12 +37,8 @@ class HttpListener(StreamListener):
     max_body = 1 << 62  # max_body_size or "no limit", compared per body chunk
     min_body_rate: int | None = None  # bytes/s, else 408
     body_grace = 1.0  # seconds after the head in which a body may be slower than min_body_rate
-    limiter: TokenBuckets | None = None  # rate_limit, per client address: 429
-    redirect_https = False
     stopping = False  # shutdown_connections ran: connections made from now on are closing too
     idle_grace_over = False  # a stop's moment of grace for idle connections has passed
-    https_port = 443  # the port redirect_https sends clients to (omitted from Location when 443)
-    guarded = False  # some rule needs ``guard.verdict`` for every request (rate limit, redirect)
     tls: SniContexts | None = None
 
     def __init__(
@@ -60,7 +56,12 @@ class HttpListener(StreamListener):
         access_log: str | None = None,
     ) -> None:
         super().__init__(name, host, port, loop=loop, backlog=backlog)
-        self.access: AccessLog | None = AccessLog(access_log, loop) if access_log else None
+        self.access_log: AccessLog | None = AccessLog(access_log, loop) if access_log else None
+        # what every ending records to: the access log, or a ``chains.Recorder`` that also runs
+        # the filters' logging phase (and then the access log, if any)
+        self.access: AccessLog | Recorder | None = self.access_log
+        # the listener's filters (redirect_https and rate_limit among them), or None: no phases
+        self.filters: ListenerFilters | None = None
         self.router = router
         self.keepalive_timeout = keepalive_timeout
         self.request_timeout = request_timeout
@@ -105,18 +106,14 @@ class HttpListener(StreamListener):
         return max(0.01, min(1.0, shortest / 4))
 
     def harden(self, lc: Any) -> HttpListener:
-        """Take the limits, rate limit and TLS of listener config ``lc``; returns self."""
+        """Take the limits and TLS of listener config ``lc``; returns self (its filters, the rate
+        limit and the redirect among them, come with ``use_filters``)."""
         super().harden(lc)
         self.max_uri_length = lc.max_uri_length
         self.max_parts = 4 * lc.max_header_count
         self.max_body_size = lc.max_body_size
         self.max_body = lc.max_body_size if lc.max_body_size is not None else 1 << 62
         self.min_body_rate = lc.min_body_rate
-        rl = lc.rate_limit
-        self.limiter = TokenBuckets(rl.rate, rl.bucket_size, rl.max_clients) if rl is not None else None
-        self.redirect_https = lc.redirect_https
-        self.https_port = lc.https_port
-        self.guarded = self.limiter is not None or self.redirect_https
         if lc.tls is not None:
             self.tls = SniContexts(lc.tls)
             self.ssl = self.tls.default
@@ -124,6 +121,14 @@ class HttpListener(StreamListener):
             self.clients.clear()  # (their forwarded blocks name the scheme)
             self.handshake_timeout = self.request_timeout
         return self
+
+    def use_filters(self, filters: ListenerFilters | None) -> None:
+        """Serve with ``filters`` (``chains.from_config``; None: none) from the next request on
+        (after ``refresh`` and the access log: it reads both)."""
+        self.filters = filters
+        self.access = Recorder(self.access_log) if filters is not None and filters.logs else self.access_log
+        if filters is not None and any(p.key_kind in ("header", "cookie") for p in filters.pools.values()):
+            self.keep_headers = True  # (a filter may send a request to any pool: one may hash on a header)
 
     def protocol(self) -> DownstreamProtocol:
         return DownstreamProtocol(self)
@@ -138,8 +143,8 @@ class HttpListener(StreamListener):
 
     async def close(self) -> None:
         await super().close()
-        if self.access is not None:
-            await self.access.close()
+        if self.access_log is not None:
+            await self.access_log.close()
 
     def shutdown_connections(self) -> None:
         self.stopping = True  # (a connection accepted just before the listening socket closed is

@@ -265,6 +265,12 @@ class UpstreamConnection(asyncio.Protocol):
         tokens, self.tokens = self.tokens, None
         if tokens and not H.PLAIN_CONNECTION_TOKENS.issuperset(tokens):
             parts = H.strip_listed(parts, set(tokens))
+        if ex.more is not None:  # type: ignore[union-attr]  # (a body, an upgrade, a retry, or filters)
+            more = ex.more  # type: ignore[union-attr]
+            if more.tries and ex.pool.retry_header:  # type: ignore[union-attr]
+                parts += (b"X-Steelyard-Retries", b": ", b"%d" % more.tries, b"\r\n")
+            if more.filters is not None and status != 101:  # response_filter (``phases``)
+                parts = more.filters.response_head(self, ex, status, parts)  # type: ignore[arg-type]
         # the head goes into ``out`` piece by piece: joined once with the body in _flush
         out = self.out
         cached = H.STATUS_LINES.get(status)
@@ -273,8 +279,6 @@ class UpstreamConnection(asyncio.Protocol):
         if ex.set_cookie is not None:  # type: ignore[union-attr]  # a sticky pool (re)chose the server
             cookie = ex.set_cookie  # type: ignore[union-attr]
             out.append(cookie if self.down.L.tls is None else cookie[:-2] + b"; Secure\r\n")  # type: ignore[union-attr]
-        if ex.more is not None and ex.more.tries and ex.pool.retry_header:  # type: ignore[union-attr]
-            out.append(b"X-Steelyard-Retries: %d\r\n" % ex.more.tries)  # type: ignore[union-attr]
         if status == 101:
             out.append(b"Connection: upgrade\r\nUpgrade: %b\r\n\r\n" % (upgrade or ex.upgrade))  # type: ignore[union-attr, str-format]
             self.mode = NONE  # llhttp ends the 101 "message": no last chunk may follow it

@@ -55,8 +55,8 @@ def test_a_missing_module_is_named_by_key_path():
     [
         ("tests.filterdemo:Missing", "module 'tests.filterdemo' has no class 'Missing'"),
         ("tests.filterdemo:NotAFilter", "is not a filter: a filter is a subclass of steelyard.filters.Filter"),
-        ("no_such_builtin", "unknown filter 'no_such_builtin'; built-in filters are redirect_https, rate_limit"),
-        ("bad name:X", "a filter is 'package.module:ClassName'"),
+        ("no_such_builtin", "unknown filter 'no_such_builtin'; choose one of redirect_https, rate_limit"),
+        ("bad name:X", "a custom filter is named 'package.module:ClassName'"),
     ],
 )
 def test_a_class_that_cannot_be_had_is_refused(use: str, says: str):

@@ -20,15 +20,12 @@ in config as ``algorithm = "package.module:ClassName"``.
 
 from __future__ import annotations
 
-import importlib
-import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..dotted import load_class
 from ..model import Server
-
-_DOTTED = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")  # an absolute module path (no relative import)
 
 if TYPE_CHECKING:
     import random
@@ -100,22 +97,7 @@ def resolve_algorithm(name: str) -> type[Balancer]:
     Raises ``ValueError`` with a message fit for a user when the name is unknown or
     the class cannot be imported or lacks ``pick``.
     """
-    target = BUILTIN_ALGORITHMS.get(name)
-    if target is None:
-        if ":" not in name:
-            choices = ", ".join(BUILTIN_ALGORITHMS)
-            raise ValueError(f"unknown algorithm {name!r}; choose one of {choices}, or 'package.module:ClassName'")
-        target = name
-    module_name, _, attr = target.partition(":")
-    if not _DOTTED.fullmatch(module_name) or not attr.isidentifier():
-        raise ValueError(f"a custom algorithm is 'package.module:ClassName'; got {name!r}")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValueError(f"cannot import module {module_name!r} for algorithm {name!r}: {exc}") from None
-    cls = getattr(module, attr, None)
-    if cls is None:
-        raise ValueError(f"module {module_name!r} has no class {attr!r} (algorithm {name!r})")
+    cls = load_class(name, BUILTIN_ALGORITHMS, "algorithm")
     if not isinstance(cls, type) or not callable(getattr(cls, "pick", None)):
         raise ValueError(f"algorithm {name!r} must be a class with a pick(ctx, exclude) method")
     return cls

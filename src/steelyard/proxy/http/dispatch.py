@@ -23,10 +23,14 @@ from ..pool import FULL
 from .guard import GOOD_HOSTS, refuse, route_verdict, verdict
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ...core.model import Server
     from ..pool import PoolRuntime
     from .downstream import DownstreamProtocol
     from .exchange import Exchange
+
+    Sender = Callable[[DownstreamProtocol, Exchange, PoolRuntime, Server | None], None]
 
 log = logging.getLogger("steelyard.proxy")
 NO_RETRY, SENT, UNSENT = 0, 1, 2  # may a failed request go to another server, and had it reached this one
@@ -55,6 +59,12 @@ def dispatch(down: DownstreamProtocol, ex: Exchange) -> None:
     else:
         pool = router.route(ex.host or b"", ex.url, ex.headers) if router.routes else router.default
     ex.pool = pool
+    pick(down, ex, pool, send)
+
+
+def pick(down: DownstreamProtocol, ex: Exchange, pool: PoolRuntime, sender: Sender) -> None:
+    """Pick ``ex``'s server in ``pool`` and hand both to ``sender`` (``send``, or the filters'
+    ``Run.send``); when every server is full, ``ex`` waits in the pool's queue."""
     try:
         server = pool.pick(down.ctx, ex)
     except Exception:  # a user's algorithm failed: that is a 500, not a reason to drop the client
@@ -62,10 +72,10 @@ def dispatch(down: DownstreamProtocol, ex: Exchange) -> None:
         down.exchange_failed(ex, 500, False)
         return
     if server is FULL:
-        if not pool.enqueue(Queued(ex, down)):
+        if not pool.enqueue(Queued(ex, down, sender)):
             down.busy(ex)
         return
-    send(down, ex, pool, server)
+    sender(down, ex, pool, server)
 
 
 def send(down: DownstreamProtocol, ex: Exchange, pool: PoolRuntime, server: Server | None) -> None:
@@ -128,12 +138,12 @@ def retry_elsewhere(down: DownstreamProtocol, ex: Exchange, how: int) -> bool:
 
 class Queued:
     """A request waiting in its pool's queue for a server below its ``max_conns``
-    (a ``lease.Waiter``)."""
+    (a ``lease.Waiter``); once a place is free it goes to its ``sender``."""
 
-    __slots__ = ("ex", "down")
+    __slots__ = ("ex", "down", "sender")
 
-    def __init__(self, ex: Exchange, down: DownstreamProtocol) -> None:
-        self.ex, self.down = ex, down
+    def __init__(self, ex: Exchange, down: DownstreamProtocol, sender: Sender) -> None:
+        self.ex, self.down, self.sender = ex, down, sender
 
     def waiting(self) -> bool:
         return self.down.current is self.ex and not self.down.dead
@@ -144,7 +154,7 @@ class Queued:
         server = pool.pick(down.ctx, ex)
         if server is FULL:
             return False
-        send(down, ex, pool, server)
+        self.sender(down, ex, pool, server)
         return True
 
     def gave_up(self) -> None:

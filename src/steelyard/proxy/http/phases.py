@@ -3,7 +3,7 @@
 A request of a listener with filters goes (``start``, from ``dispatch`` once the guard passed it):
 
     listener request_filter calls --> route (the router, then the route's own limits)
-      --> route request_filter calls --> pick (ctx.pool's pool, or its queue: ``Requeued``)
+      --> route request_filter calls --> pick (``dispatch.pick``: ctx.pool's pool, or its queue)
       --> ``Run.send``: the lease, then upstream_request_filter calls (per try: a retry comes
           back here) --> dispatch.transmit
     the server's final head --> response_filter calls (``Run.response_head``) --> the client
@@ -32,8 +32,7 @@ from inspect import isawaitable
 from typing import TYPE_CHECKING, Any
 
 from ...filters import REQUEST_MANAGED, Context, Request, Response, ResponseHead, to_parts
-from ..pool import FULL
-from .dispatch import Queued, log, transmit
+from .dispatch import pick, transmit
 from .errors import CANNED
 from .guard import refuse, route_verdict
 from .holding import Held, fail_response, responded
@@ -264,33 +263,7 @@ def _chosen(run: Run, outcome: Any) -> None:
     run._phase = UPSTREAM  # (ctx.pool is settled)
     down, ex = run._down, run._ex
     pool = ex.pool = run._lf.pools[run._pool]  # type: ignore[index]  # (ctx.pool's setter knows the names)
-    try:
-        server = pool.pick(down.ctx, ex)
-    except Exception:  # a user's algorithm failed: a 500, as without filters
-        log.exception("pool %s: the balancer's pick failed", pool.name)
-        down.exchange_failed(ex, 500, False)
-        return
-    if server is FULL:
-        if not pool.enqueue(Requeued(ex, down)):
-            down.busy(ex)
-        return
-    run.send(down, ex, pool, server)
-
-
-class Requeued(Queued):
-    """A request with filters waiting in its pool's queue: once a place is free, its lease and
-    upstream phase come through ``Run.send``."""
-
-    __slots__ = ()
-
-    def try_again(self, pool: PoolRuntime) -> bool:
-        ex, down = self.ex, self.down
-        ex.pool = pool  # (a reload may have moved it to the new pool of the same name)
-        server = pool.pick(down.ctx, ex)
-        if server is FULL:
-            return False
-        ex.more.filters.send(down, ex, pool, server)  # type: ignore[union-attr]
-        return True
+    pick(down, ex, pool, run.send)  # (its lease and upstream phase come through ``Run.send``)
 
 
 def _sent(run: Run, outcome: Any) -> None:

@@ -37,8 +37,8 @@ from .tunnel import Tunnel
 
 if TYPE_CHECKING:
     from .connpool import ConnPool
-    from .downstream import DownstreamProtocol
     from .exchange import Exchange
+    from .sides import ClientSide
 
 # downstream framing modes
 NONE, RAW, CHUNKED = 0, 1, 2
@@ -59,7 +59,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = HttpResponseParser(self)
         self.ex: Exchange | None = None
-        self.down: DownstreamProtocol | None = None
+        self.down: ClientSide | None = None  # the client side of the exchange (``sides``)
         self.reused = False
         self.tunnel: Tunnel | None = None
         self.out: list[bytes] = []
@@ -87,7 +87,7 @@ class UpstreamConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
-    def start(self, ex: "Exchange", down: "DownstreamProtocol") -> None:
+    def start(self, ex: "Exchange", down: "ClientSide") -> None:
         """Send ``ex``'s request head (and whatever body is buffered) on this connection."""
         self.ex, self.down = ex, down
         ex.conn = self

@@ -3,8 +3,10 @@
 Model (invariants the loop keeps):
 
 - Simulated time only; a heap of ``(time, seq, kind, server, payload, tag)`` events,
-  ``seq`` breaking ties so runs are deterministic. Arrivals are a separate stream
-  merged with the heap, so an arrival costs no heap operation.
+  ``seq`` breaking ties so runs are deterministic (the order of events depends on
+  nothing else, so the heap's inner layout does not matter). Arrivals are a separate
+  stream merged with the heap, so an arrival costs no heap operation; an end of
+  service that starts the next waiting request replaces itself at the heap's top.
 - A server holds ``count`` requests: up to ``concurrency`` in service, the rest waiting
   FIFO (at most ``queue``; an arrival beyond it is dropped). Queue length is
   ``count`` (in service + waiting), the quantity of Mitzenmacher's supermarket model.
@@ -30,7 +32,7 @@ from __future__ import annotations
 import random
 from collections import deque
 from collections.abc import Callable
-from heapq import heappop, heappush
+from heapq import heappop, heappush, heapreplace
 from math import inf
 
 from ..core.balancing import PickContext, resolve_algorithm
@@ -138,10 +140,11 @@ def simulate(
     while done < goal:
         events += 1
         if heap and heap[0][0] < t_next:
-            t, _, kind, i, req, tag = heappop(heap)
+            t, _, kind, i, req, tag = heap[0]  # (popped below: a departure may replace it instead)
             now = t
             if kind == DEPART:
                 if tag != epoch[i]:
+                    heappop(heap)
                     continue  # ended by a failure already
                 count[i] -= 1
                 node = req[1]
@@ -161,12 +164,15 @@ def simulate(
                 if w:
                     nxt = w.popleft()
                     seq += 1
-                    heappush(heap, (t + nxt[3], seq, DEPART, i, nxt, tag))
+                    heapreplace(heap, (t + nxt[3], seq, DEPART, i, nxt, tag))  # (one sift, not two)
                     if track_service:
                         in_service[i].append(nxt)
                 else:
                     busy[i] -= 1
-            elif kind == REFRESH or kind == DELIVER:
+                    heappop(heap)
+                continue
+            heappop(heap)
+            if kind == REFRESH or kind == DELIVER:
                 if kind == REFRESH:
                     snapshot = (tuple(count), [tuple(nd.own_inflight) if nd.track else None for nd in nodes])
                     seq += 1

@@ -13,3 +13,14 @@ class Recorder(RoundRobin):
 
     def on_done(self, server, ok, elapsed):
         Recorder.log.append(("done", self.clock(), server.name, server.load.active, ok, elapsed))
+
+
+class Ledger(RoundRobin):
+    """Round robin that keeps every ``Server`` it is built over, to read their load records
+    after a run."""
+
+    servers_seen: set = set()  # class-level, like ``Recorder.log``
+
+    def __init__(self, servers, **kwargs):
+        super().__init__(servers, **kwargs)
+        Ledger.servers_seen.update(servers)

@@ -49,3 +49,16 @@ def test_bursty_arrivals_are_more_variable_than_poisson():
 
     assert counts(ArrivalSpec()) == pytest.approx(10, rel=0.15)
     assert counts(ArrivalSpec(kind="bursty", peak=8.0, burst_share=0.1, burst_length=10.0)) > 50
+
+
+def test_exponential_draws_are_the_standard_librarys():
+    # written out for speed, they must stay the very floats ``Random.expovariate`` gives
+    # (the simulator's results are pinned to them)
+    draw = service_sampler(ServiceSpec(kind="exponential", mean=2.0), random.Random(4))
+    ref = random.Random(4)
+    assert [draw() for _ in range(1000)] == [ref.expovariate(0.5) for _ in range(1000)]
+    nxt = arrival_sampler(ArrivalSpec(), 7.0, random.Random(5))
+    ref, t, u = random.Random(5), 0.0, 0.0
+    for _ in range(1000):
+        t, u = nxt(t), u + ref.expovariate(7.0)
+        assert t == u

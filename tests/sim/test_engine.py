@@ -3,7 +3,7 @@ import pytest
 from steelyard.sim.builtin import heterogeneous, many_balancers, stale, supermarket
 from steelyard.sim.engine import arrival_rate, simulate
 from steelyard.sim.scenario import parse_scenario
-from tests.sim.recorder import Recorder
+from tests.sim.recorder import Ledger, Recorder
 
 
 def scenario(**changes):
@@ -59,6 +59,26 @@ def test_the_engine_drives_algorithms_like_the_data_plane():
         else:
             in_flight[e[2]] -= 1
             assert e[3] == in_flight[e[2]]
+
+
+def test_every_request_is_accounted_by_its_lease():
+    # the data plane's accounting (proxy.lease): served and failed requests, in-flight counts
+    Ledger.servers_seen = set()
+    scn = scenario(
+        requests=5000,
+        warmup=0,
+        load=1.2,
+        servers=[{"name": "s", "count": 3, "queue": 2}],
+        outage=[{"server": "s-2", "at": 500.0, "duration": 200.0}],
+        balancers={"detect": 20.0},
+    )
+    r = simulate(scn, "tests.sim.recorder:Ledger")
+    loads = [s.load for s in Ledger.servers_seen]
+    assert len(loads) == 3 and r.drops > 0 and r.failed > 0
+    assert sum(load.active for load in loads) == 0  # every lease ended
+    assert sum(load.requests for load in loads) == r.served
+    assert sum(load.failures for load in loads) == r.failed + r.drops  # refused or cut: the server's
+    assert sum(sum(load.latency) for load in loads) == r.measured
 
 
 def test_shares_follow_speed_for_adaptive_algorithms_only():

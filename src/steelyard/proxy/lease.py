@@ -1,6 +1,7 @@
 """The one pick-and-account contract: what holding a server picked from a pool means.
 
-Every pick in the data plane — an HTTP exchange, a TCP relay, a UDP flow — holds a ``Lease``
+Every pick holds a ``Lease`` — in the data plane an HTTP exchange, a TCP relay, a UDP flow; in
+the simulator each simulated request (``sim.nodes.Request``, settled like an HTTP exchange) —
 from ``take`` until ``settle`` (HTTP: one outcome per request), ``release`` (L4: the connection
 or flow ended) or ``abandon`` (the client ended it; nothing is the server's doing). Rules:
 
@@ -15,6 +16,10 @@ or flow ended) or ``abandon`` (the client ended it; nothing is the server's doin
   reports the server (``PoolRuntime.failing``), and the control plane decides.
 - When a lease ends, the pool's queue (requests or connections waiting for a server below its
   ``max_conns``) is woken: the freed place goes to the longest waiting.
+- What a lease uses of its pool: ``on_done`` (read at ``take``), ``waiting``, ``eject_after``
+  and ``eject_5xx``, and ``failing`` and ``wake`` when those call for it. A ``PoolRuntime`` in
+  the data plane; in the simulator the balancer node (``sim.nodes.Node``: nobody waits, passive
+  health off).
 - A ``Waiter`` is what waits in that queue (``PoolRuntime.enqueue``): the pool calls
   ``try_again`` when a place may be free (it picks, and says whether it is still waiting),
   ``gave_up`` when ``queue_timeout`` passed, and skips one that is no longer ``waiting``.
@@ -57,8 +62,8 @@ class Waiter(Protocol):
 
 class Lease:
     """One pick's hold on a server (see the module docstring). The HTTP ``Exchange`` is one
-    (it carries these fields itself: no second object per request); L4 relays and flows make
-    their own."""
+    (it carries these fields itself: no second object per request), and so is a simulated
+    request; L4 relays and flows make their own."""
 
     __slots__ = ("server", "pool", "on_done", "t_start", "t_head", "status", "resp_bytes")
 

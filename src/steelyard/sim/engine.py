@@ -3,8 +3,10 @@
 Model (invariants the loop keeps):
 
 - Simulated time only; a heap of ``(time, seq, kind, server, payload, tag)`` events,
-  ``seq`` breaking ties so runs are deterministic. Arrivals are a separate stream
-  merged with the heap, so an arrival costs no heap operation.
+  ``seq`` breaking ties so runs are deterministic (the order of events depends on
+  nothing else, so the heap's inner layout does not matter). Arrivals are a separate
+  stream merged with the heap, so an arrival costs no heap operation; an end of
+  service that starts the next waiting request replaces itself at the heap's top.
 - A server holds ``count`` requests: up to ``concurrency`` in service, the rest waiting
   FIFO (at most ``queue``; an arrival beyond it is dropped). Queue length is
   ``count`` (in service + waiting), the quantity of Mitzenmacher's supermarket model.
@@ -13,10 +15,14 @@ Model (invariants the loop keeps):
   failures each draw from their own ``random.Random`` seeded from the scenario seed,
   so every algorithm sees the same arrivals and the same work (common random numbers).
 - Balancer nodes (``nodes.py``) pick with the ``core`` algorithm classes through
-  their interface. The engine is their data plane: ``load.active`` +1 when it sends,
-  -1 when the request ends, then ``on_done(server, ok, elapsed)``; ``clock`` is the
-  simulated clock.
-- A failure ends every request at the server as failed (``on_done(ok=False)``) and
+  their interface; ``clock`` is the simulated clock. The engine is their data plane:
+  every request that a node picks a server for is a ``nodes.Request``, a
+  ``proxy.lease.Lease`` taken when it is sent (``load.active`` +1) and settled when
+  it ends (-1, then the balancer's ``on_done(server, ok, elapsed)``), exactly once;
+  one sent to a failed or full server is settled at once as failed (elapsed 0).
+  The engine moves no load record itself. A ``Request`` that ended is reused for a
+  later arrival (not one cut by a failure: the heap may still hold its departure).
+- A failure ends every request at the server as failed (``settle(False)``) and
   later departures of theirs are ignored (the server's epoch moved);
   health checks notice failures and returns ``detect`` seconds later, when each node
   rebuilds its balancer over the servers then healthy (as ``PoolRuntime.publish``).
@@ -30,12 +36,12 @@ from __future__ import annotations
 import random
 from collections import deque
 from collections.abc import Callable
-from heapq import heappop, heappush
+from heapq import heappop, heappush, heapreplace
 from math import inf
 
 from ..core.balancing import PickContext, resolve_algorithm
 from .distributions import arrival_sampler, service_mean, service_sampler
-from .nodes import make_nodes
+from .nodes import Request, make_nodes
 from .results import RunResult, summarize
 from .scenario import Scenario
 from .theory import expected_mean
@@ -100,11 +106,13 @@ def simulate(
     n_clients = len(ctxs)
     n_nodes = len(nodes)
     node0 = nodes[0]
+    track = node0.track  # (the same for every node)
+    spare: list[Request] = []  # requests that ended, to reuse: no allocation per request
 
     count = [0] * n  # requests at each server (truth)
     busy = [0] * n  # of those, in service
-    waiting: list[deque] = [deque() for _ in range(n)]
-    in_service: list[list] = [[] for _ in range(n)]
+    waiting: list[deque[Request]] = [deque() for _ in range(n)]
+    in_service: list[list[Request]] = [[] for _ in range(n)]
     up = [True] * n
     healthy = [True] * n
     epoch = [0] * n
@@ -138,35 +146,35 @@ def simulate(
     while done < goal:
         events += 1
         if heap and heap[0][0] < t_next:
-            t, _, kind, i, req, tag = heappop(heap)
+            t, _, kind, i, req, tag = heap[0]  # (popped below: a departure may replace it instead)
             now = t
             if kind == DEPART:
                 if tag != epoch[i]:
+                    heappop(heap)
                     continue  # ended by a failure already
                 count[i] -= 1
-                node = req[1]
-                s = req[2]
-                if node.bump:
-                    s.load.active -= 1
-                if node.track:
-                    node.own_inflight[i] -= 1
+                req.settle(True, t)
+                if track:
+                    req.pool.own_inflight[i] -= 1  # type: ignore[union-attr]  # (the node it was sent by)
                 if track_service:
                     in_service[i].remove(req)
-                if node.learns:
-                    node.balancer.on_done(s, True, t - req[0])
-                if req[4]:
-                    times.append(t - req[0])
+                if req.measured:
+                    times.append(t - req.t_start)
                     done += 1
+                spare.append(req)
                 w = waiting[i]
                 if w:
                     nxt = w.popleft()
                     seq += 1
-                    heappush(heap, (t + nxt[3], seq, DEPART, i, nxt, tag))
+                    heapreplace(heap, (t + nxt.work, seq, DEPART, i, nxt, tag))  # (one sift, not two)
                     if track_service:
                         in_service[i].append(nxt)
                 else:
                     busy[i] -= 1
-            elif kind == REFRESH or kind == DELIVER:
+                    heappop(heap)
+                continue
+            heappop(heap)
+            if kind == REFRESH or kind == DELIVER:
                 if kind == REFRESH:
                     snapshot = (tuple(count), [tuple(nd.own_inflight) if nd.track else None for nd in nodes])
                     seq += 1
@@ -189,15 +197,11 @@ def simulate(
                 waiting[i].clear()
                 busy[i] = 0
                 count[i] = 0
-                for r in victims:
-                    node, s = r[1], r[2]
-                    if node.bump:
-                        s.load.active -= 1
-                    if node.track:
-                        node.own_inflight[i] -= 1
-                    if node.learns:
-                        node.balancer.on_done(s, False, t - r[0])
-                    if r[4]:
+                for r in victims:  # (not reused: the heap may still hold their departures)
+                    r.settle(False, t)
+                    if track:
+                        r.pool.own_inflight[i] -= 1  # type: ignore[union-attr]
+                    if r.measured:
                         failed += 1
                         done += 1
                 mtbf = groups[i][1].mtbf
@@ -239,10 +243,17 @@ def simulate(
         i = node.index[s]
         if measured:
             sent[i] += 1
+        if spare:
+            req = spare.pop()
+            req.work = work / speed[i]
+            req.measured = measured
+        else:
+            req = Request(work / speed[i], measured)
+        req.take(node, node.held[i], t)  # type: ignore[arg-type]  # (the node plays the pool's part)
         c = count[i]
         if not up[i] or c - busy[i] >= qlimit[i]:
-            if node.learns:
-                node.balancer.on_done(s, False, 0.0)
+            req.settle(False, t)  # refused at once: the server's failure, in no time
+            spare.append(req)
             if measured:
                 done += 1
                 if up[i]:
@@ -250,20 +261,17 @@ def simulate(
                 else:
                     failed += 1
             continue
-        req = (t, node, s, work / speed[i], measured)
         if busy[i] < conc[i]:
             busy[i] += 1
             seq += 1
-            heappush(heap, (t + req[3], seq, DEPART, i, req, epoch[i]))
+            heappush(heap, (t + req.work, seq, DEPART, i, req, epoch[i]))
             if track_service:
                 in_service[i].append(req)
         else:
             waiting[i].append(req)
         c += 1
         count[i] = c
-        if node.bump:
-            s.load.active += 1
-        if node.track:
+        if track:
             node.own_inflight[i] += 1
         if measured and c > maxq[i]:
             maxq[i] = c

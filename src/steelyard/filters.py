@@ -82,7 +82,8 @@ class Headers:
     replaces every field of that name (in the place of the first); ``add(name, value)`` appends
     one; ``remove(name)`` removes every one (none: no error). ``name in headers``,
     ``len(headers)``, and iterating gives ``(name, value)`` pairs in order. Names and values are
-    ``str``; a value with CR, LF or NUL, or a name that is not an HTTP token, raises ``ValueError``.
+    ``str``; a value with CR, LF or NUL, or a name that is not an HTTP token, raises ``ValueError``,
+    as does adding a second Host to a request (a server could read either one).
     """
 
     __slots__ = ("_pairs", "_managed", "changed")
@@ -136,6 +137,8 @@ class Headers:
 
     def add(self, name: str, value: str) -> None:
         self._check(name, value)
+        if self._managed is REQUEST_MANAGED and name.lower() == "host" and "host" in self:
+            raise ValueError("a request has one Host header: set it, not add a second")
         self._pairs.append((name, value))
         self.changed = True
 

@@ -83,6 +83,12 @@ def test_what_a_filter_may_not_set_answers_500_and_nothing_reaches_the_server(ad
     assert ask(lb, "/fine") == 200
 
 
+def test_a_filter_cannot_send_a_second_host_header(adversary) -> None:
+    srv, lb = adversary
+    assert ask(lb, "/twohosts") == 500  # (routing would read one Host, the server perhaps the other)
+    assert heads_seen(srv) == []
+
+
 def rst_close(s: socket.socket) -> None:
     s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     s.close()

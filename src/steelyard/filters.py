@@ -183,13 +183,28 @@ class Response:
     __slots__ = ("status", "headers", "body")
 
     def __init__(self, status: int, headers: Fields | None = None, body: bytes | str = b"") -> None:
-        if not isinstance(status, int) or not 200 <= status <= 599:
-            raise ValueError(f"a filter's response status is 200-599; got {status!r}")
+        if not isinstance(body, (str, bytes, bytearray, memoryview)):
+            raise TypeError(f"a filter's response body is bytes or str; got {type(body).__name__}")
         self.status = status
         self.headers = headers if isinstance(headers, Headers) else Headers(headers or ())
         self.body = body.encode() if isinstance(body, str) else bytes(body)
-        if status in (204, 304) and self.body:
-            raise ValueError(f"a {status} response has no body")
+        problem = self._problem()
+        if problem:
+            raise ValueError(problem)
+
+    def _problem(self) -> str:
+        """What is wrong with this response as it stands ("" if nothing): checked again when a
+        filter returns it, since its attributes may have been changed after it was built."""
+        status, body = self.status, self.body
+        if not isinstance(status, int) or isinstance(status, bool) or not 200 <= status <= 599:
+            return f"a filter's response status is 200-599; got {status!r}"
+        if not isinstance(body, (bytes, bytearray)):
+            return f"a filter's response body is bytes or str (given to Response); got {type(body).__name__}"
+        if not isinstance(self.headers, Headers):
+            return f"a filter's response headers are Headers; got {type(self.headers).__name__}"
+        if status in (204, 304) and body:
+            return f"a {status} response has no body"
+        return ""
 
     def render(self, close: bool, head_only: bool = False) -> bytes:
         """The response as it goes to the client."""

@@ -89,6 +89,24 @@ def test_a_filter_cannot_send_a_second_host_header(adversary) -> None:
     assert heads_seen(srv) == []
 
 
+def test_a_response_with_a_body_not_bytes_or_str_answers_500(adversary) -> None:
+    srv, lb = adversary
+    assert ask(lb, "/body-int") == 500  # (bytes(3) would have been three NUL bytes)
+    assert ask(lb, "/body-list") == 500
+
+
+@pytest.mark.parametrize("path", ["/mutated-status", "/mutated-body", "/mutated-headers"])
+def test_a_response_changed_after_it_was_built_answers_500(adversary, path) -> None:
+    srv, lb = adversary
+    with RawConnection(lb.port) as c:
+        c.send(get(path))
+        assert c.response()[0] == 500  # (not a "101" with a body, nor a connection dropped unanswered)
+        c.send(get("/next"))  # (and the connection goes on)
+        assert c.response()[0] == 200
+    (line,) = lb.wait_for(r"filter tests\.advfilters:Adversary failed in request_filter.*cannot be sent")
+    assert path in line.group(0)
+
+
 def rst_close(s: socket.socket) -> None:
     s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     s.close()

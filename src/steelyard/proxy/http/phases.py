@@ -165,7 +165,11 @@ def run_calls(run: Run, calls: tuple[Call, ...], i: int, args: tuple[Any, ...], 
 
 def _answer_ok(run: Run, call: Call, result: Any) -> bool:
     if isinstance(result, Response) and run._phase in ANSWERING:
-        return True
+        problem = result._problem()  # (changed since it was built: it would be sent as it is)
+        if not problem:
+            return True
+        call[1].failed(run, ValueError(f"returned a Response that cannot be sent: {problem}"))
+        return False
     expected = "None or a Response" if run._phase in ANSWERING else "None"
     call[1].failed(run, TypeError(f"returned {type(result).__name__}; expected {expected}"))
     return False

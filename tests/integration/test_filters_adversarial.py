@@ -107,6 +107,21 @@ def test_a_response_changed_after_it_was_built_answers_500(adversary, path) -> N
     assert path in line.group(0)
 
 
+def test_a_filter_raising_cancelled_error_answers_500(adversary) -> None:
+    srv, lb = adversary
+    assert ask(lb, "/cancelled") == 500
+    assert ask(lb, "/fine") == 200
+
+
+@pytest.mark.parametrize("path", ["/exit", "/aexit"])
+def test_a_filter_calling_sys_exit_fails_its_request_not_the_balancer(inline, balancer, path) -> None:
+    srv = inline(recorder)
+    lb = balancer(config(srv.port, '"Exits"'), env=ENV)
+    assert ask(lb, path) == 500
+    assert ask(lb, "/fine") == 200
+    assert lb.proc.poll() is None
+
+
 def rst_close(s: socket.socket) -> None:
     s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     s.close()

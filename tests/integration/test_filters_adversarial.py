@@ -4,8 +4,10 @@ balancer (and the server's in-flight count) carries on."""
 
 from __future__ import annotations
 
+import signal
 import socket
 import struct
+import textwrap
 
 import pytest
 
@@ -140,3 +142,17 @@ def test_a_client_leaving_while_a_phase_is_awaited_leaves_nothing_in_flight(adve
     assert wait_until(lambda: in_flight(lb) == [0])
     assert ask(lb, "/fine") == 200
     assert not [line for line in lb.lines if "never retrieved" in line or "Fatal error" in line]
+
+
+def test_a_reload_to_a_filter_module_that_exits_on_import_is_refused(inline, balancer, tmp_path) -> None:
+    srv = inline(recorder)
+    (tmp_path / "exits_on_import.py").write_text("import sys\nsys.exit(7)\n")
+    env = {"PYTHONPATH": f"{ENV['PYTHONPATH']}:{tmp_path}"}
+    lb = balancer(config(srv.port, '"Adversary"'), env=env)
+    lb.config_path.write_text(
+        textwrap.dedent(config(srv.port)).replace("tests.advfilters:LogRaises", "exits_on_import:Any")
+    )
+    lb.proc.send_signal(signal.SIGHUP)
+    lb.wait_for(r"failed to import: SystemExit: 7")
+    assert lb.proc.poll() is None
+    assert ask(lb, "/fine") == 200

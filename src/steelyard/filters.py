@@ -82,7 +82,8 @@ class Headers:
     replaces every field of that name (in the place of the first); ``add(name, value)`` appends
     one; ``remove(name)`` removes every one (none: no error). ``name in headers``,
     ``len(headers)``, and iterating gives ``(name, value)`` pairs in order. Names and values are
-    ``str``; a value with CR, LF or NUL, or a name that is not an HTTP token, raises ``ValueError``.
+    ``str``; a value with CR, LF or NUL, or a name that is not an HTTP token, raises ``ValueError``,
+    as does adding a second Host to a request (a server could read either one).
     """
 
     __slots__ = ("_pairs", "_managed", "changed")
@@ -136,6 +137,8 @@ class Headers:
 
     def add(self, name: str, value: str) -> None:
         self._check(name, value)
+        if self._managed is REQUEST_MANAGED and name.lower() == "host" and "host" in self:
+            raise ValueError("a request has one Host header: set it, not add a second")
         self._pairs.append((name, value))
         self.changed = True
 
@@ -180,13 +183,28 @@ class Response:
     __slots__ = ("status", "headers", "body")
 
     def __init__(self, status: int, headers: Fields | None = None, body: bytes | str = b"") -> None:
-        if not isinstance(status, int) or not 200 <= status <= 599:
-            raise ValueError(f"a filter's response status is 200-599; got {status!r}")
+        if not isinstance(body, (str, bytes, bytearray, memoryview)):
+            raise TypeError(f"a filter's response body is bytes or str; got {type(body).__name__}")
         self.status = status
         self.headers = headers if isinstance(headers, Headers) else Headers(headers or ())
         self.body = body.encode() if isinstance(body, str) else bytes(body)
-        if status in (204, 304) and self.body:
-            raise ValueError(f"a {status} response has no body")
+        problem = self._problem()
+        if problem:
+            raise ValueError(problem)
+
+    def _problem(self) -> str:
+        """What is wrong with this response as it stands ("" if nothing): checked again when a
+        filter returns it, since its attributes may have been changed after it was built."""
+        status, body = self.status, self.body
+        if not isinstance(status, int) or isinstance(status, bool) or not 200 <= status <= 599:
+            return f"a filter's response status is 200-599; got {status!r}"
+        if not isinstance(body, (bytes, bytearray)):
+            return f"a filter's response body is bytes or str (given to Response); got {type(body).__name__}"
+        if not isinstance(self.headers, Headers):
+            return f"a filter's response headers are Headers; got {type(self.headers).__name__}"
+        if status in (204, 304) and body:
+            return f"a {status} response has no body"
+        return ""
 
     def render(self, close: bool, head_only: bool = False) -> bytes:
         """The response as it goes to the client."""

@@ -4,9 +4,11 @@ pick holds a lease, so L4 connections and flows are bounded and queued as HTTP r
 from __future__ import annotations
 
 import socket
+import struct
 import threading
 
-from .l4util import WAIT, DnsServer, l4_config
+from .l4util import WAIT, DnsServer, l4_config, wait_until
+from .test_admin import TOKEN, admin_port, api
 
 LIMITED = 'servers = [ {{ address = "{address}", max_conns = 1 }} ]'
 
@@ -80,6 +82,23 @@ def test_a_queued_tcp_client_is_connected_when_a_place_frees_up(inline, balancer
         first.close()  # a place frees up: the second goes to the server
         assert greeting(second) == b"hello 1\n"
         assert greeting(second) == b"early\n"
+    assert counting.most == 1
+
+
+def test_a_tcp_client_that_resets_while_queued_gives_up_its_place(inline, balancer) -> None:
+    counting = Counting()
+    srv = inline(counting)
+    admin = f'\n[admin]\nbind = "127.0.0.1:0"\ntoken = "{TOKEN}"\n'
+    lb = balancer(limited("tcp", srv.address, pool='max_queue = 1\nqueue_timeout = "30s"') + admin)
+    first = connect(lb)
+    assert greeting(first) == b"hello 0\n"
+    second = connect(lb)
+    assert wait_until(lambda: api(admin_port(lb), "GET", "/api/v1/pools/app")[1]["queued"] == 1)
+    second.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    second.close()  # a reset while queued (a FIN is a half-close: that client still gets its server)
+    with connect(lb) as third:  # the one place in the queue is free again: third waits in it
+        first.close()
+        assert greeting(third) == b"hello 1\n"  # (b"": turned away; the one that left never connected)
     assert counting.most == 1
 
 

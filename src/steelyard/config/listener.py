@@ -154,7 +154,7 @@ class FilterConfig(_Model):
         cls = resolve_filter(self.use)
         try:
             self._filter = cls(copy.deepcopy(dict(self.options)))
-        except Exception as exc:  # (whatever the class raises: said by key path, not a traceback)
+        except (Exception, SystemExit) as exc:  # (whatever the class raises: said by key path, not a traceback)
             why = f"missing option {exc.args[0]!r}" if isinstance(exc, KeyError) and exc.args else str(exc)
             raise _Problems([(("options",), f"{self.use}: {why or type(exc).__name__}")]) from None
         return self

@@ -16,7 +16,8 @@ Order (``reload``):
    (stop accepting, finish what is in flight within ``shutdown_grace``).
 4. Requests already in flight finish on the pools they started with; keep-alive connections
    send their next request to the new pools. Requests waiting in an old pool's queue move to
-   the new pool of the same name. Old pools close their idle server connections at once and
+   the new pool of the same name, and the old pool's leases still in flight wake that queue
+   as they end (``PoolRuntime.succeed``). Old pools close their idle server connections at once and
    their busy ones as their requests end.
 5. Runtime changes (the state file) are applied again over the new configuration; a file edit
    that one of them overrides is logged (``changes.overridden``).
@@ -76,7 +77,7 @@ async def reload(rt: Any, new: Any) -> None:
     rt.listeners = kept
     for i, (name, pool) in enumerate(old_pools.items(), 1):
         if name in rt.pools:
-            _move_waiting(pool, rt.pools[name])
+            rt.pools[name].succeed(pool)
             _carry_counters(pool, old_keepers[name], rt.pools[name], rt.health[name])
         old_keepers[name].stop()
         pool.close()
@@ -194,13 +195,6 @@ def _carry_counters(old: Any, old_keeper: Any, new: Any, keeper: Any) -> None:
     ejected = {st.server.name: st.ejected_total for st in old_keeper.health.states}
     for st in keeper.health.states:
         st.ejected_total += ejected.get(st.server.name, 0)
-
-
-def _move_waiting(old: Any, new: Any) -> None:
-    while old.waiting:
-        new.waiting.append(old.waiting.popleft())  # (each takes the new pool when it is granted)
-    if new.waiting:
-        new.wake()
 
 
 async def _retire(listener: Any, grace: float) -> None:

@@ -31,7 +31,8 @@ def load_class(name: str, builtins: dict[str, str], what: str) -> object:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ValueError(f"cannot import module {module_name!r} for {what} {name!r}: {exc}") from None
-    except Exception as exc:  # (the module itself raised while it was imported)
+    except (Exception, SystemExit) as exc:  # (the module itself raised, or called sys.exit(), on import:
+        # on a reload that must refuse the file, not end the process)
         raise ValueError(f"module {module_name!r} failed to import: {type(exc).__name__}: {exc}") from None
     cls = getattr(module, attr, None)
     if cls is None:

@@ -47,7 +47,7 @@ class PoolRuntime:
         "make_upstream", "key_kind", "key_name", "timeout", "limited", "waiting", "max_queue",
         "queue_timeout", "retries", "retry_budget", "retry_header", "retried", "budget", "window_start",
         "completed", "eject_after", "eject_5xx", "on_failing", "known", "retried_total", "answered", "sticky",
-        "draining", "variants", "tables", "published",
+        "draining", "variants", "tables", "published", "successor",
     )  # fmt: skip
 
     def __init__(
@@ -99,6 +99,7 @@ class PoolRuntime:
         # hashing pools: tables reused, or built off the loop (``proxy.tables``)
         self.tables = HashTables({"rng": rng, "clock": clock, "options": options}, self._republish)
         self.published: tuple[Any, ...] = ()  # the last publish's arguments
+        self.successor: PoolRuntime | None = None  # the pool of the same name a reload put in its place
         self.publish(servers)
 
     def publish(
@@ -196,13 +197,27 @@ class PoolRuntime:
 
     def wake(self) -> None:
         """A lease ended (or the servers changed): the longest waiting get servers with room.
-        Each leaves the queue before it picks: what it does may end a lease and wake it again."""
+        Each leaves the queue before it picks: what it does may end a lease and wake it again.
+        A pool a reload replaced shares its queue with its successor (``succeed``): leases taken
+        before the reload still end here, and the places they free go to the new pool's queue."""
+        if self.successor is not None:
+            self.successor.wake()
+            return
         waiting = self.waiting
         while waiting:
             entry = waiting.popleft()
             if entry[0].waiting() and not entry[0].try_again(self):
                 waiting.appendleft(entry)  # every server is still full: it stays first
                 return
+
+    def succeed(self, old: PoolRuntime) -> None:
+        """A reload put this pool in the place of ``old`` (same name): what waits in ``old``'s
+        queue waits here (one queue, shared, so that ``old``'s leases still in flight wake it)."""
+        old.waiting.extend(self.waiting)  # (any that queued here already come after them)
+        self.waiting = old.waiting  # (one deque through every reload: no old pool keeps a stale one)
+        old.successor = self
+        if self.waiting:
+            self.wake()
 
     # -- retries and passive health ----------------------------------------------
 

@@ -142,7 +142,7 @@ def run_calls(run: Run, calls: tuple[Call, ...], i: int, args: tuple[Any, ...], 
         i += 1
         try:
             result = call[0](*args)
-        except Exception as exc:
+        except BaseException as exc:  # (sys.exit() or a stray CancelledError too: that request's 500)
             call[1].failed(run, exc)
             if phase is LOGGING:
                 continue
@@ -165,7 +165,11 @@ def run_calls(run: Run, calls: tuple[Call, ...], i: int, args: tuple[Any, ...], 
 
 def _answer_ok(run: Run, call: Call, result: Any) -> bool:
     if isinstance(result, Response) and run._phase in ANSWERING:
-        return True
+        problem = result._problem()  # (changed since it was built: it would be sent as it is)
+        if not problem:
+            return True
+        call[1].failed(run, ValueError(f"returned a Response that cannot be sent: {problem}"))
+        return False
     expected = "None or a Response" if run._phase in ANSWERING else "None"
     call[1].failed(run, TypeError(f"returned {type(result).__name__}; expected {expected}"))
     return False
@@ -181,10 +185,22 @@ def _gone(run: Run, phase: str) -> bool:
     return down.current is not run._ex or down.dead
 
 
+class FilterExit(Exception):
+    """A filter's coroutine raised SystemExit or KeyboardInterrupt: a task would let either out
+    of the event loop, ending the process; here it fails that one request."""
+
+
+async def _contained(aw: Any) -> Any:
+    try:
+        return await aw
+    except (SystemExit, KeyboardInterrupt) as exc:
+        raise FilterExit(f"{type(exc).__name__}({', '.join(map(repr, exc.args))})") from None
+
+
 def _wait(run: Run, call: Call, aw: Any, calls: tuple[Call, ...], i: int, args: tuple[Any, ...], then: Then) -> None:
     """Wait for ``aw`` (``call``'s result), then go on with ``calls[i:]``."""
     lf, phase = run._lf, run._phase
-    task = asyncio.ensure_future(aw, loop=lf.loop)
+    task = asyncio.ensure_future(_contained(aw), loop=lf.loop)
     timer = lf.loop.call_later(lf.timeout, task.cancel)
     if phase is RESPONSE and run._held is None:
         run._held = Held(run, run._conn, run._down)  # type: ignore[arg-type]  # (set with RESPONSE; stops reading)

@@ -50,17 +50,18 @@ class CheckScheduler:
     def start(self, states: list[ServerState]) -> asyncio.Task:
         check = self.check
         spread = max(check.jitter * check.interval, min(check.interval, len(states) / FIRST_ROUND_RATE))
+        now = self.loop.time()  # (one reading: the round spreads over ``spread`` from now, however long this takes)
         for st in states:
-            self.add(st, spread)
+            self.add(st, spread, now)
         self.task = self.loop.create_task(self._run())
         return self.task
 
-    def add(self, st: ServerState, spread: float | None = None) -> None:
+    def add(self, st: ServerState, spread: float | None = None, now: float | None = None) -> None:
         """Check ``st`` from now on (its first check within ``spread``, default the jitter)."""
         check = self.check
         self.members.add(st)
         width = check.jitter * check.interval if spread is None else spread
-        self._due(st, self.loop.time() + self.rng.uniform(0, width))
+        self._due(st, (self.loop.time() if now is None else now) + self.rng.uniform(0, width))
 
     def forget(self, st: ServerState) -> None:
         self.members.discard(st)  # (its heap entry is skipped when it comes up)

@@ -111,7 +111,7 @@ def test_setting_path_or_query_rewrites_the_target() -> None:
     assert (req.path, req.query, ex.url) == ("/c", "z", b"/c?z")
 
 
-@pytest.mark.parametrize("target", ["c", "/a b", "/a#frag", "/\r\n", "/é☃"])
+@pytest.mark.parametrize("target", ["c", "/a b", "/a#frag", "/\r\n", "/é☃", "/café"])
 def test_a_target_must_be_origin_form_without_spaces(target: str) -> None:
     with pytest.raises(ValueError):
         Request(exchange()).target = target
@@ -121,6 +121,11 @@ def test_a_response_head_reads_the_servers_fields_on_first_use() -> None:
     resp = ResponseHead(200)
     resp._parts = [b"Server", b": ", b"x", b"\r\n"]
     assert resp.headers.get("server") == "x" and ResponseHead(503).headers.get("server") is None
+
+
+def test_a_response_heads_status_is_read_only() -> None:
+    with pytest.raises(AttributeError):
+        ResponseHead(200).status = 500  # type: ignore[misc]
 
 
 def test_the_filter_base_keeps_options_and_defines_no_phase() -> None:

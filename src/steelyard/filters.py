@@ -227,12 +227,16 @@ class ResponseHead:
     """``resp`` in ``response_filter`` and ``logging``: ``status`` (read-only: the framing depends
     on it) and ``headers`` (change them in ``response_filter``; the client gets the change)."""
 
-    __slots__ = ("status", "_headers", "_parts")
+    __slots__ = ("_status", "_headers", "_parts")
 
     def __init__(self, status: int, headers: Headers | None = None) -> None:
-        self.status = status
+        self._status = status
         self._headers = headers
         self._parts: list[bytes] | None = None  # (the server's header fields, turned into Headers on first use)
+
+    @property
+    def status(self) -> int:
+        return self._status
 
     @property
     def headers(self) -> Headers:
@@ -292,8 +296,11 @@ class Request:
 
     @target.setter
     def target(self, value: str) -> None:
-        if not isinstance(value, str) or value[:1] != "/" or _BAD_TARGET.search(value) or not _latin1(value):
-            raise ValueError(f"a request target starts with '/' and has no spaces, controls or '#'; got {value!r}")
+        if not isinstance(value, str) or value[:1] != "/" or _BAD_TARGET.search(value) or not value.isascii():
+            raise ValueError(
+                "a request target starts with '/' and has no spaces, controls, '#' or characters beyond "
+                f"ASCII (percent-encode them: urllib.parse.quote); got {value!r}"
+            )
         self._ex.url = value.encode("latin-1")
 
     @property

@@ -123,6 +123,29 @@ def test_a_response_head_reads_the_servers_fields_on_first_use() -> None:
     assert resp.headers.get("server") == "x" and ResponseHead(503).headers.get("server") is None
 
 
+def test_a_filter_may_not_grow_a_head_past_max_fields() -> None:
+    from steelyard.filters import MAX_FIELDS
+
+    headers = Headers()
+    for i in range(MAX_FIELDS):
+        headers.add(f"X-{i}", "v")
+    with pytest.raises(ValueError, match="at most"):
+        headers.add("X-More", "v")
+    with pytest.raises(ValueError, match="at most"):
+        headers.set("X-New", "v")
+    headers.set("X-0", "replaced")  # (replacing adds no field)
+    assert len(headers) == MAX_FIELDS
+
+
+@pytest.mark.parametrize("host", ["a b", "a/b", "", "a:port", "[::1"])
+def test_a_request_host_set_by_a_filter_must_be_a_host(host: str) -> None:
+    req = Request(exchange())
+    with pytest.raises(ValueError, match="Host"):
+        req.headers.set("Host", host)
+    req.headers.set("Host", "example.test:8080")
+    req.headers.set("host", "[::1]:81")
+
+
 def test_a_response_heads_status_is_read_only() -> None:
     with pytest.raises(AttributeError):
         ResponseHead(200).status = 500  # type: ignore[misc]

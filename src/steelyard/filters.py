@@ -54,6 +54,8 @@ PHASES = ("request_filter", "upstream_request_filter", "response_filter", "loggi
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # (a field value may hold tabs, never CR, LF or NUL)
 _BAD_TARGET = re.compile(r"[\x00-\x20\x7f#]")
+_HOST = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+,;=]+)(?::[0-9]{1,5})?")  # (as the guard's)
+MAX_FIELDS = 1000  # header fields a filter may bring a head to (a client's request: max_header_count)
 RESPONSE_MANAGED = frozenset(name.decode() for name in RESPONSE_SPECIAL)
 REQUEST_MANAGED = frozenset(name.decode() for name in REQUEST_SPECIAL) - {"host", "x-forwarded-for"}
 
@@ -83,7 +85,8 @@ class Headers:
     one; ``remove(name)`` removes every one (none: no error). ``name in headers``,
     ``len(headers)``, and iterating gives ``(name, value)`` pairs in order. Names and values are
     ``str``; a value with CR, LF or NUL, or a name that is not an HTTP token, raises ``ValueError``,
-    as does adding a second Host to a request (a server could read either one).
+    as do adding a second Host to a request (a server could read either one), a Host value that
+    is not a host[:port], and adding a field past ``MAX_FIELDS``.
     """
 
     __slots__ = ("_pairs", "_managed", "changed")
@@ -115,6 +118,12 @@ class Headers:
             raise TypeError(f"a header value is a str; got {type(value).__name__}")
         if _BAD_VALUE.search(value) or not value.isascii() and not _latin1(value):
             raise ValueError(f"header {name}: value {value!r} has CR, LF, NUL or characters outside Latin-1")
+        if lname == "host" and self._managed is REQUEST_MANAGED and not _HOST.fullmatch(value):
+            raise ValueError(f"Host: {value!r} is not a host name or address with an optional port")
+
+    def _room(self) -> None:
+        if len(self._pairs) >= MAX_FIELDS:
+            raise ValueError(f"a head holds at most {MAX_FIELDS} header fields")
 
     def get(self, name: str, default: str | None = None) -> str | None:
         lname = name.lower()
@@ -130,6 +139,8 @@ class Headers:
     def set(self, name: str, value: str) -> None:
         self._check(name, value)
         lname, pairs = name.lower(), self._pairs
+        if lname not in self:
+            self._room()
         at = next((i for i, (n, _) in enumerate(pairs) if n.lower() == lname), None)
         self.remove(name)
         pairs.insert(len(pairs) if at is None else at, (name, value))
@@ -139,6 +150,7 @@ class Headers:
         self._check(name, value)
         if self._managed is REQUEST_MANAGED and name.lower() == "host" and "host" in self:
             raise ValueError("a request has one Host header: set it, not add a second")
+        self._room()
         self._pairs.append((name, value))
         self.changed = True
 

@@ -72,7 +72,7 @@ def ask(lb, path: str) -> int:
 
 REFUSED = [
     "/crlf", "/lf", "/nul", "/nonlatin", "/spacename", "/colonname", "/cl", "/te", "/xfp",
-    "/path-noslash", "/path-space", "/path-absolute", "/path-latin1", "/query-space", "/pool-unknown",
+    "/path-noslash", "/path-space", "/path-absolute", "/path-latin1", "/query-space", "/pool-unknown", "/many",
     "/status-1xx", "/status-999", "/status-0", "/204-body", "/body-none", "/returns-int",
 ]  # fmt: skip
 

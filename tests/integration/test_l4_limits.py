@@ -143,3 +143,18 @@ def test_a_udp_client_past_max_conns_waits_in_the_queue_for_a_flow(balancer) -> 
         assert len(set(flows)) == 2 and flows[:4] == [flows[0]] * 4 and flows[4] != flows[0]
     finally:
         server.close()
+
+
+def test_per_datagram_a_client_keeps_its_flow_when_every_server_is_full(balancer) -> None:
+    server = DnsServer("127.0.0.11")
+    try:
+        lb = balancer(limited("udp", server.address, pool="max_queue = 0", listener="per_datagram = true"))
+        query = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x01a\x00\x00\x01\x00\x01"
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as one:
+            one.settimeout(WAIT)
+            for _ in range(3):  # its own flow holds the one place: later datagrams still go through it
+                one.sendto(query, ("127.0.0.1", lb.port))
+                assert one.recvfrom(512)[0][:2] == b"\x12\x34"
+        assert len({port for _, port in server.sources}) == 1
+    finally:
+        server.close()

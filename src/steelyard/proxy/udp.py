@@ -108,7 +108,7 @@ class Pending:
         return not self.done and self.L.accepting
 
     def try_again(self, pool: "PoolRuntime") -> bool:
-        server = self.L.pick_for(self.addr, queue=False)
+        server = self.L.pick_for(self.addr, drop_full=False)
         if server is FULL:
             return False
         self._end()
@@ -184,8 +184,12 @@ class UdpListener(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: Any) -> None:
         flows = self.flows
         if self.per_datagram:
-            server = self.pick_for(addr)
-            if server is None or server is FULL:
+            server = self.pick_for(addr, drop_full=False)
+            if server is FULL:  # every server holds its max_conns flows: one of them may be this client's
+                server = next((t for t in self.pool.snapshot.servers if (addr, t) in flows), None)
+                if server is None:
+                    self.drop("every server is at its max_conns")
+            if server is None:
                 return
             key = (addr, server)
             flow = flows.get(key)
@@ -211,8 +215,10 @@ class UdpListener(asyncio.DatagramProtocol):
     def error_received(self, exc: Exception) -> None:
         pass  # an ICMP error about a client we answered: nothing to do, the flow expires on its own
 
-    def pick_for(self, addr: Any, queue: bool = True) -> Server | None:
-        """The server for a new flow of ``addr``: None (the datagram is dropped) or ``FULL``."""
+    def pick_for(self, addr: Any, drop_full: bool = True) -> Server | None:
+        """The server for a new flow of ``addr``: None (the datagram is dropped), or ``FULL``
+        when every server is at its max_conns and a client may wait in the queue (``drop_full``:
+        without a queue, that is a drop too; the caller that passes False decides itself)."""
         if not self.accepting:
             return None
         ctx = self.ctx
@@ -224,7 +230,7 @@ class UdpListener(asyncio.DatagramProtocol):
             return None
         if server is None:
             self.drop("no usable server")
-        elif server is FULL and queue and (self.per_datagram or not self.pool.max_queue):
+        elif server is FULL and drop_full and not self.pool.max_queue:
             self.drop("every server is at its max_conns")
             return None
         return server
